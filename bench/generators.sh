@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Generator throughput, Rust `pno generate` vs the Python reference generators
+# (../shared/peers/pde_ref, numpy/scipy), one core each, same machine, same run.
+#
+# usage: bench/generators.sh [PYTHON]      (PYTHON needs numpy + scipy; default python3)
+# prints a Markdown table of seconds/sample and the ratio; raw JSON in $OUT (default /tmp/pno-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-python3}
+OUT=${OUT:-/tmp/pno-bench}
+PEERS=${PEERS:-../shared/peers/pde_ref}
+rm -rf "$OUT"; mkdir -p "$OUT"
+cargo build --release --locked -p pno-cli >&2
+PNO=${CARGO_TARGET_DIR:-target}/release/pno
+
+run() {  # name, then pno generate args
+  local name=$1; shift
+  "$PNO" --json generate "$@" --threads 1 --out "$OUT/data-$name" > "$OUT/rust-$name.json"
+  echo "rust $name: $(cat "$OUT/rust-$name.json" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(f"{1/d["samples_per_second"]:.5g} s/sample")')" >&2
+  rm -rf "$OUT/data-$name"
+}
+run darcy64        darcy --resolution 64 --n 400
+run darcy421       darcy --resolution 421 --n 6
+run darcy_pdebench darcy --config configs/darcy128_pdebench.toml --n 100
+run ns64_ci        navier_stokes --config configs/ns64_ci.toml --n 6
+run burgers1024    burgers --config configs/burgers1024.toml --n 100
+run burgers8192    burgers --config configs/burgers1024.toml --resolution 8192 --n 8
+run ks256          ks --config configs/ks256.toml --n 100
+run heat64         heat --config configs/heat64.toml --n 2000
+run wave64         wave --config configs/wave64.toml --n 2000
+
+"$PY" "$PEERS/bench.py" --no-checks --repeats 3 --out "$OUT/peer.json" >&2
+
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys, os, glob
+out = sys.argv[1]
+peer = {r["name"]: r for rows in json.load(open(f"{out}/peer.json"))["results"].values() for r in rows}
+cases = [  # rust case, peer rows (the fastest available is the baseline), description
+    ("darcy64", ["darcy_fno_64_splu", "darcy_fno_64_cholmod"], "Darcy FNO 64² nodes"),
+    ("darcy421", ["darcy_fno_421_splu", "darcy_fno_421_cholmod"], "Darcy FNO 421² nodes"),
+    ("darcy_pdebench", ["darcy_pdebench_128_splu"], "Darcy PDEBench 128² cells"),
+    ("ns64_ci", ["ns_64_ci_dt1e-3_T10_batch4", "ns_64_ci_dt1e-3_T10_batch1"], "NS 64² ci, dt 1e-3, T 10"),
+    ("burgers1024", ["burgers_1024_T1_batch8", "burgers_1024_T1_batch1"], "Burgers 1024, dt 1e-3, T 1"),
+    ("burgers8192", ["burgers_8192_T1_batch2"], "Burgers 8192, dt 1e-3, T 1"),
+    ("ks256", ["ks_256_L100_T100_batch8", "ks_256_L100_T100_batch1"], "KS 256, L 100, h 0.05, T 100"),
+    ("heat64", ["heat_per_64_exact_21frames"], "Heat 64², 21 exact frames"),
+    ("wave64", ["wave_per_64_exact_21frames"], "Wave 64², 21 exact frames"),
+]
+print("| case | Rust s/sample | Python s/sample (best) | ratio |")
+print("|---|---|---|---|")
+for key, rows, desc in cases:
+    r = json.load(open(f"{out}/rust-{key}.json"))
+    rs = 1.0 / r["samples_per_second"]
+    ps = [(peer[n]["seconds_per_sample"], n) for n in rows if n in peer]
+    if not ps:
+        print(f"| {desc} | {rs:.4g} | n/a | n/a |"); continue
+    p, pn = min(ps)
+    print(f"| {desc} | {rs:.4g} | {p:.4g} (`{pn}`) | **{p / rs:.1f}×** |")
+PYEOF

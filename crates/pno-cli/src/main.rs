@@ -1,0 +1,59 @@
+//! `pno` — generate, check and convert PDE benchmark datasets for probabilistic neural operators.
+//!
+//! ```text
+//! pno generate darcy --config configs/darcy64.toml --n 200 --out data/darcy64
+//! pno data check data/darcy64
+//! ```
+
+mod cmd;
+mod config;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Probabilistic neural operators: PDE data, models that know how sure they are.
+#[derive(Parser, Debug)]
+#[command(name = "pno", version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    /// Print results as one JSON object on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Commands,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  pno generate darcy --config configs/darcy64.toml --n 200 --out data/darcy64
+  pno generate navier_stokes --n 1000 --shard 3/10 --out data/ns64    # 4th of 10 cluster jobs
+  pno data check data/darcy64
+  pno data convert darcy_train_16.pt data/darcy16
+  pno data info data/darcy64 --json";
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Generate a seeded, reproducible dataset with one of the built-in PDE solvers.
+    Generate(cmd::generate::GenerateArgs),
+    /// Inspect, convert and quality-check datasets (ours, neuralop .pt, PDEBench HDF5, npy/npz).
+    Data(cmd::data::DataArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Generate(args) => cmd::generate::run(args, cli.json, cli.quiet),
+        Commands::Data(args) => cmd::data::run(args, cli.json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The common interface of every dataset generator.
+
+use serde::Serialize;
+
+use crate::error::Result;
+
+/// Name and per-sample shape of one generated tensor (channels-first).
+///
+/// Input/target pairs are `x` and `y` shaped `[c, spatial…]`; trajectories are `u` shaped
+/// `[t, c, spatial…]` with the snapshot times given by [`Generator::times`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TensorLayout {
+    /// Tensor name (`x`, `y` or `u`).
+    pub name: String,
+    /// Per-sample shape.
+    pub shape: Vec<usize>,
+}
+
+impl TensorLayout {
+    /// A named layout.
+    pub fn new(name: &str, shape: &[usize]) -> Self {
+        Self {
+            name: name.to_string(),
+            shape: shape.to_vec(),
+        }
+    }
+
+    /// Number of values per sample.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A configured, validated generator of independent samples.
+///
+/// Sample `index` depends only on `(seed, index)` (see [`crate::sample_rng`]), so samples can
+/// be computed in any order, on any thread, in any shard, and give identical values.
+pub trait Generator: Send + Sync {
+    /// PDE name, e.g. `darcy`.
+    fn pde(&self) -> &'static str;
+    /// Recipe name within the PDE, e.g. `fno` or `pdebench`.
+    fn recipe(&self) -> &str;
+    /// One-line description of the numerical method.
+    fn solver(&self) -> String;
+    /// The tensors of one sample, in the order [`Generator::sample`] returns them.
+    fn layout(&self) -> Vec<TensorLayout>;
+    /// Snapshot times of trajectory outputs (`None` for input/target pairs).
+    fn times(&self) -> Option<Vec<f64>>;
+    /// Spatial output resolution, e.g. `[64, 64]`.
+    fn resolution(&self) -> Vec<usize>;
+    /// Every physical and numerical parameter, for the dataset manifest.
+    fn parameters(&self) -> serde_json::Value;
+    /// Computes sample `index`: one flat row-major `f64` vector per tensor of [`Generator::layout`].
+    fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>>;
+}

@@ -1,0 +1,31 @@
+//! Seeded PDE solvers and random-field samplers that generate neural-operator benchmark data.
+//!
+//! Every generator follows a published recipe (see `shared/research/pde-specs.md`), computes in
+//! `f64`, and draws each sample from its own random stream ([`sample_rng`]) so the output is
+//! identical whatever the thread count, order or shard. [`build`] turns a PDE name and a raw
+//! config into a validated [`Generator`].
+//!
+//! ```no_run
+//! let gen = pno_solvers::build("heat", serde_json::json!({"resolution": 16})).unwrap();
+//! let sample = gen.sample(0, 0).unwrap();
+//! assert_eq!(sample.len(), gen.layout().len());
+//! ```
+
+pub mod burgers;
+pub mod darcy;
+mod error;
+pub mod fft2;
+mod generator;
+pub mod grf;
+pub mod heat;
+pub mod ks;
+pub mod navier_stokes;
+mod registry;
+mod rng;
+pub mod samples;
+pub mod wave;
+
+pub use error::{Error, Result};
+pub use generator::{Generator, TensorLayout};
+pub use registry::{PDES, build, canonical_pde};
+pub use rng::sample_rng;

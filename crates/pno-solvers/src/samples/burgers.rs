@@ -1,0 +1,1 @@
+//! Exact and manufactured solutions for burgers (being implemented).

@@ -1,0 +1,1 @@
+//! Exact and manufactured solutions for ks (being implemented).

@@ -1,0 +1,1 @@
+//! Exact and manufactured solutions for navier_stokes (being implemented).
