@@ -40,7 +40,8 @@ fn find_parts(dir: &Path) -> Result<BTreeMap<(usize, usize), PathBuf>> {
 
 /// Whether `dir` looks like a dataset folder of our format.
 pub(crate) fn is_dataset_dir(dir: &Path) -> bool {
-    dir.is_dir() && (dir.join(MANIFEST_FILE).is_file() || find_parts(dir).is_ok_and(|p| !p.is_empty()))
+    dir.is_dir()
+        && (dir.join(MANIFEST_FILE).is_file() || find_parts(dir).is_ok_and(|p| !p.is_empty()))
 }
 
 /// The header of a part manifest with the per-part fields blanked, for consistency checks.
@@ -57,7 +58,12 @@ fn header_key(m: &Manifest) -> Manifest {
 /// Combines part manifests (sorted by index) into one; the result is not validated.
 fn combine(dir: &Path, parts: &[(PathBuf, Manifest)]) -> Result<Manifest> {
     let Some((first_path, first)) = parts.first() else {
-        return Err(Error::format(dir, "manifest", "manifest.json or manifest.part-I-of-K.json", "none"));
+        return Err(Error::format(
+            dir,
+            "manifest",
+            "manifest.json or manifest.part-I-of-K.json",
+            "none",
+        ));
     };
     let key = header_key(first);
     let mut out = first.clone();
@@ -71,7 +77,10 @@ fn combine(dir: &Path, parts: &[(PathBuf, Manifest)]) -> Result<Manifest> {
             return Err(Error::format(
                 path,
                 "header",
-                format!("the same header as {} (apart from shard, files and stats)", first_path.display()),
+                format!(
+                    "the same header as {} (apart from shard, files and stats)",
+                    first_path.display()
+                ),
                 "a different pde/recipe/solver/parameters/seed/n_samples/tensors/times/generator",
             ));
         }
@@ -89,7 +98,11 @@ impl Dataset {
     pub fn open(dir: &Path) -> Result<Dataset> {
         let (ds, count, missing) = Self::open_lenient(dir)?;
         if !missing.is_empty() {
-            return Err(Error::MissingParts { dir: dir.to_path_buf(), count, missing });
+            return Err(Error::MissingParts {
+                dir: dir.to_path_buf(),
+                count,
+                missing,
+            });
         }
         ds.manifest.validate(&ds.manifest_path())?;
         Ok(ds)
@@ -102,31 +115,72 @@ impl Dataset {
         if whole.is_file() {
             let manifest = Manifest::read(&whole)?;
             if manifest.shard != ShardSpec::WHOLE {
-                return Err(Error::format(&whole, "shard", "0/1 in manifest.json", manifest.shard.to_string()));
+                return Err(Error::format(
+                    &whole,
+                    "shard",
+                    "0/1 in manifest.json",
+                    manifest.shard.to_string(),
+                ));
             }
-            return Ok((Dataset { dir: dir.to_path_buf(), manifest }, 1, Vec::new()));
+            return Ok((
+                Dataset {
+                    dir: dir.to_path_buf(),
+                    manifest,
+                },
+                1,
+                Vec::new(),
+            ));
         }
         if !dir.is_dir() {
-            return Err(Error::format(dir, "dataset", "a folder with manifest.json", "not a folder"));
+            return Err(Error::format(
+                dir,
+                "dataset",
+                "a folder with manifest.json",
+                "not a folder",
+            ));
         }
         let found = find_parts(dir)?;
         let Some(&(_, count)) = found.keys().next() else {
-            return Err(Error::format(dir, "manifest", "manifest.json or manifest.part-I-of-K.json", "neither"));
+            return Err(Error::format(
+                dir,
+                "manifest",
+                "manifest.json or manifest.part-I-of-K.json",
+                "neither",
+            ));
         };
         let mut parts = Vec::new();
         for (&(i, k), path) in &found {
             if k != count {
-                return Err(Error::format(path, "part count", format!("{count} (as the other parts)"), k.to_string()));
+                return Err(Error::format(
+                    path,
+                    "part count",
+                    format!("{count} (as the other parts)"),
+                    k.to_string(),
+                ));
             }
             let m = Manifest::read(path)?;
             if m.shard != (ShardSpec { index: i, count: k }) {
-                return Err(Error::format(path, "shard", format!("{i}/{k} (as the file name)"), m.shard.to_string()));
+                return Err(Error::format(
+                    path,
+                    "shard",
+                    format!("{i}/{k} (as the file name)"),
+                    m.shard.to_string(),
+                ));
             }
             parts.push((path.clone(), m));
         }
-        let missing: Vec<usize> = (0..count).filter(|i| !found.contains_key(&(*i, count))).collect();
+        let missing: Vec<usize> = (0..count)
+            .filter(|i| !found.contains_key(&(*i, count)))
+            .collect();
         let manifest = combine(dir, &parts)?;
-        Ok((Dataset { dir: dir.to_path_buf(), manifest }, count, missing))
+        Ok((
+            Dataset {
+                dir: dir.to_path_buf(),
+                manifest,
+            },
+            count,
+            missing,
+        ))
     }
 
     fn manifest_path(&self) -> PathBuf {
@@ -150,7 +204,11 @@ impl Dataset {
 
     /// Names of the stored tensors, in manifest order.
     pub fn tensor_names(&self) -> Vec<&str> {
-        self.manifest.tensors.iter().map(|t| t.name.as_str()).collect()
+        self.manifest
+            .tensors
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect()
     }
 
     /// Path of file number `i`.
@@ -160,37 +218,61 @@ impl Dataset {
 
     /// Verifies the SHA-256 of file number `i` against the manifest.
     pub fn verify_file(&self, i: usize) -> Result<()> {
-        let entry = self
-            .manifest
-            .files
-            .get(i)
-            .ok_or_else(|| Error::invalid("file index", format!("< {}", self.manifest.files.len()), i.to_string()))?;
+        let entry = self.manifest.files.get(i).ok_or_else(|| {
+            Error::invalid(
+                "file index",
+                format!("< {}", self.manifest.files.len()),
+                i.to_string(),
+            )
+        })?;
         let path = self.dir.join(&entry.path);
         let got = sha256_file(&path)?;
         if got != entry.sha256 {
-            return Err(Error::Checksum { path, expected: entry.sha256.clone(), got });
+            return Err(Error::Checksum {
+                path,
+                expected: entry.sha256.clone(),
+                got,
+            });
         }
         Ok(())
     }
 
     /// Reads file number `i`: every tensor of the manifest, each `[n_file, ...spec]`.
     pub fn read_file(&self, i: usize) -> Result<Vec<(String, Tensor)>> {
-        let entry = self
-            .manifest
-            .files
-            .get(i)
-            .ok_or_else(|| Error::invalid("file index", format!("< {}", self.manifest.files.len()), i.to_string()))?;
+        let entry = self.manifest.files.get(i).ok_or_else(|| {
+            Error::invalid(
+                "file index",
+                format!("< {}", self.manifest.files.len()),
+                i.to_string(),
+            )
+        })?;
         let path = self.dir.join(&entry.path);
         let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
-        let st = SafeTensors::deserialize(&bytes)
-            .map_err(|e| Error::format(&path, "safetensors", "a valid safetensors file", e.to_string()))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+            Error::format(
+                &path,
+                "safetensors",
+                "a valid safetensors file",
+                e.to_string(),
+            )
+        })?;
         let mut out = Vec::with_capacity(self.manifest.tensors.len());
         for spec in &self.manifest.tensors {
             let view = st.tensor(&spec.name).map_err(|e| {
-                Error::format(&path, format!("tensor {}", spec.name), "present", e.to_string())
+                Error::format(
+                    &path,
+                    format!("tensor {}", spec.name),
+                    "present",
+                    e.to_string(),
+                )
             })?;
             if view.dtype() != Dtype::F32 {
-                return Err(Error::format(&path, format!("tensor {} dtype", spec.name), "F32", format!("{:?}", view.dtype())));
+                return Err(Error::format(
+                    &path,
+                    format!("tensor {} dtype", spec.name),
+                    "F32",
+                    format!("{:?}", view.dtype()),
+                ));
             }
             let mut shape = vec![entry.n_samples];
             shape.extend_from_slice(&spec.shape);
@@ -203,9 +285,22 @@ impl Dataset {
                 ));
             }
             let data = TensorData::from_le_bytes(crate::tensor::DType::F32, view.data())
-                .ok_or_else(|| Error::format(&path, format!("tensor {} data", spec.name), "whole f32 values", "a partial value"))?;
-            let t = Tensor::new(shape, data)
-                .map_err(|e| Error::format(&path, format!("tensor {} data", spec.name), "data matching the shape", e.to_string()))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        &path,
+                        format!("tensor {} data", spec.name),
+                        "whole f32 values",
+                        "a partial value",
+                    )
+                })?;
+            let t = Tensor::new(shape, data).map_err(|e| {
+                Error::format(
+                    &path,
+                    format!("tensor {} data", spec.name),
+                    "data matching the shape",
+                    e.to_string(),
+                )
+            })?;
             out.push((spec.name.clone(), t));
         }
         Ok(out)
@@ -220,7 +315,12 @@ impl Dataset {
                 format!("{}..{}", range.start, range.end),
             ));
         }
-        let mut acc: Vec<(String, Vec<f32>)> = self.manifest.tensors.iter().map(|t| (t.name.clone(), Vec::new())).collect();
+        let mut acc: Vec<(String, Vec<f32>)> = self
+            .manifest
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), Vec::new()))
+            .collect();
         for (i, e) in self.manifest.files.iter().enumerate() {
             let (lo, hi) = (e.first_sample, e.first_sample + e.n_samples);
             if hi <= range.start || lo >= range.end {
@@ -251,9 +351,18 @@ impl Dataset {
 
     /// Reads one whole tensor, `[n, ...spec]`.
     pub fn read_tensor(&self, name: &str) -> Result<Tensor> {
-        let idx = self.manifest.tensors.iter().position(|t| t.name == name).ok_or_else(|| {
-            Error::invalid("tensor name", format!("one of {:?}", self.tensor_names()), name)
-        })?;
+        let idx = self
+            .manifest
+            .tensors
+            .iter()
+            .position(|t| t.name == name)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "tensor name",
+                    format!("one of {:?}", self.tensor_names()),
+                    name,
+                )
+            })?;
         let all = self.read_samples(0..self.n_samples())?;
         all.into_iter()
             .nth(idx)

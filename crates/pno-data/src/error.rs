@@ -69,7 +69,9 @@ pub enum Error {
         path: PathBuf,
     },
     /// A sharded dataset lacks some of its part manifests.
-    #[error("{dir}: dataset is sharded into {count} parts but parts {missing:?} are missing (expected manifest.part-I-of-{count}.json for each)")]
+    #[error(
+        "{dir}: dataset is sharded into {count} parts but parts {missing:?} are missing (expected manifest.part-I-of-{count}.json for each)"
+    )]
     MissingParts {
         /// The dataset folder.
         dir: PathBuf,
@@ -123,7 +125,10 @@ impl Error {
     }
 
     /// A closure turning an I/O error on `path` into [`Error::Io`].
-    pub(crate) fn io(op: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(
+        op: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.to_path_buf();
         move |source| Self::Io { op, path, source }
     }

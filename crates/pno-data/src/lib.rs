@@ -5,20 +5,41 @@
 //! - Readers for `.npy`/`.npz`, neuraloperator `.pt` and PDEBench HDF5, behind [`open_any`].
 //! - [`convert`] into our format, [`info`] summaries, and [`check`], the data-quality gate.
 
+mod check;
 mod checksum;
+mod convert;
 mod dataset;
 mod error;
+mod hdf5;
+mod info;
 mod manifest;
+mod npy;
+mod npz;
+mod pickle;
+mod pt;
+mod source;
 mod stats;
 mod tensor;
 mod writer;
+
+pub use check::{
+    CheckOptions, CheckReport, CheckResult, HISTOGRAM_BINS, QUANTILE_LEVELS, STATS_FILE, Status,
+    check,
+};
+pub use convert::convert;
+pub use hdf5::{Hdf5Contents, read_hdf5};
+pub use info::{Info, TensorInfo, info};
+pub use npy::{parse_npy, read_npy};
+pub use npz::read_npz;
+pub use pt::{PtContents, read_pt};
+pub use source::{Format, SUPPORTED_FORMATS, SampleSet, Source, open_any};
 
 pub use checksum::{sha256_file, sha256_hex};
 pub use dataset::{Dataset, merge};
 pub use error::{Error, Result};
 pub use manifest::{
-    DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, MANIFEST_FILE, Manifest, TensorEntry, TensorSpec,
-    manifest_file_name,
+    DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, MANIFEST_FILE, Manifest, TensorEntry,
+    TensorSpec, manifest_file_name,
 };
 pub use stats::Moments;
 pub use tensor::{DType, Tensor, TensorData, f16_to_f32};

@@ -136,8 +136,14 @@ impl Manifest {
     /// Reads and validates a manifest file.
     pub fn read(path: &Path) -> Result<Manifest> {
         let bytes = std::fs::read(path).map_err(Error::io("read", path))?;
-        let m: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::format(path, "manifest", "a pno-dataset manifest (JSON)", e.to_string()))?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::format(
+                path,
+                "manifest",
+                "a pno-dataset manifest (JSON)",
+                e.to_string(),
+            )
+        })?;
         m.validate(path)?;
         Ok(m)
     }
@@ -149,12 +155,18 @@ impl Manifest {
 
     /// Checks invariants a reader relies on; `path` names the manifest in errors.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        let f = |field: &str, expected: String, got: String| Err(Error::format(path, field, expected, got));
+        let f = |field: &str, expected: String, got: String| {
+            Err(Error::format(path, field, expected, got))
+        };
         if self.format != FORMAT_NAME {
             return f("format", FORMAT_NAME.into(), self.format.clone());
         }
         if self.format_version != FORMAT_VERSION {
-            return f("format_version", FORMAT_VERSION.to_string(), self.format_version.to_string());
+            return f(
+                "format_version",
+                FORMAT_VERSION.to_string(),
+                self.format_version.to_string(),
+            );
         }
         ShardSpec::new(self.shard.index, self.shard.count)
             .map_err(|_| Error::format(path, "shard", "I/K with I < K", self.shard.to_string()))?;
@@ -163,13 +175,25 @@ impl Manifest {
         }
         for (i, t) in self.tensors.iter().enumerate() {
             if t.dtype != "f32" {
-                return f(&format!("tensors[{i}].dtype"), "f32".into(), t.dtype.clone());
+                return f(
+                    &format!("tensors[{i}].dtype"),
+                    "f32".into(),
+                    t.dtype.clone(),
+                );
             }
             if !valid_name(&t.name) || self.tensors[..i].iter().any(|o| o.name == t.name) {
-                return f(&format!("tensors[{i}].name"), "a unique name of [A-Za-z0-9_-.]".into(), t.name.clone());
+                return f(
+                    &format!("tensors[{i}].name"),
+                    "a unique name of [A-Za-z0-9_-.]".into(),
+                    t.name.clone(),
+                );
             }
             if numel(&t.shape).is_none_or(|n| n == 0 || n > 1 << 40) {
-                return f(&format!("tensors[{i}].shape"), "a non-empty shape".into(), format!("{:?}", t.shape));
+                return f(
+                    &format!("tensors[{i}].shape"),
+                    "a non-empty shape".into(),
+                    format!("{:?}", t.shape),
+                );
             }
         }
         if let Some(times) = &self.times
@@ -181,7 +205,11 @@ impl Manifest {
         let mut next = range.start;
         for (i, e) in self.files.iter().enumerate() {
             if !valid_name(&e.path) {
-                return f(&format!("files[{i}].path"), "a plain file name inside the dataset folder".into(), e.path.clone());
+                return f(
+                    &format!("files[{i}].path"),
+                    "a plain file name inside the dataset folder".into(),
+                    e.path.clone(),
+                );
             }
             if e.first_sample != next || e.n_samples == 0 {
                 return f(
@@ -192,7 +220,11 @@ impl Manifest {
             }
             next = e.first_sample.saturating_add(e.n_samples);
             if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return f(&format!("files[{i}].sha256"), "64 hex digits".into(), e.sha256.clone());
+                return f(
+                    &format!("files[{i}].sha256"),
+                    "64 hex digits".into(),
+                    e.sha256.clone(),
+                );
             }
         }
         if next != range.end {
@@ -207,7 +239,13 @@ impl Manifest {
 
     /// Per-sample specs of the stored tensors.
     pub fn tensor_specs(&self) -> Vec<TensorSpec> {
-        self.tensors.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.clone() }).collect()
+        self.tensors
+            .iter()
+            .map(|t| TensorSpec {
+                name: t.name.clone(),
+                shape: t.shape.clone(),
+            })
+            .collect()
     }
 
     /// Pretty JSON bytes with a trailing newline (the exact bytes written to disk).
@@ -229,5 +267,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && name != "."
         && name != ".."
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }

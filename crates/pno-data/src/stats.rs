@@ -28,7 +28,16 @@ pub struct Moments {
 
 impl Default for Moments {
     fn default() -> Self {
-        Self { count: 0, nan: 0, inf: 0, min: 0.0, max: 0.0, mean: 0.0, std: 0.0, m2: 0.0 }
+        Self {
+            count: 0,
+            nan: 0,
+            inf: 0,
+            min: 0.0,
+            max: 0.0,
+            mean: 0.0,
+            std: 0.0,
+            m2: 0.0,
+        }
     }
 }
 
@@ -67,10 +76,18 @@ impl Moments {
     /// Combines two summaries as if all values had been pushed into one.
     pub fn merge(&self, other: &Moments) -> Moments {
         if self.count == 0 {
-            return Moments { nan: self.nan + other.nan, inf: self.inf + other.inf, ..*other };
+            return Moments {
+                nan: self.nan + other.nan,
+                inf: self.inf + other.inf,
+                ..*other
+            };
         }
         if other.count == 0 {
-            return Moments { nan: self.nan + other.nan, inf: self.inf + other.inf, ..*self };
+            return Moments {
+                nan: self.nan + other.nan,
+                inf: self.inf + other.inf,
+                ..*self
+            };
         }
         let n = (self.count + other.count) as f64;
         let (na, nb) = (self.count as f64, other.count as f64);
@@ -103,19 +120,31 @@ mod tests {
         let mut m = Moments::default();
         m.extend([1.0, 2.0, 3.0, 4.0, f64::NAN, f64::INFINITY]);
         assert_eq!((m.count, m.nan, m.inf), (4, 1, 1));
-        assert_close(&[m.min, m.max, m.mean, m.std], &[1.0, 4.0, 2.5, 1.25f64.sqrt()], 1e-14, 0.0);
+        assert_close(
+            &[m.min, m.max, m.mean, m.std],
+            &[1.0, 4.0, 2.5, 1.25f64.sqrt()],
+            1e-14,
+            0.0,
+        );
     }
 
     #[test]
     fn moments_merge_equals_single_pass() {
-        let xs: Vec<f64> = (0..50).map(|i| (i as f64 * 0.37).sin() * 3.0 + 1.0).collect();
+        let xs: Vec<f64> = (0..50)
+            .map(|i| (i as f64 * 0.37).sin() * 3.0 + 1.0)
+            .collect();
         let mut all = Moments::default();
         all.extend(xs.iter().copied());
         let (mut a, mut b) = (Moments::default(), Moments::default());
         a.extend(xs[..17].iter().copied());
         b.extend(xs[17..].iter().copied());
         let m = a.merge(&b);
-        assert_close(&[m.mean, m.std, m.min, m.max], &[all.mean, all.std, all.min, all.max], 1e-12, 1e-14);
+        assert_close(
+            &[m.mean, m.std, m.min, m.max],
+            &[all.mean, all.std, all.min, all.max],
+            1e-12,
+            1e-14,
+        );
         assert_eq!(m.merge(&Moments::default()).count, 50);
     }
 }

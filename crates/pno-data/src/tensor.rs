@@ -135,7 +135,7 @@ impl TensorData {
 
     /// Decodes little- or big-endian bytes; `None` unless the length fits the element size.
     pub(crate) fn from_bytes(dtype: DType, bytes: &[u8], big_endian: bool) -> Option<Self> {
-        if bytes.len() % dtype.size() != 0 {
+        if !bytes.len().is_multiple_of(dtype.size()) {
             return None;
         }
         macro_rules! decode {
@@ -331,14 +331,27 @@ impl Tensor {
     pub fn permute(&self, perm: &[usize]) -> Result<Self> {
         let rank = self.shape.len();
         let mut seen = vec![false; rank];
-        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
-            return Err(Error::invalid("permutation", format!("a permutation of 0..{rank}"), format!("{perm:?}")));
+        if perm.len() != rank
+            || perm
+                .iter()
+                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::invalid(
+                "permutation",
+                format!("a permutation of 0..{rank}"),
+                format!("{perm:?}"),
+            ));
         }
         let strides = row_major_strides(&self.shape);
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
         let pstrides: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
-        let idx = strided_indices(0, &shape, &pstrides)
-            .ok_or_else(|| Error::invalid("tensor", "a tensor small enough to permute", format!("{:?}", self.shape)))?;
+        let idx = strided_indices(0, &shape, &pstrides).ok_or_else(|| {
+            Error::invalid(
+                "tensor",
+                "a tensor small enough to permute",
+                format!("{:?}", self.shape),
+            )
+        })?;
         let data = self
             .data
             .gather(&idx)
@@ -368,7 +381,11 @@ pub(crate) fn col_major_strides(shape: &[usize]) -> Vec<usize> {
 /// Storage indices `offset + Σ i_k·stride_k` for every multi-index of `shape` in row-major order.
 ///
 /// `None` on arithmetic overflow. Callers check the largest index against their storage.
-pub(crate) fn strided_indices(offset: usize, shape: &[usize], strides: &[usize]) -> Option<Vec<usize>> {
+pub(crate) fn strided_indices(
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Option<Vec<usize>> {
     let n = numel(shape)?;
     let mut out = Vec::with_capacity(n);
     if n == 0 {
@@ -394,11 +411,17 @@ pub(crate) fn strided_indices(offset: usize, shape: &[usize], strides: &[usize])
 }
 
 /// The largest storage index a strided view touches, or `None` for an empty view / overflow.
-pub(crate) fn max_strided_index(offset: usize, shape: &[usize], strides: &[usize]) -> Option<usize> {
+pub(crate) fn max_strided_index(
+    offset: usize,
+    shape: &[usize],
+    strides: &[usize],
+) -> Option<usize> {
     if shape.contains(&0) {
         return None;
     }
-    shape.iter().zip(strides).try_fold(offset, |acc, (&d, &s)| acc.checked_add((d - 1).checked_mul(s)?))
+    shape.iter().zip(strides).try_fold(offset, |acc, (&d, &s)| {
+        acc.checked_add((d - 1).checked_mul(s)?)
+    })
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use safetensors::{Dtype, tensor::TensorView};
 use crate::checksum::sha256_hex;
 use crate::error::{Error, Result};
 use crate::manifest::{
-    DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, TensorEntry, manifest_file_name, resolution,
-    valid_name,
+    DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, TensorEntry,
+    manifest_file_name, resolution, valid_name,
 };
 use crate::stats::Moments;
 use crate::tensor::numel;
@@ -38,7 +38,7 @@ use crate::tensor::numel;
 /// assert_eq!(manifest.files.len(), 2);
 /// let ds = Dataset::open(dir.path())?;
 /// assert_eq!(ds.read_tensor("x")?.shape(), &[3, 1, 2]);
-/// # Ok::<(), pno_data::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct DatasetWriter {
@@ -73,7 +73,10 @@ fn file_name(shard: ShardSpec, index: usize) -> String {
     if shard.count == 1 {
         format!("data-{index:05}.safetensors")
     } else {
-        format!("data.part-{}-of-{}-{index:05}.safetensors", shard.index, shard.count)
+        format!(
+            "data.part-{}-of-{}-{index:05}.safetensors",
+            shard.index, shard.count
+        )
     }
 }
 
@@ -101,18 +104,30 @@ impl DatasetWriter {
             }
             match numel(&t.shape) {
                 Some(n) if n > 0 => numels.push(n),
-                _ => return Err(Error::invalid(format!("tensors[{i}].shape"), "a non-empty shape", format!("{:?}", t.shape))),
+                _ => {
+                    return Err(Error::invalid(
+                        format!("tensors[{i}].shape"),
+                        "a non-empty shape",
+                        format!("{:?}", t.shape),
+                    ));
+                }
             }
         }
         if let Some(times) = &header.times
             && times.iter().any(|t| !t.is_finite())
         {
-            return Err(Error::invalid("times", "finite values", format!("{times:?}")));
+            return Err(Error::invalid(
+                "times",
+                "finite values",
+                format!("{times:?}"),
+            ));
         }
         fs::create_dir_all(dir).map_err(Error::io("create folder", dir))?;
         let manifest_path = dir.join(manifest_file_name(header.shard));
         if manifest_path.exists() {
-            return Err(Error::Exists { path: manifest_path });
+            return Err(Error::Exists {
+                path: manifest_path,
+            });
         }
         let tmp_path = dir.join(format!(
             ".pno-tmp-{}-of-{}-{}",
@@ -121,13 +136,17 @@ impl DatasetWriter {
             std::process::id()
         ));
         if tmp_path.exists() {
-            fs::remove_dir_all(&tmp_path).map_err(Error::io("remove stale temp folder", &tmp_path))?;
+            fs::remove_dir_all(&tmp_path)
+                .map_err(Error::io("remove stale temp folder", &tmp_path))?;
         }
         fs::create_dir(&tmp_path).map_err(Error::io("create temp folder", &tmp_path))?;
         let n = header.tensors.len();
         Ok(Self {
             dir: dir.to_path_buf(),
-            tmp: TempDir { path: tmp_path, armed: true },
+            tmp: TempDir {
+                path: tmp_path,
+                armed: true,
+            },
             header,
             samples_per_file,
             numels,
@@ -148,12 +167,20 @@ impl DatasetWriter {
     /// spec's element count. Samples are pushed in index order of the shard's range.
     pub fn push(&mut self, sample: &[Vec<f32>]) -> Result<()> {
         if sample.len() != self.numels.len() {
-            return Err(Error::invalid("sample", format!("{} tensors", self.numels.len()), sample.len().to_string()));
+            return Err(Error::invalid(
+                "sample",
+                format!("{} tensors", self.numels.len()),
+                sample.len().to_string(),
+            ));
         }
         if self.pushed >= self.expected_samples() {
             return Err(Error::invalid(
                 "sample count",
-                format!("{} samples for shard {}", self.expected_samples(), self.header.shard),
+                format!(
+                    "{} samples for shard {}",
+                    self.expected_samples(),
+                    self.header.shard
+                ),
                 format!("sample number {}", self.pushed + 1),
             ));
         }
@@ -186,21 +213,37 @@ impl DatasetWriter {
         let path = self.tmp.path.join(&name);
         let mut byte_bufs = Vec::with_capacity(self.buffers.len());
         for buf in &self.buffers {
-            byte_bufs.push(buf.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>());
+            byte_bufs.push(
+                buf.iter()
+                    .flat_map(|x| x.to_le_bytes())
+                    .collect::<Vec<u8>>(),
+            );
         }
         let mut views = Vec::with_capacity(self.buffers.len());
         for (spec, bytes) in self.header.tensors.iter().zip(&byte_bufs) {
             let mut shape = vec![self.buffered];
             shape.extend_from_slice(&spec.shape);
-            let view = TensorView::new(Dtype::F32, shape, bytes)
-                .map_err(|e| Error::invalid(format!("tensor {}", spec.name), "a valid safetensors view", e.to_string()))?;
+            let view = TensorView::new(Dtype::F32, shape, bytes).map_err(|e| {
+                Error::invalid(
+                    format!("tensor {}", spec.name),
+                    "a valid safetensors view",
+                    e.to_string(),
+                )
+            })?;
             views.push((spec.name.clone(), view));
         }
-        let bytes = safetensors::serialize(views, None)
-            .map_err(|e| Error::invalid("safetensors file", "serialisable tensors", e.to_string()))?;
+        let bytes = safetensors::serialize(views, None).map_err(|e| {
+            Error::invalid("safetensors file", "serialisable tensors", e.to_string())
+        })?;
         pno_core::atomic_write(&path, &bytes)?;
-        let first = self.header.shard.range(self.header.n_samples).start + self.pushed - self.buffered;
-        self.files.push(FileEntry { path: name, first_sample: first, n_samples: self.buffered, sha256: sha256_hex(&bytes) });
+        let first =
+            self.header.shard.range(self.header.n_samples).start + self.pushed - self.buffered;
+        self.files.push(FileEntry {
+            path: name,
+            first_sample: first,
+            n_samples: self.buffered,
+            sha256: sha256_hex(&bytes),
+        });
         for b in &mut self.buffers {
             b.clear();
         }
@@ -213,14 +256,20 @@ impl DatasetWriter {
         if self.pushed != self.expected_samples() {
             return Err(Error::invalid(
                 "sample count",
-                format!("{} samples for shard {}", self.expected_samples(), self.header.shard),
+                format!(
+                    "{} samples for shard {}",
+                    self.expected_samples(),
+                    self.header.shard
+                ),
                 self.pushed.to_string(),
             ));
         }
         self.flush()?;
         let manifest_path = self.dir.join(manifest_file_name(self.header.shard));
         if manifest_path.exists() {
-            return Err(Error::Exists { path: manifest_path });
+            return Err(Error::Exists {
+                path: manifest_path,
+            });
         }
         let h = &self.header;
         let trajectory = h.times.is_some();
@@ -233,12 +282,21 @@ impl DatasetWriter {
             parameters: h.parameters.clone(),
             seed: h.seed,
             n_samples: h.n_samples,
-            resolution: h.tensors.first().map(|t| resolution(&t.shape, trajectory)).unwrap_or_default(),
+            resolution: h
+                .tensors
+                .first()
+                .map(|t| resolution(&t.shape, trajectory))
+                .unwrap_or_default(),
             tensors: h
                 .tensors
                 .iter()
                 .zip(&self.stats)
-                .map(|(t, s)| TensorEntry { name: t.name.clone(), dtype: "f32".into(), shape: t.shape.clone(), stats: *s })
+                .map(|(t, s)| TensorEntry {
+                    name: t.name.clone(),
+                    dtype: "f32".into(),
+                    shape: t.shape.clone(),
+                    stats: *s,
+                })
                 .collect(),
             times: h.times.clone(),
             shard: h.shard,
@@ -264,7 +322,8 @@ impl DatasetWriter {
             }
             return Err(e);
         }
-        fs::remove_dir_all(&self.tmp.path).map_err(Error::io("remove temp folder", &self.tmp.path))?;
+        fs::remove_dir_all(&self.tmp.path)
+            .map_err(Error::io("remove temp folder", &self.tmp.path))?;
         self.tmp.armed = false;
         Ok(manifest)
     }

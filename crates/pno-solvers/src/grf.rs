@@ -48,10 +48,10 @@ impl GrfPeriodic {
         if !(self.tau.is_finite() && self.tau > 0.0) {
             return Err(Error::config(&format!("{field}.tau"), "a finite number > 0", self.tau));
         }
-        if let Some(s) = self.sigma {
-            if !(s.is_finite() && s >= 0.0) {
-                return Err(Error::config(&format!("{field}.sigma"), "a finite number >= 0", s));
-            }
+        if let Some(s) = self.sigma
+            && !(s.is_finite() && s >= 0.0)
+        {
+            return Err(Error::config(&format!("{field}.sigma"), "a finite number >= 0", s));
         }
         Ok(())
     }

@@ -5,15 +5,16 @@
 //! identical whatever the thread count, order or shard. [`build`] turns a PDE name and a raw
 //! config into a validated [`Generator`].
 //!
-//! ```no_run
-//! let gen = pno_solvers::build("heat", serde_json::json!({"resolution": 16})).unwrap();
-//! let sample = gen.sample(0, 0).unwrap();
-//! assert_eq!(sample.len(), gen.layout().len());
+//! ```
+//! let g = pno_solvers::build("heat", serde_json::json!({"resolution": 16})).unwrap();
+//! let sample = g.sample(0, 0).unwrap();
+//! assert_eq!(sample.len(), g.layout().len());
 //! ```
 
 pub mod burgers;
 pub mod darcy;
 mod error;
+pub mod etdrk4;
 pub mod fft2;
 mod generator;
 pub mod grf;

@@ -71,8 +71,8 @@ fn generate_shards_together_equal_the_unsharded_run() {
     let parts_ds = pno_data::Dataset::open(&parts).unwrap();
     let u_whole = whole_ds.read_tensor("u").unwrap();
     let u_parts = parts_ds.read_tensor("u").unwrap();
-    assert_eq!(u_whole.shape, vec![7, 3, 1, 16, 16]);
-    assert_eq!(u_parts.shape, u_whole.shape);
+    assert_eq!(u_whole.shape(), &[7, 3, 1, 16, 16]);
+    assert_eq!(u_parts.shape(), u_whole.shape());
     assert_eq!(u_parts.to_f32_vec(), u_whole.to_f32_vec());
     // the quality gate accepts the assembled parts
     pno_ok(&["data", "check", parts.to_str().unwrap()]);

@@ -1,4 +1,5 @@
 //! Integration tests of the `pno` binary: real processes, real files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod data;
 mod generate;

@@ -26,7 +26,11 @@ pub struct GrfNeumann {
 
 impl std::fmt::Debug for GrfNeumann {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GrfNeumann(alpha={}, tau={}, s={})", self.alpha, self.tau, self.s)
+        write!(
+            f,
+            "GrfNeumann(alpha={}, tau={}, s={})",
+            self.alpha, self.tau, self.s
+        )
     }
 }
 
@@ -36,7 +40,13 @@ impl GrfNeumann {
         let dct = DctPlanner::new().plan_dct3(s);
         // rustdct's DCT-III computes X_0/2 + Σ_{k≥1} X_k cos(πk(2m+1)/(2s)); to obtain
         // c_0 = 1, c_k = √2 the inputs are scaled by c'_0 = 2, c'_k = √2 along each axis.
-        let c = |k: usize| if k == 0 { 2.0 } else { std::f64::consts::SQRT_2 };
+        let c = |k: usize| {
+            if k == 0 {
+                2.0
+            } else {
+                std::f64::consts::SQRT_2
+            }
+        };
         let mut scale = vec![0.0; s * s];
         for k1 in 0..s {
             for k2 in 0..s {
@@ -78,7 +88,9 @@ impl GrfNeumann {
     /// Draws `s²` standard normals (row-major `(k1, k2)`, the `(0,0)` draw is discarded) and
     /// synthesises the field, row-major `[x, y]`.
     pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Vec<f64> {
-        let xi: Vec<f64> = (0..self.s * self.s).map(|_| rng.sample(StandardNormal)).collect();
+        let xi: Vec<f64> = (0..self.s * self.s)
+            .map(|_| rng.sample(StandardNormal))
+            .collect();
         self.synthesize(xi)
     }
 
@@ -163,7 +175,14 @@ mod tests {
             for row in t.chunks_exact_mut(s) {
                 dct2.process_dct2(row);
             }
-            let w = |k: usize| (2.0 / s as f64).sqrt() * if k == 0 { std::f64::consts::FRAC_1_SQRT_2 } else { 1.0 };
+            let w = |k: usize| {
+                (2.0 / s as f64).sqrt()
+                    * if k == 0 {
+                        std::f64::consts::FRAC_1_SQRT_2
+                    } else {
+                        1.0
+                    }
+            };
             for k1 in 0..s {
                 for k2 in 0..s {
                     let c = t[k2 * s + k1] * w(k1) * w(k2);

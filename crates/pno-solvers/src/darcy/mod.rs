@@ -25,7 +25,7 @@ mod grf_neumann;
 mod stencil;
 
 pub use grf_neumann::GrfNeumann;
-pub use stencil::{Stencil5, Stencil5Factor, apply as stencil5_apply};
+pub use stencil::{Ordering, Stencil5, Stencil5Factor, apply as stencil5_apply, nested_dissection};
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -117,7 +117,11 @@ fn positive(field: &str, v: f64) -> Result<f64> {
 
 fn unused(field: &str, v: Option<f64>, recipe: &str) -> Result<()> {
     match v {
-        Some(x) => Err(Error::config(field, format!("no value (not used by recipe `{recipe}`)"), x)),
+        Some(x) => Err(Error::config(
+            field,
+            format!("no value (not used by recipe `{recipe}`)"),
+            x,
+        )),
         None => Ok(()),
     }
 }
@@ -128,7 +132,13 @@ impl DarcyConfig {
         let recipe = match self.recipe.as_str() {
             "fno" => DarcyRecipe::Fno,
             "pdebench" => DarcyRecipe::Pdebench,
-            other => return Err(Error::config("recipe", "\"fno\" or \"pdebench\"", format!("\"{other}\""))),
+            other => {
+                return Err(Error::config(
+                    "recipe",
+                    "\"fno\" or \"pdebench\"",
+                    format!("\"{other}\""),
+                ));
+            }
         };
         let a_pos;
         let a_neg;
@@ -147,7 +157,10 @@ impl DarcyConfig {
                 if solve_resolution < resolution || (solve_resolution - 1) % (resolution - 1) != 0 {
                     return Err(Error::config(
                         "solve_resolution",
-                        format!("K >= resolution with (K-1) % (resolution-1) == 0, e.g. {}", 2 * resolution - 1),
+                        format!(
+                            "K >= resolution with (K-1) % (resolution-1) == 0, e.g. {}",
+                            2 * resolution - 1
+                        ),
                         solve_resolution,
                     ));
                 }
@@ -188,7 +201,11 @@ impl DarcyConfig {
             }
         }
         if solve_resolution > 8193 {
-            return Err(Error::config("solve_resolution", "at most 8193", solve_resolution));
+            return Err(Error::config(
+                "solve_resolution",
+                "at most 8193",
+                solve_resolution,
+            ));
         }
         Ok(DarcyParams {
             recipe,
@@ -289,17 +306,30 @@ pub fn solve_cell_fv(stencil: &Stencil5, a: &[f64], beta: f64, index: u64) -> Re
 
 /// PDEBench coefficient: five Gaussian blobs on the `s × s` cell centres, thresholded at the
 /// per-sample mean to `a_pos`/`a_neg`. Draws `c_x[5]`, `c_y[5]`, `s_m[5]` in that order.
-pub fn pdebench_coefficient<R: Rng + ?Sized>(rng: &mut R, s: usize, a_pos: f64, a_neg: f64) -> Vec<f64> {
+pub fn pdebench_coefficient<R: Rng + ?Sized>(
+    rng: &mut R,
+    s: usize,
+    a_pos: f64,
+    a_neg: f64,
+) -> Vec<f64> {
     const N_BLOBS: usize = 5;
     let cx: Vec<f64> = (0..N_BLOBS).map(|_| rng.random::<f64>()).collect();
     let cy: Vec<f64> = (0..N_BLOBS).map(|_| rng.random::<f64>()).collect();
     // s_m = L/2 · U(0,1] (1 − U[0,1) avoids a zero width)
-    let w: Vec<f64> = (0..N_BLOBS).map(|_| 0.5 * (1.0 - rng.random::<f64>())).collect();
+    let w: Vec<f64> = (0..N_BLOBS)
+        .map(|_| 0.5 * (1.0 - rng.random::<f64>()))
+        .collect();
     let xc: Vec<f64> = (0..s).map(|i| (i as f64 + 0.5) / s as f64).collect();
     let mut nu = vec![0.0; s * s];
     for m in 0..N_BLOBS {
-        let gx: Vec<f64> = xc.iter().map(|x| (-(x - cx[m]).powi(2) / w[m]).exp()).collect();
-        let gy: Vec<f64> = xc.iter().map(|y| (-(y - cy[m]).powi(2) / w[m]).exp()).collect();
+        let gx: Vec<f64> = xc
+            .iter()
+            .map(|x| (-(x - cx[m]).powi(2) / w[m]).exp())
+            .collect();
+        let gy: Vec<f64> = xc
+            .iter()
+            .map(|y| (-(y - cy[m]).powi(2) / w[m]).exp())
+            .collect();
         for (i, row) in nu.chunks_exact_mut(s).enumerate() {
             for (v, g) in row.iter_mut().zip(&gy) {
                 *v += gx[i] * g;
@@ -307,7 +337,9 @@ pub fn pdebench_coefficient<R: Rng + ?Sized>(rng: &mut R, s: usize, a_pos: f64, 
         }
     }
     let mean = nu.iter().sum::<f64>() / (s * s) as f64;
-    nu.iter().map(|&v| if v > mean { a_pos } else { a_neg }).collect()
+    nu.iter()
+        .map(|&v| if v > mean { a_pos } else { a_neg })
+        .collect()
 }
 
 /// The Darcy generator (both recipes).
@@ -324,11 +356,19 @@ impl Darcy {
         let (stencil, grf) = match params.recipe {
             DarcyRecipe::Fno => (
                 Stencil5::new(params.solve_resolution - 2)?,
-                Some(GrfNeumann::new(params.alpha, params.tau, params.solve_resolution)),
+                Some(GrfNeumann::new(
+                    params.alpha,
+                    params.tau,
+                    params.solve_resolution,
+                )),
             ),
             DarcyRecipe::Pdebench => (Stencil5::new(params.solve_resolution)?, None),
         };
-        Ok(Self { params, stencil, grf })
+        Ok(Self {
+            params,
+            stencil,
+            grf,
+        })
     }
 
     /// The resolved parameters.
@@ -408,12 +448,12 @@ impl Generator for Darcy {
         let p = &self.params;
         match p.recipe {
             DarcyRecipe::Fno => format!(
-                "5-point finite differences (arithmetic-mean faces) on {k}x{k} nodes, faer sparse Cholesky (AMD, symbolic reused), stride {s} subsample",
+                "5-point finite differences (arithmetic-mean faces) on {k}x{k} nodes, faer sparse Cholesky (AMD below 128^2 unknowns, nested dissection above; symbolic reused), stride {s} subsample",
                 k = p.solve_resolution,
                 s = self.stride()
             ),
             DarcyRecipe::Pdebench => format!(
-                "cell-centred finite volumes on {k}x{k} cells (zero ghost cells), direct faer sparse Cholesky (AMD, symbolic reused), stride {s} subsample",
+                "cell-centred finite volumes on {k}x{k} cells (zero ghost cells), direct faer sparse Cholesky (AMD below 128^2 unknowns, nested dissection above; symbolic reused), stride {s} subsample",
                 k = p.solve_resolution,
                 s = self.stride()
             ),
@@ -422,7 +462,10 @@ impl Generator for Darcy {
 
     fn layout(&self) -> Vec<TensorLayout> {
         let r = self.params.resolution;
-        vec![TensorLayout::new("x", &[1, r, r]), TensorLayout::new("y", &[1, r, r])]
+        vec![
+            TensorLayout::new("x", &[1, r, r]),
+            TensorLayout::new("y", &[1, r, r]),
+        ]
     }
 
     fn times(&self) -> Option<Vec<f64>> {
@@ -451,7 +494,7 @@ impl Generator for Darcy {
                 "forcing": p.source,
                 "boundary": "u = 0",
                 "discretisation": "5-point FD, arithmetic-mean face coefficients",
-                "linear_solver": "faer sparse Cholesky, AMD ordering",
+                "linear_solver": "faer sparse Cholesky, symbolic factorisation reused (AMD ordering below 128^2 unknowns, geometric nested dissection above)",
             }),
             DarcyRecipe::Pdebench => json!({
                 "recipe": "pdebench",
@@ -467,14 +510,18 @@ impl Generator for Darcy {
                 "beta": p.source,
                 "boundary": "u = 0 ghost cells",
                 "discretisation": "finite volumes, face coefficient (aL+aR)/2, boundary face = cell a",
-                "linear_solver": "faer sparse Cholesky, AMD ordering",
+                "linear_solver": "faer sparse Cholesky, symbolic factorisation reused (AMD ordering below 128^2 unknowns, geometric nested dissection above)",
             }),
         }
     }
 
     fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
         let (a, u) = self.solve_full(seed, index)?;
-        let (k, r, st) = (self.params.solve_resolution, self.params.resolution, self.stride());
+        let (k, r, st) = (
+            self.params.solve_resolution,
+            self.params.resolution,
+            self.stride(),
+        );
         Ok(vec![subsample(&a, k, r, st), subsample(&u, k, r, st)])
     }
 }
@@ -485,7 +532,6 @@ pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
     let params = cfg.validate()?;
     Ok(Box::new(Darcy::new(params)?))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -512,10 +558,16 @@ mod tests {
 
     #[test]
     fn node_fd_manufactured_solution_converges_second_order() {
-        let errs: Vec<(f64, f64)> = [17, 33, 65].iter().map(|&k| manufactured_errors(k)).collect();
+        let errs: Vec<(f64, f64)> = [17, 33, 65]
+            .iter()
+            .map(|&k| manufactured_errors(k))
+            .collect();
         for w in errs.windows(2) {
             let (oinf, ol2) = ((w[0].0 / w[1].0).log2(), (w[0].1 / w[1].1).log2());
-            eprintln!("darcy manufactured: Linf {:.3e} -> {:.3e} order {oinf:.3}; L2 {:.3e} -> {:.3e} order {ol2:.3}", w[0].0, w[1].0, w[0].1, w[1].1);
+            eprintln!(
+                "darcy manufactured: Linf {:.3e} -> {:.3e} order {oinf:.3}; L2 {:.3e} -> {:.3e} order {ol2:.3}",
+                w[0].0, w[1].0, w[0].1, w[1].1
+            );
             assert!((oinf - 2.0).abs() < 0.15, "Linf order {oinf}");
             assert!((ol2 - 2.0).abs() < 0.15, "L2 order {ol2}");
         }
@@ -541,7 +593,10 @@ mod tests {
         );
         // O(h^2) discretisation error, h = 1/64
         assert!((max - oracle::TORSION_MAX).abs() < 2e-4, "{max}");
-        assert!((integral - oracle::TORSION_INTEGRAL).abs() < 1e-3, "{integral}");
+        assert!(
+            (integral - oracle::TORSION_INTEGRAL).abs() < 1e-3,
+            "{integral}"
+        );
     }
 
     #[test]
@@ -555,7 +610,10 @@ mod tests {
         for index in 0..3 {
             let out = g.sample(5, index).unwrap();
             let (a, u) = (&out[0], &out[1]);
-            assert!(a.iter().all(|&v| v == 3.0 || v == 12.0), "coefficient values must be 3 or 12");
+            assert!(
+                a.iter().all(|&v| v == 3.0 || v == 12.0),
+                "coefficient values must be 3 or 12"
+            );
             assert!(a.contains(&3.0) && a.contains(&12.0));
             for i in 0..k {
                 for j in 0..k {
@@ -568,14 +626,23 @@ mod tests {
                 }
             }
             let comp = h * h * u.iter().sum::<f64>();
-            assert!(c_lap / 12.0 <= comp && comp <= c_lap / 3.0, "compliance {comp} not in [{}, {}]", c_lap / 12.0, c_lap / 3.0);
+            assert!(
+                c_lap / 12.0 <= comp && comp <= c_lap / 3.0,
+                "compliance {comp} not in [{}, {}]",
+                c_lap / 12.0,
+                c_lap / 3.0
+            );
             // residual through the matrix-free operator
             let (diag, wx, wy) = node_fd_weights(a, k);
             let n = k - 2;
             let x: Vec<f64> = (0..n * n).map(|p| u[(p / n + 1) * k + p % n + 1]).collect();
             let r = stencil5_apply(n, &diag, &wx, &wy, &x);
             let res = (r.iter().map(|v| (v - 1.0).powi(2)).sum::<f64>() / (n * n) as f64).sqrt();
-            eprintln!("darcy fno K=48 sample {index}: compliance {comp:.4e} in [{:.4e}, {:.4e}], residual {res:.2e}", c_lap / 12.0, c_lap / 3.0);
+            eprintln!(
+                "darcy fno K=48 sample {index}: compliance {comp:.4e} in [{:.4e}, {:.4e}], residual {res:.2e}",
+                c_lap / 12.0,
+                c_lap / 3.0
+            );
             assert!(res <= 1e-10, "relative residual {res}");
         }
     }
@@ -595,7 +662,13 @@ mod tests {
     fn fno_subsampled_output_matches_fine_solve() {
         let r = 17;
         let g = fno(json!({"resolution": r, "solve_resolution": 2 * r - 1}));
-        assert_eq!(g.layout(), vec![TensorLayout::new("x", &[1, r, r]), TensorLayout::new("y", &[1, r, r])]);
+        assert_eq!(
+            g.layout(),
+            vec![
+                TensorLayout::new("x", &[1, r, r]),
+                TensorLayout::new("y", &[1, r, r])
+            ]
+        );
         let out = g.sample(1, 4).unwrap();
         let (a, u) = g.solve_full(1, 4).unwrap();
         let k = 2 * r - 1;
@@ -631,7 +704,10 @@ mod tests {
             assert!(s1[1].iter().all(|&v| v > 0.0));
             let scaled: Vec<f64> = s1[1].iter().map(|v| 10.0 * v).collect();
             let lin = rel_l2(&s10[1], &scaled);
-            eprintln!("darcy pdebench linearity rel L2 {lin:.2e}, max u {:.4}", s1[1].iter().fold(0.0f64, |m, &v| m.max(v)));
+            eprintln!(
+                "darcy pdebench linearity rel L2 {lin:.2e}, max u {:.4}",
+                s1[1].iter().fold(0.0f64, |m, &v| m.max(v))
+            );
             assert!(lin < 1e-12);
             // residual of the FV system
             let (diag, wx, wy) = cell_fv_weights(&s1[0], 32);
@@ -653,7 +729,8 @@ mod tests {
         let v: Vec<f64> = (0..s * s)
             .map(|p| ((p / s + 1) as f64 * th(m1)).sin() * ((p % s + 1) as f64 * th(m2)).sin())
             .collect();
-        let lam = (s * s) as f64 * (4.0 * (th(m1) / 2.0).sin().powi(2) + 4.0 * (th(m2) / 2.0).sin().powi(2));
+        let lam = (s * s) as f64
+            * (4.0 * (th(m1) / 2.0).sin().powi(2) + 4.0 * (th(m2) / 2.0).sin().powi(2));
         let (diag, wx, wy) = cell_fv_weights(&vec![1.0; s * s], s);
         let f = st.factor(&diag, &wx, &wy, 0).unwrap();
         let mut x: Vec<f64> = v.iter().map(|t| t * lam).collect();
@@ -688,7 +765,8 @@ mod tests {
         let g = build(json!({"recipe": "pdebench"})).unwrap();
         assert_eq!(g.resolution(), vec![128, 128]);
         assert_eq!(g.parameters()["a_neg"], 0.1);
-        let toml_cfg: serde_json::Value = toml::from_str("recipe = \"fno\"\nresolution = 85\nsolve_resolution = 421\n").unwrap();
+        let toml_cfg: serde_json::Value =
+            toml::from_str("recipe = \"fno\"\nresolution = 85\nsolve_resolution = 421\n").unwrap();
         let cfg: DarcyConfig = crate::registry::parse("darcy", toml_cfg).unwrap();
         assert_eq!(cfg.validate().unwrap().solve_resolution, 421);
     }

@@ -35,5 +35,7 @@ pub fn manufactured_f(x: f64, y: f64) -> f64 {
 /// Evaluates `g` on the `k × k` node grid `x_i = i/(k−1)`, row-major `[x, y]`.
 pub fn on_nodes(k: usize, g: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     let h = 1.0 / (k - 1) as f64;
-    (0..k * k).map(|p| g((p / k) as f64 * h, (p % k) as f64 * h)).collect()
+    (0..k * k)
+        .map(|p| g((p / k) as f64 * h, (p % k) as f64 * h))
+        .collect()
 }
