@@ -256,6 +256,10 @@ struct NsWork {
     fwd: Vec<Complex64>,
     /// one row of a half spectrum (length nk) per field
     row: Vec<Complex64>,
+    /// the four inverse spectra transposed to `[j][x][k_y]`
+    tr4: Vec<Complex64>,
+    /// rfft rows of the product, `[x][k_y]`
+    rows: Vec<Complex64>,
     /// real rows (length n) of u_x, u_y, ω_x, ω_y and the product
     phys: Vec<f64>,
     scratch: Vec<Complex64>,
@@ -333,6 +337,8 @@ impl NsSpectral {
             spec4: vec![ZERO; 4 * self.nk * self.n],
             fwd: vec![ZERO; self.nk * self.n],
             row: vec![ZERO; self.nk],
+            tr4: vec![ZERO; 4 * self.nk * self.n],
+            rows: vec![ZERO; self.nk * self.n],
             phys: vec![0.0; 5 * self.n],
             scratch: vec![ZERO; scratch],
         }
@@ -411,46 +417,53 @@ impl NsSpectral {
             }
             self.ifft_x.process_with_scratch(spec4, &mut ws.scratch);
         }
+        for j in 0..4 {
+            transpose(
+                &ws.spec4[j * m..(j + 1) * m],
+                &mut ws.tr4[j * m..(j + 1) * m],
+                nk,
+                n,
+            );
+        }
         let mut umax2: f64 = 0.0;
         let mut usum = 0.0;
         let kc1 = self.kc + 1;
-        for x in 0..n {
+        {
             let NsWork {
-                spec4,
-                row,
+                tr4,
+                rows,
                 phys,
                 scratch,
-                fwd,
+                ..
             } = &mut *ws;
             let (lines, prod) = phys.split_at_mut(4 * n);
-            for (j, line) in lines.chunks_exact_mut(n).enumerate() {
-                let spec = &spec4[j * m..(j + 1) * m];
-                for ky in 0..nk {
-                    row[ky] = spec[ky * n + x];
+            for x in 0..n {
+                for (j, line) in lines.chunks_exact_mut(n).enumerate() {
+                    let row = &mut tr4[j * m + x * nk..j * m + (x + 1) * nk];
+                    row[0].im = 0.0;
+                    row[nk - 1].im = 0.0;
+                    // invariant: buffer lengths fixed by `work()`; DC/Nyquist imaginary parts
+                    // zeroed.
+                    self.irfft
+                        .process_with_scratch(row, line, scratch)
+                        .expect("irfft buffers sized at plan time");
                 }
-                row[0].im = 0.0;
-                row[nk - 1].im = 0.0;
-                // invariant: buffer lengths fixed by `work()`; DC/Nyquist imaginary parts zeroed.
-                self.irfft
-                    .process_with_scratch(row, line, scratch)
-                    .expect("irfft buffers sized at plan time");
-            }
-            let (ux, rest) = lines.split_at(n);
-            let (uy, rest) = rest.split_at(n);
-            let (wx, wy) = rest.split_at(n);
-            for y in 0..n {
-                let u2 = ux[y] * ux[y] + uy[y] * uy[y];
-                umax2 = umax2.max(u2);
-                usum += u2;
-                prod[y] = ux[y] * wx[y] + uy[y] * wy[y];
-            }
-            self.rfft
-                .process_with_scratch(prod, row, scratch)
-                .expect("rfft buffers sized at plan time");
-            for ky in 0..kc1 {
-                fwd[ky * n + x] = row[ky];
+                let (ux, rest) = lines.split_at(n);
+                let (uy, rest) = rest.split_at(n);
+                let (wx, wy) = rest.split_at(n);
+                for y in 0..n {
+                    let u2 = ux[y] * ux[y] + uy[y] * uy[y];
+                    umax2 = umax2.max(u2);
+                    usum += u2;
+                    prod[y] = ux[y] * wx[y] + uy[y] * wy[y];
+                }
+                self.rfft
+                    .process_with_scratch(prod, &mut rows[x * nk..(x + 1) * nk], scratch)
+                    .expect("rfft buffers sized at plan time");
             }
         }
+        // rows [x][k_y] → [k_y][x] for the k_y ≤ kc that survive the mask
+        transpose_cols(&ws.rows, &mut ws.fwd, n, nk, kc1);
         self.fft_x
             .process_with_scratch(&mut ws.fwd[..kc1 * n], &mut ws.scratch);
         if usum.is_finite() { umax2 } else { f64::NAN }
@@ -469,6 +482,25 @@ impl NsSpectral {
             *wv = *wv * self.cn_a[q] + self.f_term[q];
         }
         self.h * umax2.sqrt() * self.n as f64
+    }
+}
+
+/// Cache-blocked transpose of a row-major `rows × cols` array into `cols × rows`.
+fn transpose(src: &[Complex64], dst: &mut [Complex64], rows: usize, cols: usize) {
+    transpose_cols(src, dst, rows, cols, cols);
+}
+
+/// Like [`transpose`] but only the first `keep` columns of `src` (rows of `dst`).
+fn transpose_cols(src: &[Complex64], dst: &mut [Complex64], rows: usize, cols: usize, keep: usize) {
+    const B: usize = 8;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..keep).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(keep) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
     }
 }
 
