@@ -113,8 +113,14 @@ mod tests {
 
     #[test]
     fn grid_points_follow_conventions() {
-        assert_eq!(Grid1d::periodic(4, 1.0).points(), vec![0.0, 0.25, 0.5, 0.75]);
-        assert_eq!(Grid1d::nodes(5, 1.0).points(), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(
+            Grid1d::periodic(4, 1.0).points(),
+            vec![0.0, 0.25, 0.5, 0.75]
+        );
+        assert_eq!(
+            Grid1d::nodes(5, 1.0).points(),
+            vec![0.0, 0.25, 0.5, 0.75, 1.0]
+        );
         assert_eq!(
             Grid1d::cell_centres(4, 1.0).points(),
             vec![0.125, 0.375, 0.625, 0.875]

@@ -9,7 +9,7 @@
 //! ```
 //! use pno_core::ShardSpec;
 //! let shard: ShardSpec = "1/3".parse().unwrap();
-//! assert_eq!(shard.range(10), 4..7);
+//! assert_eq!(shard.range(10), 3..6);
 //! ```
 
 mod atomic;

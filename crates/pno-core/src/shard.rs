@@ -97,6 +97,9 @@ mod tests {
         assert!("3/3".parse::<ShardSpec>().is_err());
         assert!("1-3".parse::<ShardSpec>().is_err());
         assert!("0/0".parse::<ShardSpec>().is_err());
-        assert_eq!("2/5".parse::<ShardSpec>().unwrap(), ShardSpec::new(2, 5).unwrap());
+        assert_eq!(
+            "2/5".parse::<ShardSpec>().unwrap(),
+            ShardSpec::new(2, 5).unwrap()
+        );
     }
 }

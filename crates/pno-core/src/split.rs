@@ -20,7 +20,12 @@ pub enum Split {
 
 impl Split {
     /// All splits in their canonical order.
-    pub const ALL: [Split; 4] = [Split::Train, Split::Validation, Split::Calibration, Split::Test];
+    pub const ALL: [Split; 4] = [
+        Split::Train,
+        Split::Validation,
+        Split::Calibration,
+        Split::Test,
+    ];
 
     /// The snake_case name.
     pub fn name(&self) -> &'static str {
@@ -129,8 +134,15 @@ mod tests {
         let r = f.ranges(10);
         assert_eq!(r[0].1, 0..7);
         assert_eq!(r[3].1, 9..10);
-        assert!(SplitFractions { train: 0.9, validation: 0.0, calibration: 0.0, test: 0.2 }
+        assert!(
+            SplitFractions {
+                train: 0.9,
+                validation: 0.0,
+                calibration: 0.0,
+                test: 0.2
+            }
             .validate()
-            .is_err());
+            .is_err()
+        );
     }
 }

@@ -46,12 +46,20 @@ impl GrfPeriodic {
             ));
         }
         if !(self.tau.is_finite() && self.tau > 0.0) {
-            return Err(Error::config(&format!("{field}.tau"), "a finite number > 0", self.tau));
+            return Err(Error::config(
+                &format!("{field}.tau"),
+                "a finite number > 0",
+                self.tau,
+            ));
         }
         if let Some(s) = self.sigma
             && !(s.is_finite() && s >= 0.0)
         {
-            return Err(Error::config(&format!("{field}.sigma"), "a finite number >= 0", s));
+            return Err(Error::config(
+                &format!("{field}.sigma"),
+                "a finite number >= 0",
+                s,
+            ));
         }
         Ok(())
     }
@@ -191,6 +199,10 @@ mod tests {
     #[test]
     fn grf_validate_rejects_rough_fields() {
         assert!(GrfPeriodic::new(1.0, 3.0, None).validate("grf", 2).is_err());
-        assert!(GrfPeriodic::new(2.0, -1.0, None).validate("grf", 1).is_err());
+        assert!(
+            GrfPeriodic::new(2.0, -1.0, None)
+                .validate("grf", 1)
+                .is_err()
+        );
     }
 }

@@ -22,9 +22,18 @@ mod tests {
 
     #[test]
     fn sample_rng_streams_are_distinct_and_reproducible() {
-        let a: Vec<u64> = (0..4).map(|_| 0).scan(sample_rng(7, 3), |r, _| Some(r.random())).collect();
-        let b: Vec<u64> = (0..4).map(|_| 0).scan(sample_rng(7, 3), |r, _| Some(r.random())).collect();
-        let c: Vec<u64> = (0..4).map(|_| 0).scan(sample_rng(7, 4), |r, _| Some(r.random())).collect();
+        let a: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(sample_rng(7, 3), |r, _| Some(r.random()))
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(sample_rng(7, 3), |r, _| Some(r.random()))
+            .collect();
+        let c: Vec<u64> = (0..4)
+            .map(|_| 0)
+            .scan(sample_rng(7, 4), |r, _| Some(r.random()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -73,10 +73,9 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
     let take_u64 = |cfg: &mut serde_json::Map<String, Value>, key: &str| -> Result<Option<u64>> {
         match cfg.remove(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .with_context(|| format!("config key `{key}`: expected a non-negative integer, got {v}")),
+            Some(v) => v.as_u64().map(Some).with_context(|| {
+                format!("config key `{key}`: expected a non-negative integer, got {v}")
+            }),
         }
     };
     if let Some(v) = cfg.remove("pde") {

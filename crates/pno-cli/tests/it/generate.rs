@@ -32,14 +32,24 @@ fn generate_same_seed_any_thread_count_gives_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
     for (pde, extra) in [
         ("darcy", vec!["--resolution", "17", "--n", "6"]),
-        ("burgers", vec!["--resolution", "64", "--n", "5", "--set", "t_final=0.1"]),
+        (
+            "burgers",
+            vec!["--resolution", "64", "--n", "5", "--set", "t_final=0.1"],
+        ),
     ] {
         let a = dir.path().join(format!("{pde}-a"));
         let b = dir.path().join(format!("{pde}-b"));
         let mut args_a = extra.clone();
         args_a.extend(["--threads", "1", "--seed", "5"]);
         let mut args_b = extra.clone();
-        args_b.extend(["--threads", "2", "--seed", "5", "--samples-per-file", "1024"]);
+        args_b.extend([
+            "--threads",
+            "2",
+            "--seed",
+            "5",
+            "--samples-per-file",
+            "1024",
+        ]);
         pno_ok(&gen_args(pde, a.to_str().unwrap(), &args_a));
         pno_ok(&gen_args(pde, b.to_str().unwrap(), &args_b));
         let (fa, fb) = (files(&a), files(&b));
@@ -59,7 +69,16 @@ fn generate_shards_together_equal_the_unsharded_run() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     let parts = dir.path().join("parts");
-    let base = ["--resolution", "16", "--n", "7", "--seed", "11", "--set", "n_times=3"];
+    let base = [
+        "--resolution",
+        "16",
+        "--n",
+        "7",
+        "--seed",
+        "11",
+        "--set",
+        "n_times=3",
+    ];
     pno_ok(&gen_args("heat", whole.to_str().unwrap(), &base));
     for i in 0..3 {
         let shard = format!("{i}/3");
@@ -82,7 +101,11 @@ fn generate_shards_together_equal_the_unsharded_run() {
 fn generate_unknown_config_key_is_named_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("bad");
-    let err = pno_err(&gen_args("darcy", out.to_str().unwrap(), &["--set", "viscosity=2"]));
+    let err = pno_err(&gen_args(
+        "darcy",
+        out.to_str().unwrap(),
+        &["--set", "viscosity=2"],
+    ));
     assert!(err.contains("viscosity"), "{err}");
     assert!(!out.join("manifest.json").exists());
 }
@@ -129,10 +152,25 @@ fn generate_every_shipped_config_runs_small() {
                 &["--resolution", "32"]
             }
             "darcy" => &["--resolution", "9", "--set", "solve_resolution=17"],
-            "burgers" => &["--resolution", "32", "--set", "solve_resolution=64", "--set", "t_final=0.05"],
+            "burgers" => &[
+                "--resolution",
+                "32",
+                "--set",
+                "solve_resolution=64",
+                "--set",
+                "t_final=0.05",
+            ],
             "navier_stokes" => &[
-                "--resolution", "16", "--set", "solve_resolution=32", "--set", "t_final=0.02",
-                "--set", "record_every=0.01", "--set", "dt=0.001",
+                "--resolution",
+                "16",
+                "--set",
+                "solve_resolution=32",
+                "--set",
+                "t_final=0.02",
+                "--set",
+                "record_every=0.01",
+                "--set",
+                "dt=0.001",
             ],
             "ks" => &["--set", "t_final=2"],
             _ => &["--resolution", "16"],
@@ -141,7 +179,13 @@ fn generate_every_shipped_config_runs_small() {
         let mut args = vec!["--config", path.to_str().unwrap(), "--n", "2"];
         args.extend_from_slice(shrink);
         pno_ok(&gen_args(pde, out.to_str().unwrap(), &args));
-        pno_ok(&["data", "check", out.to_str().unwrap(), "--splits", "train=0.5,test=0.5"]);
+        pno_ok(&[
+            "data",
+            "check",
+            out.to_str().unwrap(),
+            "--splits",
+            "train=0.5,test=0.5",
+        ]);
         seen += 1;
     }
     assert!(seen >= 6, "expected a config per PDE, found {seen}");
@@ -152,8 +196,17 @@ fn generate_json_summary_reports_counts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("w");
     let s = pno_ok(&[
-        "--json", "generate", "wave", "--out", out.to_str().unwrap(), "--n", "3", "--resolution", "16",
-        "--shard", "1/2",
+        "--json",
+        "generate",
+        "wave",
+        "--out",
+        out.to_str().unwrap(),
+        "--n",
+        "3",
+        "--resolution",
+        "16",
+        "--shard",
+        "1/2",
     ]);
     let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
     assert_eq!(v["samples"], 2);
