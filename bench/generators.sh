@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Generator throughput, Rust `pno generate` vs the Python reference generators
+# Generator throughput, Rust (compute-only bench and end-to-end `pno generate`) vs the Python reference generators
 # (../shared/peers/pde_ref, numpy/scipy), one core each, same machine, same run.
 #
 # usage: bench/generators.sh [PYTHON]      (PYTHON needs numpy + scipy; default python3)
@@ -16,7 +16,7 @@ PNO=${CARGO_TARGET_DIR:-target}/release/pno
 run() {  # name, then pno generate args
   local name=$1; shift
   "$PNO" --json generate "$@" --threads 1 --out "$OUT/data-$name" > "$OUT/rust-$name.json"
-  echo "rust $name: $(cat "$OUT/rust-$name.json" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(f"{1/d["samples_per_second"]:.5g} s/sample")')" >&2
+  echo "rust cli $name: $("$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.5g s/sample" % (1/d["samples_per_second"]))' "$OUT/rust-$name.json")" >&2
   rm -rf "$OUT/data-$name"
 }
 run darcy64        darcy --resolution 64 --n 400
@@ -28,6 +28,10 @@ run burgers8192    burgers --config configs/burgers1024.toml --resolution 8192 -
 run ks256          ks --config configs/ks256.toml --n 100
 run heat64         heat --config configs/heat64.toml --n 2000
 run wave64         wave --config configs/wave64.toml --n 2000
+
+# compute only, one thread, no I/O
+cargo bench --locked -p pno-solvers --bench generators > "$OUT/rust-compute.jsonl"
+cat "$OUT/rust-compute.jsonl" >&2
 
 "$PY" "$PEERS/bench.py" --no-checks --repeats 3 --out "$OUT/peer.json" >&2
 
@@ -46,14 +50,20 @@ cases = [  # rust case, peer rows (the fastest available is the baseline), descr
     ("heat64", ["heat_per_64_exact_21frames"], "Heat 64², 21 exact frames"),
     ("wave64", ["wave_per_64_exact_21frames"], "Wave 64², 21 exact frames"),
 ]
-print("| case | Rust s/sample | Python s/sample (best) | ratio |")
-print("|---|---|---|---|")
+compute = {}
+for line in open(f"{out}/rust-compute.jsonl"):
+    line = line.strip()
+    if line.startswith("{"):
+        d = json.loads(line); compute[d["case"]] = d["seconds_per_sample"]
+print("| case | Rust compute s/sample (1 thread) | Python s/sample (best row, 1 thread) | ratio | Rust `pno generate --threads 1` end-to-end s/sample | ratio end-to-end |")
+print("|---|---|---|---|---|---|")
 for key, rows, desc in cases:
     r = json.load(open(f"{out}/rust-{key}.json"))
-    rs = 1.0 / r["samples_per_second"]
+    e2e = 1.0 / r["samples_per_second"]
+    rs = compute.get(key, float("nan"))
     ps = [(peer[n]["seconds_per_sample"], n) for n in rows if n in peer]
     if not ps:
-        print(f"| {desc} | {rs:.4g} | n/a | n/a |"); continue
+        print(f"| {desc} | {rs:.4g} | n/a | n/a | {e2e:.4g} | n/a |"); continue
     p, pn = min(ps)
-    print(f"| {desc} | {rs:.4g} | {p:.4g} (`{pn}`) | **{p / rs:.1f}×** |")
+    print(f"| {desc} | {rs:.4g} | {p:.4g} (`{pn}`) | **{p / rs:.1f}×** | {e2e:.4g} | {p / e2e:.1f}× |")
 PYEOF

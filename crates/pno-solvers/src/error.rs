@@ -15,7 +15,7 @@ pub enum Error {
         got: String,
     },
     /// The config could not be deserialised (unknown key, wrong type).
-    #[error("invalid {pde} config: {source}")]
+    #[error("invalid {pde} config")]
     Deserialize {
         /// The PDE whose config was being read.
         pde: String,

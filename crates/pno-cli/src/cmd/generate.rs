@@ -144,32 +144,60 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
 
     let pb = bar(range.len() as u64, pde, quiet || json);
     let started = Instant::now();
-    // Samples are computed in parallel in chunks and written in index order, so memory stays
-    // bounded and the files do not depend on the thread count.
+    // Samples are computed in parallel in chunks and written in index order by a separate
+    // writer thread (checksums and statistics overlap with the next chunk's computation), so
+    // memory stays bounded and the files do not depend on the thread count.
     let chunk = (threads * 8).max(8);
-    let mut next = range.start;
-    while next < range.end {
-        let end = (next + chunk).min(range.end);
-        let samples: Vec<Vec<Vec<f64>>> = pool.install(|| {
-            (next..end)
-                .into_par_iter()
-                .map(|i| {
-                    let s = generator.sample(seed, i as u64);
-                    pb.inc(1);
-                    s
-                })
-                .collect::<Result<_, _>>()
-        })?;
-        for s in samples {
-            let as_f32: Vec<Vec<f32>> = s
-                .into_iter()
-                .map(|v| v.into_iter().map(|x| x as f32).collect())
-                .collect();
-            writer.push(&as_f32)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<Vec<f32>>>>(2);
+    std::thread::scope(|scope| -> Result<()> {
+        let writer_thread = scope.spawn(move || -> Result<()> {
+            for samples in rx {
+                for s in &samples {
+                    writer.push(s)?;
+                }
+            }
+            writer.finish()?;
+            Ok(())
+        });
+        let mut next = range.start;
+        let mut produced: Result<()> = Ok(());
+        while next < range.end {
+            let end = (next + chunk).min(range.end);
+            let computed: Result<Vec<Vec<Vec<f32>>>, _> = pool.install(|| {
+                (next..end)
+                    .into_par_iter()
+                    .map(|i| {
+                        let s = generator.sample(seed, i as u64).map(|tensors| {
+                            tensors
+                                .into_iter()
+                                .map(|v| v.into_iter().map(|x| x as f32).collect())
+                                .collect()
+                        });
+                        pb.inc(1);
+                        s
+                    })
+                    .collect()
+            });
+            match computed {
+                Ok(samples) => {
+                    if tx.send(samples).is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    produced = Err(e.into());
+                    break;
+                }
+            }
+            next = end;
         }
-        next = end;
-    }
-    writer.finish()?;
+        drop(tx);
+        let written = writer_thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the dataset writer thread panicked"))?;
+        produced?;
+        written
+    })?;
     pb.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     let count = range.len();

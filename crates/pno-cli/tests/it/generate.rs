@@ -213,3 +213,37 @@ fn generate_json_summary_reports_counts() {
     assert_eq!(v["first_sample"], 1);
     assert_eq!(v["pde"], "wave");
 }
+
+#[test]
+fn generate_solver_failure_leaves_no_partial_output() {
+    // A time step far beyond the advective CFL limit makes the Navier–Stokes solver stop with
+    // an error on the first samples; nothing of the run may remain in the output folder.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ns");
+    let err = pno_err(&gen_args(
+        "ns",
+        out.to_str().unwrap(),
+        &[
+            "--resolution",
+            "16",
+            "--n",
+            "20",
+            "--set",
+            "dt=0.5",
+            "--set",
+            "t_final=5",
+            "--set",
+            "record_every=2.5",
+            "--set",
+            "forcing_amplitude=50",
+        ],
+    ));
+    assert!(
+        err.to_lowercase().contains("cfl") || err.contains("dt"),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(&out)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
