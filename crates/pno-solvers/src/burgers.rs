@@ -504,7 +504,7 @@ mod tests {
         let v = make(json!({"recipe": "v1000", "nu": 0.01}));
         assert_eq!(v.parameters()["nu"], 0.01);
         assert_eq!(v.parameters()["sigma"], 49.0);
-        let bad = |c: serde_json::Value| build(c).err().unwrap().to_string();
+        let bad = |c: serde_json::Value| crate::error::chain(&build(c).err().unwrap());
         assert!(
             bad(json!({"resolution": 100, "solve_resolution": 150})).contains("solve_resolution")
         );

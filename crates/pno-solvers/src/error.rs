@@ -68,3 +68,18 @@ impl Error {
         }
     }
 }
+
+/// `e` and its whole `source()` chain joined by `": "` (what an error reporter prints); tests
+/// use it to find the offending key, which lives in the serde source since `Display` stopped
+/// repeating it.
+#[cfg(test)]
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}

@@ -58,3 +58,38 @@ pub trait Generator: Send + Sync {
     /// Computes sample `index`: one flat row-major `f64` vector per tensor of [`Generator::layout`].
     fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>>;
 }
+
+/// Whether every value is finite (no NaN, no ±∞); same answer as
+/// `v.iter().all(|x| x.is_finite())`. `x·0` is `0` for finite `x` and NaN otherwise, so lane-wise
+/// sums of `x·0` stay `0` exactly when all values are finite; the fixed lanes let it vectorise.
+pub(crate) fn all_finite(v: &[f64]) -> bool {
+    let mut acc = [0.0f64; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, x) in acc.iter_mut().zip(c) {
+            *a += x * 0.0;
+        }
+    }
+    acc.iter().all(|a| *a == 0.0) && chunks.remainder().iter().all(|x| x.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::all_finite;
+
+    #[test]
+    fn all_finite_matches_is_finite_everywhere() {
+        for len in [0, 1, 7, 8, 9, 17, 64] {
+            let v: Vec<f64> = (0..len).map(|i| i as f64 - 3.5).collect();
+            assert!(all_finite(&v));
+            for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+                for pos in 0..len {
+                    let mut w = v.clone();
+                    w[pos] = bad;
+                    assert!(!all_finite(&w), "len {len} pos {pos} {bad}");
+                }
+            }
+        }
+        assert!(all_finite(&[f64::MAX, f64::MIN, f64::MIN_POSITIVE, -0.0]));
+    }
+}

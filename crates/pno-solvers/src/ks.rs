@@ -465,7 +465,7 @@ mod tests {
         let kt = make(json!({"recipe": "kt", "t_final": 1.0}));
         assert_eq!(kt.sample(0, 0).unwrap(), kt.sample(5, 5).unwrap());
         assert_eq!(kt.parameters()["dt"], 0.25);
-        let bad = |c: serde_json::Value| build(c).err().unwrap().to_string();
+        let bad = |c: serde_json::Value| crate::error::chain(&build(c).err().unwrap());
         assert!(bad(json!({"length": 0.0})).contains("length"));
         assert!(bad(json!({"resolution": 255})).contains("resolution"));
         assert!(bad(json!({"burn_in": -1.0})).contains("burn_in"));

@@ -781,7 +781,7 @@ mod tests {
         let f = make(json!({"profile": "faithful", "t_final": 1.0})).parameters();
         assert_eq!(f["solve_resolution"], 256);
         assert_eq!(f["dt"], 1e-4);
-        let bad = |c: serde_json::Value| build(c).err().unwrap().to_string();
+        let bad = |c: serde_json::Value| crate::error::chain(&build(c).err().unwrap());
         assert!(bad(json!({"solve_resolution": 96})).contains("solve_resolution"));
         assert!(bad(json!({"nu": -1.0})).contains("nu"));
         assert!(bad(json!({"resolution": 63})).contains("resolution"));

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::generator::{Generator, TensorLayout};
+use crate::generator::{Generator, TensorLayout, all_finite};
 use crate::grf::GrfPeriodic;
 use crate::heat::SineSeries;
 use crate::heat::reject_unused;
-use crate::heat::spectral::PeriodicSpectral;
+use crate::heat::spectral::{PeriodicSpectral, sup_abs};
 use crate::rng::sample_rng;
 
 /// Raw wave configuration (TOML keys). `None` means the boundary's default.
@@ -208,12 +208,15 @@ impl WaveConfig {
 
 enum Plan {
     Periodic {
-        grf: GrfPeriodic,
+        /// Per-mode GRF amplitudes (see [`PeriodicSpectral::grf_amplitudes`]).
+        amp: Vec<f64>,
         grf_velocity: bool,
         spectral: PeriodicSpectral,
         /// Per frame: `cos(ω_k t_j)` and `sin(ω_k t_j)/ω_k` (`t_j` at `k = 0`).
         cos: Vec<Vec<f64>>,
         sinc: Vec<Vec<f64>>,
+        /// `[max |cos|, max |sinc|]` (see [`sup_abs`]).
+        sup: [f64; 2],
     },
     Dirichlet {
         series: SineSeries,
@@ -254,11 +257,11 @@ impl Wave {
                     .map(|q| 2.0 * pi * params.c * q.sqrt())
                     .collect();
                 let times = Self::frame_times(params.t_final, n_times);
-                let cos = times
+                let cos: Vec<Vec<f64>> = times
                     .iter()
                     .map(|t| omega.iter().map(|w| (w * t).cos()).collect())
                     .collect();
-                let sinc = times
+                let sinc: Vec<Vec<f64>> = times
                     .iter()
                     .map(|t| {
                         omega
@@ -268,9 +271,10 @@ impl Wave {
                     })
                     .collect();
                 Plan::Periodic {
-                    grf,
+                    amp: spectral.grf_amplitudes(&grf),
                     grf_velocity,
                     spectral,
+                    sup: [sup_abs(&cos), sup_abs(&sinc)],
                     cos,
                     sinc,
                 }
@@ -311,13 +315,17 @@ impl Wave {
                 spectral,
                 cos,
                 sinc,
+                sup,
                 ..
             } => {
                 let mut w = spectral.work();
                 let su = spectral.forward(u0, &mut w);
                 let sv = spectral.forward(v0, &mut w);
                 Some(su.and_then(|su| {
-                    sv.and_then(|sv| self.frames_periodic(spectral, cos, sinc, &su, Some(&sv)))
+                    sv.and_then(|sv| {
+                        self.frames_periodic(spectral, (cos, sinc, sup), &su, Some(&sv))
+                    })
+                    .map(|(u, _)| u)
                 }))
             }
             Plan::Dirichlet { .. } => None,
@@ -347,31 +355,21 @@ impl Wave {
     fn frames_periodic(
         &self,
         spectral: &PeriodicSpectral,
-        cos: &[Vec<f64>],
-        sinc: &[Vec<f64>],
+        (cos, sinc, sup): (&[Vec<f64>], &[Vec<f64>], &[f64; 2]),
         su: &[Complex64],
         sv: Option<&[Complex64]>,
-    ) -> Result<Vec<f64>> {
-        let r2 = self.params.resolution * self.params.resolution;
-        let mut out = vec![0.0; r2 * cos.len()];
-        let mut work = spectral.work();
-        let mut tmp = vec![Complex64::new(0.0, 0.0); su.len()];
-        for ((cj, sj), frame) in cos.iter().zip(sinc).zip(out.chunks_exact_mut(r2)) {
-            match sv {
-                Some(sv) => {
-                    for ((((t, u), v), c), s) in tmp.iter_mut().zip(su).zip(sv).zip(cj).zip(sj) {
-                        *t = u * c + v * s;
-                    }
-                }
-                None => {
-                    for ((t, u), c) in tmp.iter_mut().zip(su).zip(cj) {
-                        *t = u * c;
-                    }
-                }
-            }
-            spectral.inverse(&mut tmp, frame, &mut work)?;
+    ) -> Result<(Vec<f64>, bool)> {
+        match sv {
+            Some(sv) => spectral.frames_linear(
+                cos.len(),
+                &[su, sv],
+                &[sup_abs(cos), sup_abs(sinc)],
+                |j, t| {
+                    if t == 0 { &cos[j] } else { &sinc[j] }
+                },
+            ),
+            None => spectral.frames_linear(cos.len(), &[su], &sup[..1], |j, _| &cos[j]),
         }
-        Ok(out)
     }
 }
 
@@ -458,27 +456,31 @@ impl Generator for Wave {
 
     fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
         let mut rng = sample_rng(seed, index);
-        let out = match &self.plan {
+        let (out, finite) = match &self.plan {
             Plan::Periodic {
-                grf,
+                amp,
                 grf_velocity,
                 spectral,
                 cos,
                 sinc,
+                sup,
             } => {
-                let su = spectral.grf_spectrum(grf, &mut rng);
-                let sv = grf_velocity.then(|| spectral.grf_spectrum(grf, &mut rng));
-                vec![self.frames_periodic(spectral, cos, sinc, &su, sv.as_deref())?]
+                let su = spectral.grf_spectrum(amp, &mut rng);
+                let sv = grf_velocity.then(|| spectral.grf_spectrum(amp, &mut rng));
+                let (u, finite) =
+                    self.frames_periodic(spectral, (cos, sinc, sup), &su, sv.as_deref())?;
+                (vec![u], finite)
             }
             Plan::Dirichlet { weight, .. } => {
                 let a: Vec<f64> = (0..weight.len())
                     .map(|_| rng.random_range(-1.0..1.0))
                     .collect();
                 let (u0, ut) = self.evolve_dirichlet(&a).unwrap_or_default();
-                vec![u0, ut]
+                let finite = all_finite(&u0) && all_finite(&ut);
+                (vec![u0, ut], finite)
             }
         };
-        if out.iter().any(Vec::is_empty) || out.iter().flatten().any(|v| !v.is_finite()) {
+        if !finite || out.iter().any(Vec::is_empty) {
             return Err(Error::NonFinite {
                 pde: "wave",
                 index,

@@ -14,17 +14,16 @@
 
 pub(crate) mod spectral;
 
-use num_complex::Complex64;
 use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::generator::{Generator, TensorLayout};
+use crate::generator::{Generator, TensorLayout, all_finite};
 use crate::grf::GrfPeriodic;
 use crate::rng::sample_rng;
-use spectral::PeriodicSpectral;
+use spectral::{PeriodicSpectral, sup_abs};
 
 /// Raw heat configuration (TOML keys). `None` means the boundary's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,10 +245,13 @@ impl SineSeries {
 
 enum Plan {
     Periodic {
-        grf: GrfPeriodic,
+        /// Per-mode GRF amplitudes (see [`PeriodicSpectral::grf_amplitudes`]).
+        amp: Vec<f64>,
         spectral: PeriodicSpectral,
         /// `exp(−ν4π²|k|² t_j)` per frame, in spectral storage order.
         decay: Vec<Vec<f64>>,
+        /// `max |decay|` (see [`sup_abs`]).
+        decay_sup: f64,
     },
     Dirichlet {
         series: SineSeries,
@@ -284,7 +286,7 @@ impl Heat {
             HeatBoundary::Periodic(grf) => {
                 let spectral = PeriodicSpectral::new(params.resolution);
                 let ksq = spectral.ksq();
-                let decay = times
+                let decay: Vec<Vec<f64>> = times
                     .iter()
                     .map(|t| {
                         ksq.iter()
@@ -293,8 +295,9 @@ impl Heat {
                     })
                     .collect();
                 Plan::Periodic {
-                    grf,
+                    amp: spectral.grf_amplitudes(&grf),
                     spectral,
+                    decay_sup: sup_abs(&decay),
                     decay,
                 }
             }
@@ -303,7 +306,7 @@ impl Heat {
                     .map(|p| ((p / modes + 1).pow(2) + (p % modes + 1).pow(2)) as f64)
                     .collect();
                 let weight = q.iter().map(|q| 1.0 / q).collect();
-                let decay = times
+                let decay: Vec<Vec<f64>> = times
                     .iter()
                     .map(|t| q.iter().map(|q| (-params.nu * pi2 * q * t).exp()).collect())
                     .collect();
@@ -327,13 +330,20 @@ impl Heat {
     pub fn evolve_periodic(&self, u0: &[f64]) -> Option<Result<Vec<f64>>> {
         match &self.plan {
             Plan::Periodic {
-                spectral, decay, ..
+                spectral,
+                decay,
+                decay_sup,
+                ..
             } => {
                 let mut work = spectral.work();
                 Some(
                     spectral
                         .forward(u0, &mut work)
-                        .and_then(|s| self.frames_periodic(spectral, decay, &s)),
+                        .and_then(|s| {
+                            spectral
+                                .frames_linear(decay.len(), &[&s], &[*decay_sup], |j, _| &decay[j])
+                        })
+                        .map(|(u, _)| u),
                 )
             }
             Plan::Dirichlet { .. } => None,
@@ -351,25 +361,6 @@ impl Heat {
             )),
             Plan::Periodic { .. } => None,
         }
-    }
-
-    fn frames_periodic(
-        &self,
-        spectral: &PeriodicSpectral,
-        decay: &[Vec<f64>],
-        s0: &[Complex64],
-    ) -> Result<Vec<f64>> {
-        let r2 = self.params.resolution * self.params.resolution;
-        let mut out = vec![0.0; r2 * decay.len()];
-        let mut work = spectral.work();
-        let mut tmp = vec![Complex64::new(0.0, 0.0); s0.len()];
-        for (d, frame) in decay.iter().zip(out.chunks_exact_mut(r2)) {
-            for ((t, s), f) in tmp.iter_mut().zip(s0).zip(d) {
-                *t = s * f;
-            }
-            spectral.inverse(&mut tmp, frame, &mut work)?;
-        }
-        Ok(out)
     }
 
     fn frames_dirichlet(series: &SineSeries, decay: &[Vec<f64>], c: &[f64], r: usize) -> Vec<f64> {
@@ -457,14 +448,15 @@ impl Generator for Heat {
 
     fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
         let mut rng = sample_rng(seed, index);
-        let u = match &self.plan {
+        let (u, finite) = match &self.plan {
             Plan::Periodic {
-                grf,
+                amp,
                 spectral,
                 decay,
+                decay_sup,
             } => {
-                let s0 = spectral.grf_spectrum(grf, &mut rng);
-                self.frames_periodic(spectral, decay, &s0)?
+                let s0 = spectral.grf_spectrum(amp, &mut rng);
+                spectral.frames_linear(decay.len(), &[&s0], &[*decay_sup], |j, _| &decay[j])?
             }
             Plan::Dirichlet {
                 series,
@@ -475,10 +467,12 @@ impl Generator for Heat {
                     .iter()
                     .map(|w| w * rng.sample::<f64, _>(StandardNormal))
                     .collect();
-                Self::frames_dirichlet(series, decay, &c, self.params.resolution)
+                let u = Self::frames_dirichlet(series, decay, &c, self.params.resolution);
+                let finite = all_finite(&u);
+                (u, finite)
             }
         };
-        if u.iter().any(|v| !v.is_finite()) {
+        if !finite {
             return Err(Error::NonFinite {
                 pde: "heat",
                 index,
