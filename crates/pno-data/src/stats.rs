@@ -66,6 +66,53 @@ impl Moments {
         self.std = (self.m2 / self.count as f64).max(0.0).sqrt();
     }
 
+    /// Adds every value of a slice, block-wise: each block of finite values is summarised with
+    /// an exact two-pass mean and sum of squared deviations and merged with Chan's formula
+    /// (blocks holding NaN/Inf fall back to [`Moments::push`]). Same data, same bits.
+    pub fn extend_f32(&mut self, xs: &[f32]) {
+        const BLOCK: usize = 4096;
+        for block in xs.chunks(BLOCK) {
+            if !block.iter().all(|x| x.is_finite()) {
+                for &x in block {
+                    self.push(f64::from(x));
+                }
+                continue;
+            }
+            let nb = block.len() as f64;
+            let (mut lo, mut hi, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
+            for &x in block {
+                let x = f64::from(x);
+                lo = lo.min(x);
+                hi = hi.max(x);
+                sum += x;
+            }
+            let mean_b = sum / nb;
+            let m2_b: f64 = block
+                .iter()
+                .map(|&x| {
+                    let d = f64::from(x) - mean_b;
+                    d * d
+                })
+                .sum();
+            if self.count == 0 {
+                self.min = lo;
+                self.max = hi;
+                self.mean = mean_b;
+                self.m2 = m2_b;
+            } else {
+                let na = self.count as f64;
+                let n = na + nb;
+                let d = mean_b - self.mean;
+                self.min = self.min.min(lo);
+                self.max = self.max.max(hi);
+                self.mean += d * nb / n;
+                self.m2 += m2_b + d * d * na * nb / n;
+            }
+            self.count += block.len() as u64;
+            self.std = (self.m2 / self.count as f64).max(0.0).sqrt();
+        }
+    }
+
     /// Adds every value of `xs`.
     pub fn extend(&mut self, xs: impl IntoIterator<Item = f64>) {
         for x in xs {
@@ -146,5 +193,25 @@ mod tests {
             1e-14,
         );
         assert_eq!(m.merge(&Moments::default()).count, 50);
+    }
+
+    #[test]
+    fn moments_extend_f32_matches_push_including_non_finite() {
+        let xs: Vec<f32> = (0..10_000)
+            .map(|i| match i {
+                5000 => f32::NAN,
+                7000 => f32::INFINITY,
+                _ => ((i as f32) * 0.37).sin() * 3.0 + 1.0,
+            })
+            .collect();
+        let mut a = Moments::default();
+        a.extend(xs.iter().map(|&x| f64::from(x)));
+        let mut b = Moments::default();
+        b.extend_f32(&xs);
+        assert_eq!(
+            (a.count, a.nan, a.inf, a.min, a.max),
+            (b.count, b.nan, b.inf, b.min, b.max)
+        );
+        assert!((a.mean - b.mean).abs() < 1e-12 && (a.std - b.std).abs() < 1e-12);
     }
 }

@@ -195,7 +195,7 @@ impl DatasetWriter {
         }
         for ((v, buf), st) in sample.iter().zip(&mut self.buffers).zip(&mut self.stats) {
             buf.extend_from_slice(v);
-            st.extend(v.iter().map(|x| f64::from(*x)));
+            st.extend_f32(v);
         }
         self.buffered += 1;
         self.pushed += 1;
