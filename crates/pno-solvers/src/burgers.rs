@@ -28,7 +28,7 @@ use num_complex::Complex64;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, positive};
 use crate::etdrk4::{Etdrk4, Quadratic1d};
 use crate::generator::{Generator, TensorLayout};
 use crate::grf::GrfPeriodic;
@@ -113,14 +113,6 @@ impl Default for BurgersConfig {
             output: BurgersOutput::Final,
             n_times: 11,
         }
-    }
-}
-
-fn positive(field: &str, v: f64) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::config(field, "a finite number > 0", v))
     }
 }
 
@@ -513,33 +505,5 @@ mod tests {
         assert!(bad(json!({"viscosity": 0.1})).contains("viscosity"));
         assert!(bad(json!({"recipe": "pdebench"})).contains("pdebench"));
         assert!(bad(json!({"output": "series", "n_times": 1})).contains("n_times"));
-    }
-
-    /// Prints `BENCH <name> <wall seconds per sample>` and `BENCH <name>_cpu <thread CPU
-    /// seconds per sample>` (from `/proc/thread-self/schedstat`, robust to a loaded machine). Run
-    /// with `cargo nextest run -p pno-solvers --run-ignored only bench_ --no-capture`.
-    fn bench(name: &str, g: &dyn Generator, n: u64) {
-        let cpu = || {
-            std::fs::read_to_string("/proc/thread-self/schedstat")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                .map_or(f64::NAN, |ns| ns * 1e-9)
-        };
-        g.sample(0, 0).unwrap(); // warm-up
-        let (t, c) = (std::time::Instant::now(), cpu());
-        for i in 1..=n {
-            std::hint::black_box(g.sample(0, i).unwrap());
-        }
-        let (wall, c) = (t.elapsed().as_secs_f64(), cpu() - c);
-        eprintln!("BENCH {name} {:.6}", wall / n as f64);
-        eprintln!("BENCH {name}_cpu {:.6}", c / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness"]
-    fn bench_burgers_1024() {
-        bench("burgers_1024_T1_dt1e-3", &make(json!({})), 8);
-        let g = make(json!({"resolution": 1024, "solve_resolution": 8192}));
-        bench("burgers_8192_to_1024_T1_dt1e-3", &g, 2);
     }
 }

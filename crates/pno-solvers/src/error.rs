@@ -58,6 +58,15 @@ pub enum Error {
 /// Result alias for `pno-solvers`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Checks that a config value is finite and strictly positive, naming `field` otherwise.
+pub(crate) fn positive(field: &str, v: f64) -> Result<f64> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(Error::config(field, "a finite number > 0", v))
+    }
+}
+
 impl Error {
     /// Shorthand for a [`Error::Config`] error.
     pub fn config(field: &str, expected: impl Into<String>, got: impl std::fmt::Display) -> Self {

@@ -29,7 +29,7 @@ use rand_distr::Uniform;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, positive};
 use crate::etdrk4::{Etdrk4, Quadratic1d};
 use crate::generator::{Generator, TensorLayout};
 
@@ -86,14 +86,6 @@ impl Default for KsConfig {
             burn_in: 0.0,
             dealias: false,
         }
-    }
-}
-
-fn positive(field: &str, v: f64) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::config(field, "a finite number > 0", v))
     }
 }
 
@@ -471,36 +463,5 @@ mod tests {
         assert!(bad(json!({"burn_in": -1.0})).contains("burn_in"));
         assert!(bad(json!({"t_final": 0.5})).contains("t_final"));
         assert!(bad(json!({"nu": 1.0})).contains("nu"));
-    }
-
-    /// Prints `BENCH <name> <wall seconds per sample>` and `BENCH <name>_cpu <thread CPU
-    /// seconds per sample>` (from `/proc/thread-self/schedstat`, robust to a loaded machine). Run
-    /// with `cargo nextest run -p pno-solvers --run-ignored only bench_ --no-capture`.
-    fn bench(name: &str, g: &dyn Generator, n: u64) {
-        let cpu = || {
-            std::fs::read_to_string("/proc/thread-self/schedstat")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                .map_or(f64::NAN, |ns| ns * 1e-9)
-        };
-        g.sample(0, 0).unwrap(); // warm-up
-        let (t, c) = (std::time::Instant::now(), cpu());
-        for i in 1..=n {
-            std::hint::black_box(g.sample(0, i).unwrap());
-        }
-        let (wall, c) = (t.elapsed().as_secs_f64(), cpu() - c);
-        eprintln!("BENCH {name} {:.6}", wall / n as f64);
-        eprintln!("BENCH {name}_cpu {:.6}", c / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness"]
-    fn bench_ks_256() {
-        bench("ks_256_L100_T100_dt0.05", &make(json!({})), 8);
-        bench(
-            "ks_256_L32pi_T100_dt0.25",
-            &make(json!({"recipe": "kt"})),
-            8,
-        );
     }
 }

@@ -36,7 +36,7 @@ use rustfft::{Fft, FftPlanner};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, positive};
 use crate::fft2::wavenumber;
 use crate::generator::{Generator, TensorLayout};
 use crate::grf::GrfPeriodic;
@@ -105,14 +105,6 @@ impl Default for NavierStokesConfig {
             tau: 7.0,
             sigma: None,
         }
-    }
-}
-
-fn positive(field: &str, v: f64) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::config(field, "a finite number > 0", v))
     }
 }
 
@@ -788,35 +780,5 @@ mod tests {
         assert!(bad(json!({"record_every": 0.0})).contains("record_every"));
         assert!(bad(json!({"alpha": 0.5})).contains("alpha"));
         assert!(bad(json!({"visc": 1e-3})).contains("visc"));
-    }
-
-    /// Prints `BENCH <name> <wall seconds per sample>` and `BENCH <name>_cpu <thread CPU
-    /// seconds per sample>` (from `/proc/thread-self/schedstat`, robust to a loaded machine). Run
-    /// with `cargo nextest run -p pno-solvers --run-ignored only bench_ --no-capture`.
-    fn bench(name: &str, g: &dyn Generator, n: u64) {
-        let cpu = || {
-            std::fs::read_to_string("/proc/thread-self/schedstat")
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-                .map_or(f64::NAN, |ns| ns * 1e-9)
-        };
-        g.sample(0, 0).unwrap(); // warm-up
-        let (t, c) = (std::time::Instant::now(), cpu());
-        for i in 1..=n {
-            std::hint::black_box(g.sample(0, i).unwrap());
-        }
-        let (wall, c) = (t.elapsed().as_secs_f64(), cpu() - c);
-        eprintln!("BENCH {name} {:.6}", wall / n as f64);
-        eprintln!("BENCH {name}_cpu {:.6}", c / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness"]
-    fn bench_ns_64() {
-        bench("ns_64_ci_dt1e-3_T10", &make(json!({})), 2);
-        let g = make(
-            json!({"solve_resolution": 256, "dt": 1e-4, "t_final": 0.02, "record_every": 0.02}),
-        );
-        bench("ns_256_200steps", &g, 2);
     }
 }

@@ -650,26 +650,4 @@ mod tests {
         );
         assert!(g.times().is_none());
     }
-
-    fn bench(name: &str, json: serde_json::Value, n: u64) {
-        let g = build(json).unwrap();
-        let _ = g.sample(0, 0).unwrap();
-        let t = std::time::Instant::now();
-        for i in 1..=n {
-            let _ = g.sample(0, i).unwrap();
-        }
-        println!("BENCH {name} {}", t.elapsed().as_secs_f64() / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_wave_periodic_64() {
-        bench("wave_periodic_64", json!({}), 200);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_wave_dirichlet_64() {
-        bench("wave_dirichlet_64", json!({"boundary": "dirichlet"}), 500);
-    }
 }

@@ -31,7 +31,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, positive};
 use crate::generator::{Generator, TensorLayout};
 use crate::rng::sample_rng;
 
@@ -105,14 +105,6 @@ pub struct DarcyParams {
     pub a_neg: f64,
     /// Constant source (f for `fno`, β for `pdebench`).
     pub source: f64,
-}
-
-fn positive(field: &str, v: f64) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        Err(Error::config(field, "a finite number > 0", v))
-    }
 }
 
 fn unused(field: &str, v: Option<f64>, recipe: &str) -> Result<()> {
@@ -769,33 +761,5 @@ mod tests {
             toml::from_str("recipe = \"fno\"\nresolution = 85\nsolve_resolution = 421\n").unwrap();
         let cfg: DarcyConfig = crate::registry::parse("darcy", toml_cfg).unwrap();
         assert_eq!(cfg.validate().unwrap().solve_resolution, 421);
-    }
-
-    fn bench(name: &str, json: serde_json::Value, n: u64) {
-        let g = build(json).unwrap();
-        let _ = g.sample(0, 0).unwrap();
-        let t = std::time::Instant::now();
-        for i in 1..=n {
-            let _ = g.sample(0, i).unwrap();
-        }
-        println!("BENCH {name} {}", t.elapsed().as_secs_f64() / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_darcy_fno_64() {
-        bench("darcy_fno_64", json!({"resolution": 64}), 50);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_darcy_fno_421() {
-        bench("darcy_fno_421", json!({"resolution": 421}), 3);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_darcy_pdebench_128() {
-        bench("darcy_pdebench_128", json!({"recipe": "pdebench"}), 10);
     }
 }

@@ -666,26 +666,4 @@ mod tests {
         assert_eq!(g.resolution(), vec![65, 65]);
         assert_eq!(g.parameters()["modes"], 16);
     }
-
-    fn bench(name: &str, json: serde_json::Value, n: u64) {
-        let g = build(json).unwrap();
-        let _ = g.sample(0, 0).unwrap();
-        let t = std::time::Instant::now();
-        for i in 1..=n {
-            let _ = g.sample(0, i).unwrap();
-        }
-        println!("BENCH {name} {}", t.elapsed().as_secs_f64() / n as f64);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_heat_periodic_64() {
-        bench("heat_periodic_64", json!({}), 200);
-    }
-
-    #[test]
-    #[ignore = "timing harness; run with --run-ignored only bench_"]
-    fn bench_heat_dirichlet_65() {
-        bench("heat_dirichlet_65", json!({"boundary": "dirichlet"}), 200);
-    }
 }
