@@ -142,19 +142,7 @@ impl BurgersConfig {
             self.tau.unwrap_or(t0),
             Some(self.sigma.unwrap_or(s0)),
         );
-        grf.validate("grf", 1).map_err(|e| match e {
-            // report the flat key names used by this config
-            Error::Config {
-                field,
-                expected,
-                got,
-            } => Error::Config {
-                field: field.trim_start_matches("grf.").to_string(),
-                expected,
-                got,
-            },
-            other => other,
-        })?;
+        grf.validate("", 1)?;
         let t_final = positive("t_final", self.t_final)?;
         let dt = positive("dt", self.dt)?;
         let n_times = match self.output {

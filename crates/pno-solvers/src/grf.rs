@@ -37,29 +37,30 @@ impl GrfPeriodic {
     }
 
     /// Checks `α > d/2` (finite pointwise variance), `τ > 0`, `σ ≥ 0`, all finite.
-    pub fn validate(&self, field: &str, dim: usize) -> Result<()> {
+    ///
+    /// Errors name the key as `{prefix}.alpha` etc., or plain `alpha` when `prefix` is empty.
+    pub fn validate(&self, prefix: &str, dim: usize) -> Result<()> {
+        let key = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
         if !(self.alpha.is_finite() && self.alpha > dim as f64 / 2.0) {
             return Err(Error::config(
-                &format!("{field}.alpha"),
+                &key("alpha"),
                 format!("a finite number > d/2 = {}", dim as f64 / 2.0),
                 self.alpha,
             ));
         }
         if !(self.tau.is_finite() && self.tau > 0.0) {
-            return Err(Error::config(
-                &format!("{field}.tau"),
-                "a finite number > 0",
-                self.tau,
-            ));
+            return Err(Error::config(&key("tau"), "a finite number > 0", self.tau));
         }
         if let Some(s) = self.sigma
             && !(s.is_finite() && s >= 0.0)
         {
-            return Err(Error::config(
-                &format!("{field}.sigma"),
-                "a finite number >= 0",
-                s,
-            ));
+            return Err(Error::config(&key("sigma"), "a finite number >= 0", s));
         }
         Ok(())
     }

@@ -152,18 +152,7 @@ impl NavierStokesConfig {
             ));
         }
         let grf = GrfPeriodic::new(self.alpha, self.tau, self.sigma);
-        grf.validate("grf", 2).map_err(|e| match e {
-            Error::Config {
-                field,
-                expected,
-                got,
-            } => Error::Config {
-                field: field.trim_start_matches("grf.").to_string(),
-                expected,
-                got,
-            },
-            other => other,
-        })?;
+        grf.validate("", 2)?;
         let records = (t_final / record_every + 1e-9).floor() as usize;
         let per = (record_every / dt - 1e-9).ceil().max(1.0);
         if per * records as f64 > 1e9 {

@@ -141,18 +141,7 @@ impl WaveConfig {
                 self.tau.unwrap_or(7.0),
                 self.sigma,
             );
-            grf.validate("grf", 2).map_err(|e| match e {
-                Error::Config {
-                    field,
-                    expected,
-                    got,
-                } => Error::Config {
-                    field: field.trim_start_matches("grf.").to_string(),
-                    expected,
-                    got,
-                },
-                other => other,
-            })?;
+            grf.validate("", 2)?;
             let grf_velocity = match self.initial_velocity.as_deref().unwrap_or("zero") {
                 "zero" => false,
                 "grf" => true,

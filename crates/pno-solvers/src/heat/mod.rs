@@ -135,18 +135,7 @@ impl HeatConfig {
                     self.tau.unwrap_or(7.0),
                     self.sigma,
                 );
-                g.validate("grf", 2).map_err(|e| match e {
-                    Error::Config {
-                        field,
-                        expected,
-                        got,
-                    } => Error::Config {
-                        field: field.trim_start_matches("grf.").to_string(),
-                        expected,
-                        got,
-                    },
-                    other => other,
-                })?;
+                g.validate("", 2)?;
                 let r = self.resolution.unwrap_or(64);
                 if !(2..=4096).contains(&r) {
                     return Err(Error::config("resolution", "between 2 and 4096 points", r));
