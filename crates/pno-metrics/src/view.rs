@@ -6,8 +6,6 @@
 //! - sample predictions: `[m, n, d]`, **samples first** (neuralop / `pno predict` convention):
 //!   draw `k` of function `j` is `samples[(k*n + j)*d .. (k*n + j + 1)*d]`.
 
-use std::cmp::Ordering;
-
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -274,29 +272,85 @@ impl<'a, T: Real> SamplePred<'a, T> {
 
     /// For each function (in parallel, results in function order), gathers the draws into a
     /// `[d, m]` `f64` buffer with each point's draws sorted, and calls `f(j, sorted)`.
+    ///
+    /// Points are processed in tiles of [`TILE`]: the `m` draws of a tile are contiguous
+    /// `TILE`-wide rows of the samples-first layout, sorted column-wise by a data-independent
+    /// comparator network (vectorised min/max over the tile), then transposed into the buffer.
     pub(crate) fn map_sorted<R: Send>(
         &self,
         f: impl Fn(usize, &SortedFunction<'_>) -> R + Sync,
     ) -> Vec<R> {
         let (n, d, m) = (self.shape.n, self.shape.d, self.m);
+        let net = sorting_network(m);
         (0..n)
             .into_par_iter()
             .map_init(
-                || vec![0.0f64; d * m],
-                |buf, j| {
-                    for k in 0..m {
-                        for (i, &x) in self.draw(k, j).iter().enumerate() {
-                            buf[i * m + k] = x.into();
+                || (vec![0.0f64; d * m], vec![[0.0f64; TILE]; m]),
+                |(buf, tile), j| {
+                    let mut i0 = 0;
+                    while i0 < d {
+                        let w = TILE.min(d - i0);
+                        for (k, row) in tile.iter_mut().enumerate() {
+                            let start = (k * n + j) * d + i0;
+                            for (dst, &x) in row.iter_mut().zip(&self.samples[start..start + w]) {
+                                *dst = x.into();
+                            }
                         }
-                    }
-                    for row in buf.chunks_exact_mut(m) {
-                        // finite by construction (checked in `new`): plain `<` is a total order
-                        row.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(Ordering::Equal));
+                        sort_columns(tile, &net);
+                        let out = &mut buf[i0 * m..(i0 + w) * m];
+                        for (k, row) in tile.iter().enumerate() {
+                            for (c, &x) in row[..w].iter().enumerate() {
+                                out[c * m + k] = x;
+                            }
+                        }
+                        i0 += w;
                     }
                     f(j, &SortedFunction { m, data: buf })
                 },
             )
             .collect()
+    }
+}
+
+/// Points per tile of [`SamplePred::map_sorted`]: `m` rows of `TILE` `f64` stay in L1.
+pub(crate) const TILE: usize = 32;
+
+/// Comparator pairs `(a, b)`, `a < b`, of Batcher's odd–even merge sort for `m` inputs (valid for
+/// any `m`, as if padded with `+∞` to a power of two).
+pub(crate) fn sorting_network(m: usize) -> Vec<(usize, usize)> {
+    let mut net = Vec::new();
+    let mut p = 1;
+    while p < m {
+        let mut k = p;
+        while k >= 1 {
+            let mut j = k % p;
+            while j + k < m {
+                for i in 0..k.min(m - j - k) {
+                    if (i + j) / (2 * p) == (i + j + k) / (2 * p) {
+                        net.push((i + j, i + j + k));
+                    }
+                }
+                j += 2 * k;
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    net
+}
+
+/// Sorts every column of `tile` (rows `[TILE]`) ascending with the comparator network `net`.
+/// Values are finite (checked in [`SamplePred::new`]), so `<` is a total order.
+pub(crate) fn sort_columns(tile: &mut [[f64; TILE]], net: &[(usize, usize)]) {
+    for &(a, b) in net {
+        let (lo, hi) = tile.split_at_mut(b);
+        let (ra, rb) = (&mut lo[a], &mut hi[0]);
+        for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
+            let (p, q) = (*x, *y);
+            let swap = q < p;
+            *x = if swap { q } else { p };
+            *y = if swap { p } else { q };
+        }
     }
 }
 
@@ -346,4 +400,36 @@ impl<'a, T> From<SamplePred<'a, T>> for Prediction<'a, T> {
 /// Mean of per-function values (summed in function order).
 pub(crate) fn mean_of(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorting_network_sorts_columns_for_every_size() {
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 17) as f64 - 8.0
+        };
+        for m in 1..=130 {
+            let net = sorting_network(m);
+            let mut tile = vec![[0.0f64; TILE]; m];
+            for row in tile.iter_mut() {
+                row.iter_mut().for_each(|v| *v = next());
+            }
+            let mut expected: Vec<Vec<f64>> = (0..TILE)
+                .map(|c| tile.iter().map(|r| r[c]).collect())
+                .collect();
+            expected.iter_mut().for_each(|col| col.sort_by(f64::total_cmp));
+            sort_columns(&mut tile, &net);
+            for (c, col) in expected.iter().enumerate() {
+                let got: Vec<f64> = tile.iter().map(|r| r[c]).collect();
+                assert_eq!(&got, col, "m = {m}, column {c}");
+            }
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use pno_core::SplitFractions;
-use pno_data::{CheckOptions, SUPPORTED_FORMATS};
+use pno_data::CheckOptions;
 
 /// Arguments of `pno data`.
 #[derive(clap::Args, Debug)]
@@ -112,12 +112,8 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 pub(crate) fn run(args: DataArgs, json: bool) -> anyhow::Result<()> {
     match args.cmd {
         DataCmd::Info { path } => {
-            let info = pno_data::info(&path).with_context(|| {
-                format!(
-                    "reading {} (supported: {SUPPORTED_FORMATS})",
-                    path.display()
-                )
-            })?;
+            let info =
+                pno_data::info(&path).with_context(|| format!("reading {}", path.display()))?;
             if json {
                 print_json(&info)?;
             } else {
