@@ -4,15 +4,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::accuracy::{h1_rel, l2_abs, mse, rel_l2};
 use crate::calibration::DEFAULT_CALIBRATION_LEVELS;
-use crate::calibration::calibration_curve;
+use crate::calibration::{CalibrationCurve, calibration_curve};
 use crate::coverage::{
     COVERAGE_LEVELS, coverage_levels, function_coverage, interval_score, interval_width,
+    winkler_point,
 };
-use crate::crps::{Estimator, crps_fair, crps_gaussian, crps_samples};
+use crate::crps::{Estimator, crps_ensemble_sorted, crps_gaussian};
 use crate::domain::Domain;
 use crate::energy::energy_score;
 use crate::error::Result;
 use crate::nll::{nll_gaussian, nll_samples};
+use crate::quantile::{central_level_sorted, quantile_sorted};
 use crate::spread::{sharpness, spread_skill};
 use crate::view::{GaussianPred, Prediction, Real, SamplePred, check_size};
 
@@ -75,6 +77,115 @@ struct Probabilistic {
     energy_score: Option<f64>,
 }
 
+/// The interval and calibration metrics of a report.
+struct Intervals {
+    coverage: Vec<f64>,
+    function_coverage_95: f64,
+    interval_width_90: f64,
+    interval_score_90: f64,
+    curve: CalibrationCurve,
+}
+
+impl Intervals {
+    fn from_prediction<T: Real, Y: Real>(pred: &Prediction<'_, T>, target: &[Y]) -> Result<Self> {
+        Ok(Self {
+            coverage: coverage_levels(pred, target, &COVERAGE_LEVELS)?,
+            function_coverage_95: function_coverage(pred, target, 0.95)?,
+            interval_width_90: interval_width(pred, 0.9)?,
+            interval_score_90: interval_score(pred, target, 0.9)?,
+            curve: calibration_curve(pred, target, DEFAULT_CALIBRATION_LEVELS)?,
+        })
+    }
+}
+
+/// Per-function contributions of every sorted-draw metric (one pass over the draws).
+struct SortedPartial {
+    crps: f64,
+    crps_fair: f64,
+    coverage: [usize; COVERAGE_LEVELS.len()],
+    inside_95: bool,
+    width_90: f64,
+    score_90: f64,
+    calibration: Vec<usize>,
+}
+
+/// CRPS (standard and fair), coverage, function coverage, interval width and score and the
+/// calibration curve from one sorted pass; each reduction is the one of the single-metric
+/// function (same per-function sums, reduced in function order), so results are identical.
+fn sorted_metrics<T: Real, Y: Real>(
+    pred: &SamplePred<'_, T>,
+    target: &[Y],
+) -> Result<(f64, f64, Intervals)> {
+    let shape = pred.shape();
+    shape.check_target("target", target)?;
+    let (n, d) = (shape.n, shape.d);
+    let levels = DEFAULT_CALIBRATION_LEVELS;
+    let step = 1.0 / (levels - 1) as f64;
+    let expected: Vec<f64> = (0..levels).map(|k| k as f64 * step).collect();
+    // index of 0.95 and 0.9 in COVERAGE_LEVELS
+    let (i95, i90) = (3, 2);
+    let per = pred.map_sorted(|j, sorted| {
+        let mut p = SortedPartial {
+            crps: 0.0,
+            crps_fair: 0.0,
+            coverage: [0; COVERAGE_LEVELS.len()],
+            inside_95: true,
+            width_90: 0.0,
+            score_90: 0.0,
+            calibration: vec![0; levels],
+        };
+        for (i, &y) in target[j * d..(j + 1) * d].iter().enumerate() {
+            let x = sorted.point(i);
+            let y: f64 = y.into();
+            p.crps += crps_ensemble_sorted(x, y, Estimator::Standard);
+            p.crps_fair += crps_ensemble_sorted(x, y, Estimator::Fair);
+            for (l, &lv) in COVERAGE_LEVELS.iter().enumerate() {
+                let lo = quantile_sorted(x, 0.5 - lv / 2.0);
+                let hi = quantile_sorted(x, 0.5 + lv / 2.0);
+                let inside = lo < y && y < hi;
+                p.coverage[l] += usize::from(inside);
+                if l == i95 {
+                    p.inside_95 &= inside;
+                }
+                if l == i90 {
+                    p.width_90 += hi - lo;
+                    p.score_90 += winkler_point(lo, hi, y, lv);
+                }
+            }
+            let s = central_level_sorted(x, y);
+            let k = expected.partition_point(|&tk| tk < s);
+            if k < levels {
+                p.calibration[k] += 1;
+            }
+        }
+        p.crps /= d as f64;
+        p.crps_fair /= d as f64;
+        p.width_90 /= d as f64;
+        p
+    });
+    let total = shape.len() as f64;
+    let crps = per.iter().map(|p| p.crps).sum::<f64>() / n as f64;
+    let crps_fair = per.iter().map(|p| p.crps_fair).sum::<f64>() / n as f64;
+    let coverage = (0..COVERAGE_LEVELS.len())
+        .map(|l| per.iter().map(|p| p.coverage[l]).sum::<usize>() as f64 / total)
+        .collect();
+    let mut cum = 0usize;
+    let observed = (0..levels)
+        .map(|k| {
+            cum += per.iter().map(|p| p.calibration[k]).sum::<usize>();
+            cum as f64 / total
+        })
+        .collect();
+    let intervals = Intervals {
+        coverage,
+        function_coverage_95: per.iter().filter(|p| p.inside_95).count() as f64 / n as f64,
+        interval_width_90: per.iter().map(|p| p.width_90).sum::<f64>() / n as f64,
+        interval_score_90: per.iter().map(|p| p.score_90).sum::<f64>() / total,
+        curve: CalibrationCurve { expected, observed },
+    };
+    Ok((crps, crps_fair, intervals))
+}
+
 impl Report {
     /// All metrics from `m` draws (`[m, n, d]`, samples first); needs `m >= 2`. `domain`
     /// describes the `d` points (quadrature weight for `l2_abs` and the energy score, spacing
@@ -85,13 +196,20 @@ impl Report {
         domain: &Domain,
     ) -> Result<Self> {
         check_size("m", 2, pred.m())?;
+        let (crps, crps_fair, intervals) = sorted_metrics(pred, target)?;
         let probabilistic = Probabilistic {
             nll: nll_samples(pred, target)?,
-            crps: crps_samples(pred, target)?,
-            crps_fair: Some(crps_fair(pred, target)?),
+            crps,
+            crps_fair: Some(crps_fair),
             energy_score: Some(energy_score(pred, target, domain, Estimator::Fair)?),
         };
-        Self::assemble(&Prediction::Samples(*pred), target, domain, probabilistic)
+        Self::assemble(
+            &Prediction::Samples(*pred),
+            target,
+            domain,
+            probabilistic,
+            intervals,
+        )
     }
 
     /// All metrics from a pointwise Gaussian prediction (`mean`, `std`, each `[n, d]`);
@@ -107,7 +225,9 @@ impl Report {
             crps_fair: None,
             energy_score: None,
         };
-        Self::assemble(&Prediction::Gaussian(*pred), target, domain, probabilistic)
+        let prediction = Prediction::Gaussian(*pred);
+        let intervals = Intervals::from_prediction(&prediction, target)?;
+        Self::assemble(&prediction, target, domain, probabilistic, intervals)
     }
 
     fn assemble<T: Real, Y: Real>(
@@ -115,13 +235,13 @@ impl Report {
         target: &[Y],
         domain: &Domain,
         p: Probabilistic,
+        iv: Intervals,
     ) -> Result<Self> {
         let shape = pred.shape();
         shape.check_target("target", target)?;
         domain.check_points(shape.d)?;
         let (mean, _) = pred.mean_std();
-        let cov = coverage_levels(pred, target, &COVERAGE_LEVELS)?;
-        let curve = calibration_curve(pred, target, DEFAULT_CALIBRATION_LEVELS)?;
+        let (cov, curve) = (&iv.coverage, &iv.curve);
         let mse = mse(&mean, target, shape)?;
         Ok(Self {
             rel_l2: rel_l2(&mean, target, shape)?,
@@ -138,9 +258,9 @@ impl Report {
             coverage_90: cov[2],
             coverage_95: cov[3],
             coverage_99: cov[4],
-            function_coverage_95: function_coverage(pred, target, 0.95)?,
-            interval_width_90: interval_width(pred, 0.9)?,
-            interval_score_90: interval_score(pred, target, 0.9)?,
+            function_coverage_95: iv.function_coverage_95,
+            interval_width_90: iv.interval_width_90,
+            interval_score_90: iv.interval_score_90,
             calibration_error: curve.mean_absolute_error(),
             miscalibration_area: curve.miscalibration_area(),
             sharpness: sharpness(pred),

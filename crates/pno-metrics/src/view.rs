@@ -347,9 +347,8 @@ pub(crate) fn sort_columns(tile: &mut [[f64; TILE]], net: &[(usize, usize)]) {
         let (ra, rb) = (&mut lo[a], &mut hi[0]);
         for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
             let (p, q) = (*x, *y);
-            let swap = q < p;
-            *x = if swap { q } else { p };
-            *y = if swap { p } else { q };
+            *x = p.min(q);
+            *y = p.max(q);
         }
     }
 }
@@ -424,7 +423,9 @@ mod tests {
             let mut expected: Vec<Vec<f64>> = (0..TILE)
                 .map(|c| tile.iter().map(|r| r[c]).collect())
                 .collect();
-            expected.iter_mut().for_each(|col| col.sort_by(f64::total_cmp));
+            expected
+                .iter_mut()
+                .for_each(|col| col.sort_by(f64::total_cmp));
             sort_columns(&mut tile, &net);
             for (c, col) in expected.iter().enumerate() {
                 let got: Vec<f64> = tile.iter().map(|r| r[c]).collect();
