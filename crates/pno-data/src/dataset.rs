@@ -9,7 +9,7 @@ use safetensors::{Dtype, SafeTensors};
 
 use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
-use crate::manifest::{MANIFEST_FILE, Manifest};
+use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use crate::tensor::{Tensor, TensorData, numel};
 
 /// A dataset folder in our format, presented as one dataset in sample order.
@@ -216,15 +216,20 @@ impl Dataset {
         self.manifest.files.get(i).map(|e| self.dir.join(&e.path))
     }
 
-    /// Verifies the SHA-256 of file number `i` against the manifest.
-    pub fn verify_file(&self, i: usize) -> Result<()> {
-        let entry = self.manifest.files.get(i).ok_or_else(|| {
+    /// The manifest entry of file number `i`, or an error naming the valid range.
+    fn file_entry(&self, i: usize) -> Result<&FileEntry> {
+        self.manifest.files.get(i).ok_or_else(|| {
             Error::invalid(
                 "file index",
                 format!("< {}", self.manifest.files.len()),
                 i.to_string(),
             )
-        })?;
+        })
+    }
+
+    /// Verifies the SHA-256 of file number `i` against the manifest.
+    pub fn verify_file(&self, i: usize) -> Result<()> {
+        let entry = self.file_entry(i)?;
         let path = self.dir.join(&entry.path);
         let got = sha256_file(&path)?;
         if got != entry.sha256 {
@@ -239,13 +244,7 @@ impl Dataset {
 
     /// Reads file number `i`: every tensor of the manifest, each `[n_file, ...spec]`.
     pub fn read_file(&self, i: usize) -> Result<Vec<(String, Tensor)>> {
-        let entry = self.manifest.files.get(i).ok_or_else(|| {
-            Error::invalid(
-                "file index",
-                format!("< {}", self.manifest.files.len()),
-                i.to_string(),
-            )
-        })?;
+        let entry = self.file_entry(i)?;
         let path = self.dir.join(&entry.path);
         let bytes = std::fs::read(&path).map_err(Error::io("read", &path))?;
         let st = SafeTensors::deserialize(&bytes).map_err(|e| {

@@ -36,17 +36,7 @@ fn sq_sums<T: Real, Y: Real>(pred: &[T], target: &[Y], d: usize) -> Vec<(f64, f6
 pub fn rel_l2<T: Real, Y: Real>(pred: &[T], target: &[Y], shape: Shape) -> Result<f64> {
     check_pair(pred, target, shape)?;
     let sums = sq_sums(pred, target, shape.d);
-    let mut per = Vec::with_capacity(sums.len());
-    for (index, (e, n)) in sums.into_iter().enumerate() {
-        if n == 0.0 {
-            return Err(Error::ZeroNorm {
-                argument: "target",
-                index,
-            });
-        }
-        per.push((e / n).sqrt());
-    }
-    Ok(mean_of(&per))
+    mean_relative(sums)
 }
 
 /// Absolute discretised L2 error, the PNO-paper convention (the column the paper calls `MSE`,
@@ -132,6 +122,12 @@ pub fn h1_rel<T: Real, Y: Real>(
             },
         )
         .collect();
+    mean_relative(sums)
+}
+
+/// Mean over functions of `sqrt(num_j / den_j)`; a zero denominator (zero-norm target `j`) is
+/// reported as [`Error::ZeroNorm`].
+fn mean_relative(sums: Vec<(f64, f64)>) -> Result<f64> {
     let mut per = Vec::with_capacity(sums.len());
     for (index, (num, den)) in sums.into_iter().enumerate() {
         if den == 0.0 {
