@@ -1,4 +1,4 @@
-//! `pno` — generate, check and convert PDE benchmark datasets for probabilistic neural operators.
+//! `pno` — generate PDE benchmark datasets, train probabilistic neural operators, predict with them.
 //!
 //! ```text
 //! pno generate darcy --config configs/darcy64.toml --n 200 --out data/darcy64
@@ -33,7 +33,9 @@ Examples:
   pno generate navier_stokes --n 1000 --shard 3/10 --out data/ns64    # 4th of 10 cluster jobs
   pno data check data/darcy64
   pno data convert darcy_train_16.pt data/darcy16
-  pno data info data/darcy64 --json";
+  pno data info data/darcy64 --json
+  pno train --config configs/darcy64_pno_d.toml --data data/darcy64 --out runs/pno_d
+  pno predict --run runs/pno_d --input data/darcy64 --samples 100 --out pred.npz";
 
 #[derive(Subcommand, Debug)]
 enum Commands {
@@ -41,6 +43,10 @@ enum Commands {
     Generate(cmd::generate::GenerateArgs),
     /// Inspect, convert and quality-check datasets (ours, neuralop .pt, PDEBench HDF5, npy/npz).
     Data(cmd::data::DataArgs),
+    /// Train a (probabilistic) neural operator from a TOML config; fault-tolerant, resumable.
+    Train(cmd::train::TrainArgs),
+    /// Predict mean, std, samples and quantiles with a trained run.
+    Predict(cmd::train::PredictArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +54,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Generate(args) => cmd::generate::run(args, cli.json, cli.quiet),
         Commands::Data(args) => cmd::data::run(args, cli.json),
+        Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
+        Commands::Predict(args) => cmd::train::run_predict(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,8 +2,11 @@
 //!
 //! - Our format: a folder with `manifest.json` and safetensors files, written by
 //!   [`DatasetWriter`] (atomically, byte-reproducibly, shardable) and read by [`Dataset`].
-//! - Readers for `.npy`/`.npz`, neuraloperator `.pt` and PDEBench HDF5, behind [`open_any`].
+//! - Readers for `.npy`/`.npz`, neuraloperator `.pt` and PDEBench HDF5, behind [`open_any`];
+//!   writers for `.npy`/`.npz` ([`write_npy`], [`write_npz`]), byte-compatible with numpy.
 //! - [`convert`] into our format, [`info`] summaries, and [`check`], the data-quality gate.
+//! - [`Normalizer`]: per-channel unit-Gaussian normalisation (neuraloperator's
+//!   `UnitGaussianNormalizer`).
 
 mod check;
 mod checksum;
@@ -13,6 +16,7 @@ mod error;
 mod hdf5;
 mod info;
 mod manifest;
+mod normalizer;
 mod npy;
 mod npz;
 mod pickle;
@@ -29,8 +33,8 @@ pub use check::{
 pub use convert::convert;
 pub use hdf5::{Hdf5Contents, read_hdf5};
 pub use info::{Info, TensorInfo, info};
-pub use npy::{parse_npy, read_npy};
-pub use npz::read_npz;
+pub use npy::{NpyData, npy_bytes, parse_npy, read_npy, write_npy};
+pub use npz::{read_npz, write_npz};
 pub use pt::{PtContents, read_pt};
 pub use source::{Format, SUPPORTED_FORMATS, SampleSet, Source, open_any};
 
@@ -41,6 +45,7 @@ pub use manifest::{
     DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, MANIFEST_FILE, Manifest, TensorEntry,
     TensorSpec, manifest_file_name,
 };
+pub use normalizer::Normalizer;
 pub use stats::Moments;
 pub use tensor::{DType, Tensor, TensorData, f16_to_f32};
 pub use writer::DatasetWriter;

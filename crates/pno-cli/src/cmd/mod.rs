@@ -2,3 +2,4 @@
 
 pub(crate) mod data;
 pub(crate) mod generate;
+pub(crate) mod train;

@@ -3,6 +3,7 @@
 
 mod data;
 mod generate;
+mod train;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -5,3 +5,4 @@ mod format;
 mod fuzz;
 mod gate;
 mod readers;
+mod writers;

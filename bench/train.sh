@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Training throughput, inference latency and peak memory: pno (burn flex) vs PyTorch + neuraloperator,
+# same architecture, same machine, same run, 2 threads each. One configuration per process.
+#   bash bench/train.sh [PYTHON]      (PYTHON: an interpreter with torch and neuraloperator)
+# Prints one JSON line per (engine, case) and a Markdown table at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-/work/.venv-torch/bin/python}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
+cargo build --release --locked -p pno-train --bench train >/dev/null 2>&1 || cargo bench --no-run --locked -p pno-train --bench train
+BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/train-* | grep -v '\.d$' | head -1)
+export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 RAYON_NUM_THREADS=2
+OUT=${OUT:-bench/train_results.jsonl}
+: > "$OUT"
+cases=(
+  "fno2d-64-b16|--model fno --dim 2 --res 64 --batch 16 --hidden 32 --layers 4 --modes 12 12 --lifting 256 --projection 256 --steps 6 --warmup 2"
+  "pno_d2d-64-b16|--model pno_d --dim 2 --res 64 --batch 16 --hidden 32 --layers 4 --modes 12 12 --lifting 256 --projection 256 --dropout 0.2 --steps 4 --warmup 1 --infer-samples 32"
+  "fno2d-16-b32|--model fno --dim 2 --res 16 --batch 32 --hidden 32 --layers 4 --modes 12 12 --lifting 128 --projection 128 --steps 10 --warmup 2"
+  "fno1d-1024-b32|--model fno --dim 1 --res 1024 --batch 32 --hidden 64 --layers 4 --modes 16 --lifting 128 --projection 128 --steps 10 --warmup 2"
+)
+for c in "${cases[@]}"; do
+  name=${c%%|*}; flags=${c#*|}
+  echo "== $name (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  r=$("$BIN" $flags)
+  echo "{\"case\":\"$name\",\"rust\":$r}" | tee -a "$OUT"
+  p=$("$PY" bench/train_peer.py $flags --threads 2 | tail -1)
+  echo "{\"case\":\"$name\",\"torch\":$p}" | tee -a "$OUT"
+done
+"$PY" - "$OUT" <<'PYEOF'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    d = json.loads(line); k = d["case"]
+    rows.setdefault(k, {}).update({e: d[e] for e in ("rust", "torch") if e in d})
+print("| case | params | pno train samples/s | PyTorch train samples/s | ratio | pno infer ms | PyTorch infer ms | pno peak MB | PyTorch peak MB |")
+print("|---|---|---|---|---|---|---|---|---|")
+for k, v in rows.items():
+    r, t = v["rust"], v["torch"]
+    print(f"| {k} | {r['params']} | {r['train_samples_per_s']:.1f} | {t['train_samples_per_s']:.1f} | "
+          f"{r['train_samples_per_s']/t['train_samples_per_s']:.2f}x | {r['infer_ms_median']:.0f} ({r['infer_samples']} draws) | "
+          f"{t['infer_ms_median']:.0f} ({t['infer_samples']} draws) | {r['peak_rss_mb']:.0f} | {t['peak_rss_mb']:.0f} |")
+PYEOF

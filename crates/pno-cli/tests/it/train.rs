@@ -1,0 +1,265 @@
+//! `pno train` / `pno predict` end to end: configs, prediction files, kill -9 and resume.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{config, pno_err, pno_ok};
+
+fn darcy(dir: &Path, name: &str, res: usize, n: usize) -> String {
+    let out = dir.join(name).display().to_string();
+    pno_ok(&[
+        "generate",
+        "darcy",
+        "--resolution",
+        &res.to_string(),
+        "--n",
+        &n.to_string(),
+        "--seed",
+        "1",
+        "--out",
+        &out,
+        "--quiet",
+    ]);
+    out
+}
+
+fn npz(path: &Path) -> Vec<(String, pno_data::Tensor)> {
+    pno_data::read_npz(path).unwrap()
+}
+
+#[test]
+fn every_model_config_trains_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(dir.path(), "d16", 16, 24);
+    let cfg_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut seen = 0;
+    let mut names: Vec<String> = std::fs::read_dir(&cfg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            (n.starts_with("darcy16_") || n.starts_with("darcy64_")) && n.ends_with(".toml")
+        })
+        .collect();
+    names.sort();
+    for name in names {
+        let run = dir
+            .path()
+            .join(name.trim_end_matches(".toml"))
+            .display()
+            .to_string();
+        // Shrink to seconds: one epoch on 24 samples of 16x16.
+        pno_ok(&[
+            "train",
+            "--config",
+            &config(&name),
+            "--data",
+            &data,
+            "--out",
+            &run,
+            "--quiet",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "data.n_train=12",
+            "--set",
+            "data.n_test=4",
+            "--set",
+            "train.batch_size=6",
+        ]);
+        let pred = dir.path().join(format!("{name}.npz"));
+        pno_ok(&[
+            "predict",
+            "--run",
+            &run,
+            "--input",
+            &data,
+            "--samples",
+            "3",
+            "--out",
+            pred.to_str().unwrap(),
+        ]);
+        let t = npz(&pred);
+        let get = |k: &str| {
+            t.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, t)| t.shape().to_vec())
+        };
+        assert_eq!(get("mean"), Some(vec![24, 1, 16, 16]), "{name}");
+        assert_eq!(get("samples"), Some(vec![3, 24, 1, 16, 16]), "{name}");
+        assert_eq!(get("quantiles"), Some(vec![7, 24, 1, 16, 16]), "{name}");
+        seen += 1;
+    }
+    assert_eq!(seen, 16, "8 models x 2 datasets");
+}
+
+#[test]
+fn predict_is_seeded_and_works_at_another_resolution() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(dir.path(), "d16", 16, 20);
+    let run = dir.path().join("run").display().to_string();
+    pno_ok(&[
+        "train",
+        "--config",
+        &config("darcy16_pno_d.toml"),
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--quiet",
+        "--set",
+        "train.epochs=2",
+    ]);
+    let p = |seed: &str, out: &str, input: &str| {
+        let path = dir.path().join(out);
+        pno_ok(&[
+            "predict",
+            "--run",
+            &run,
+            "--input",
+            input,
+            "--samples",
+            "8",
+            "--seed",
+            seed,
+            "--out",
+            path.to_str().unwrap(),
+            "--batch",
+            "3",
+        ]);
+        std::fs::read(path).unwrap()
+    };
+    assert_eq!(
+        p("5", "a.npz", &data),
+        p("5", "b.npz", &data),
+        "same seed, same file"
+    );
+    assert_ne!(p("5", "a.npz", &data), p("6", "c.npz", &data));
+    let d24 = darcy(dir.path(), "d24", 24, 3);
+    p("1", "sr.npz", &d24);
+    let t = npz(&dir.path().join("sr.npz"));
+    let std = t.iter().find(|(n, _)| n == "std").unwrap().1.to_f32_vec();
+    assert_eq!(std.len(), 3 * 24 * 24);
+    assert!(std.iter().all(|v| v.is_finite() && *v >= 0.0));
+    // A .npy input [n, 16, 16] (no channel axis) works for a one-channel model.
+    let x = pno_data::open_any(Path::new(&data))
+        .unwrap()
+        .tensor("x")
+        .unwrap()
+        .to_f32_vec();
+    let npy = dir.path().join("x.npy");
+    pno_data::write_npy(&npy, &[20, 16, 16], &pno_data::NpyData::F32(&x)).unwrap();
+    p("1", "npy.npz", npy.to_str().unwrap());
+}
+
+#[test]
+fn kill_dash_nine_then_resume_matches_the_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(dir.path(), "d16", 16, 48);
+    let sets = ["--set", "train.epochs=8", "--set", "data.n_test=8"];
+    let full = dir.path().join("full").display().to_string();
+    let cfg = config("darcy16_fno.toml");
+    let mut args = vec![
+        "train", "--config", &cfg, "--data", &data, "--out", &full, "--quiet",
+    ];
+    args.extend(sets);
+    pno_ok(&args);
+    let run = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args([
+            "train",
+            "--config",
+            &cfg,
+            "--data",
+            &data,
+            "--out",
+            run.to_str().unwrap(),
+            "--quiet",
+        ])
+        .args(sets)
+        .spawn()
+        .unwrap();
+    // Kill as soon as the first checkpoint is indexed.
+    let t0 = Instant::now();
+    while !run.join("checkpoints/index.json").exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let out = pno_ok(&[
+        "train",
+        "--resume",
+        run.to_str().unwrap(),
+        "--data",
+        &data,
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["epochs"], 8);
+    // Compare the weights tensor by tensor through safetensors.
+    let load = |p: &Path| {
+        let bytes = std::fs::read(p.join("weights.safetensors")).unwrap();
+        pno_train::checkpoint::from_safetensors(&bytes, p)
+            .unwrap()
+            .0
+    };
+    let (a, b) = (load(Path::new(&full)), load(&run));
+    let mut worst = 0.0f32;
+    for (k, t) in &a {
+        for (x, y) in t.values.iter().zip(&b[k].values) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    assert!(worst <= 1e-6, "resumed weights differ by {worst}");
+}
+
+#[test]
+fn train_errors_name_the_key_or_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(dir.path(), "d16", 16, 12);
+    let run = dir.path().join("r").display().to_string();
+    let e = pno_err(&[
+        "train",
+        "--config",
+        &config("darcy16_fno.toml"),
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--set",
+        "model.widht=3",
+    ]);
+    assert!(e.contains("widht"), "{e}");
+    let e = pno_err(&[
+        "train",
+        "--config",
+        &config("darcy16_fno.toml"),
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--set",
+        "model.n_modes=[40,40]",
+    ]);
+    assert!(e.contains("model.n_modes"), "{e}");
+    let e = pno_err(&[
+        "train",
+        "--config",
+        &config("darcy16_fno.toml"),
+        "--data",
+        "/nonexistent/x.pt",
+        "--out",
+        &run,
+    ]);
+    assert!(e.contains("/nonexistent/x.pt"), "{e}");
+    let e = pno_err(&[
+        "predict",
+        "--run",
+        "/nonexistent/run",
+        "--input",
+        &data,
+        "--out",
+        "p.npz",
+    ]);
+    assert!(e.contains("/nonexistent/run"), "{e}");
+}

@@ -1,0 +1,94 @@
+//! Pointwise (1×1) layers on channels-first fields `[batch, channels, points]`.
+//!
+//! A 1×1 convolution is a matrix product over the channel axis: `W[c_out, c_in] @ x[b, c_in, n]`
+//! as one broadcast matmul (faster than burn's `Conv2d` backward on the CPU backend). Weights use
+//! PyTorch's `nn.Linear` layout `[out, in]` so saved files load into PyTorch directly.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Tensor};
+
+use crate::init::Init;
+use crate::noise::Noise;
+
+/// A pointwise linear map over channels, `y[b, o, n] = Σ_i W[o, i] x[b, i, n] + b[o]`.
+#[derive(Module, Debug)]
+pub struct Pointwise {
+    /// Weight `[out, in]`.
+    pub weight: Param<Tensor<2>>,
+    /// Bias `[out]`, if any.
+    pub bias: Option<Param<Tensor<1>>>,
+}
+
+impl Pointwise {
+    /// PyTorch's default initialisation: `U(-1/√in, 1/√in)` for weight and bias.
+    pub fn new(init: &mut Init, d_in: usize, d_out: usize, bias: bool, device: &Device) -> Self {
+        let bound = 1.0 / (d_in as f64).sqrt();
+        let weight = init.uniform([d_out, d_in], bound, device);
+        let bias = bias.then(|| init.uniform([d_out], bound, device));
+        Self { weight, bias }
+    }
+
+    /// `[batch, in, points]` → `[batch, out, points]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let w = self.weight.val().unsqueeze_dim::<3>(0);
+        let y = w.matmul(x);
+        match &self.bias {
+            Some(b) => y + b.val().reshape([1, -1, 1]),
+            None => y,
+        }
+    }
+
+    /// Output channels.
+    pub fn d_out(&self) -> usize {
+        self.weight.dims()[0]
+    }
+}
+
+/// Two pointwise layers with GELU between them and optional dropout on the hidden features
+/// (placed before the activation, as in the PNO paper): `in → hidden → out`. With
+/// `hidden == 0` it is a single pointwise layer.
+#[derive(Module, Debug)]
+pub struct ChannelMlp {
+    /// First layer (or the only one).
+    pub fc1: Pointwise,
+    /// Second layer, absent for a single-layer map.
+    pub fc2: Option<Pointwise>,
+}
+
+impl ChannelMlp {
+    /// Build `in → hidden → out` (or `in → out` when `hidden == 0`).
+    pub fn new(init: &mut Init, d_in: usize, hidden: usize, d_out: usize, device: &Device) -> Self {
+        if hidden == 0 {
+            Self {
+                fc1: Pointwise::new(init, d_in, d_out, true, device),
+                fc2: None,
+            }
+        } else {
+            Self {
+                fc1: Pointwise::new(init, d_in, hidden, true, device),
+                fc2: Some(Pointwise::new(init, hidden, d_out, true, device)),
+            }
+        }
+    }
+
+    /// Hidden features after dropout and GELU, `[batch, hidden, points]` (the input of `fc2`).
+    pub fn hidden(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
+        let mut h = self.fc1.forward(x);
+        if let Some((p, noise)) = dropout
+            && p > 0.0
+        {
+            let mask = noise.dropout_mask(p, h.dims(), &h.device());
+            h = h * mask;
+        }
+        gelu(h)
+    }
+
+    /// `[batch, in, points]` → `[batch, out, points]`.
+    pub fn forward(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
+        match &self.fc2 {
+            None => self.fc1.forward(x),
+            Some(fc2) => fc2.forward(self.hidden(x, dropout)),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Seeded, batch-invariant randomness for stochastic forward passes.
+//!
+//! Every input row of a batch owns its own ChaCha8 stream, derived from `(seed, draw, row)`,
+//! where `draw` is the sample index at prediction time (or the step counter in training) and
+//! `row` is the input's index in the whole request or epoch. A dropout mask or a noise field
+//! for row `i` therefore never depends on which other inputs share its batch: `pno predict`
+//! with any batch size and the server answering one request give the same samples for the
+//! same seed. Tensors are built on the host and uploaded, so burn's global RNG is never used.
+
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// Mixes integers into one 64-bit seed (SplitMix64 finaliser over a running hash).
+pub fn mix_seed(parts: &[u64]) -> u64 {
+    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
+    for &p in parts {
+        h ^= p
+            .wrapping_add(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(h << 6)
+            .wrapping_add(h >> 2);
+        h = splitmix(h);
+    }
+    h
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Per-row random streams for one stochastic forward pass over a batch.
+#[derive(Debug, Clone)]
+pub struct Noise {
+    rows: Vec<ChaCha8Rng>,
+    shared: ChaCha8Rng,
+}
+
+impl Noise {
+    /// Streams for rows `first_row .. first_row + batch` of draw `draw` under `seed`.
+    ///
+    /// `shared` (used for quantities common to the whole pass, such as a weight sample of a
+    /// Bayesian layer) depends on `(seed, draw)` only.
+    pub fn new(seed: u64, draw: u64, first_row: u64, batch: usize) -> Self {
+        Self::from_keys(seed, draw, (0..batch as u64).map(|r| (draw, first_row + r)))
+    }
+
+    /// One stream per `(draw, row)` key, for passes that stack several draws of the same inputs
+    /// into one batch; the shared stream is keyed by `shared_draw`.
+    pub fn from_keys(
+        seed: u64,
+        shared_draw: u64,
+        keys: impl IntoIterator<Item = (u64, u64)>,
+    ) -> Self {
+        let rows = keys
+            .into_iter()
+            .map(|(d, r)| ChaCha8Rng::seed_from_u64(mix_seed(&[seed, d, r, 1])))
+            .collect();
+        let shared = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, shared_draw, 0, 2]));
+        Self { rows, shared }
+    }
+
+    /// Number of rows (batch size) this pass was made for.
+    pub fn batch(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Inverted-dropout mask of shape `[batch, per_row...]`: each entry is 0 with probability
+    /// `p` and `1/(1-p)` otherwise.
+    pub fn dropout_mask<const D: usize>(
+        &mut self,
+        p: f64,
+        dims: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
+        let per_row: usize = dims[1..].iter().product();
+        let keep = 1.0 / (1.0 - p) as f32;
+        // P(u < threshold) = p with u uniform on [0, 2^32).
+        let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+        let mut v = Vec::with_capacity(dims[0] * per_row);
+        for rng in &mut self.rows {
+            v.extend((0..per_row).map(|_| {
+                if rng.next_u32() < threshold {
+                    0.0
+                } else {
+                    keep
+                }
+            }));
+        }
+        Tensor::from_data(TensorData::new(v, dims), device)
+    }
+
+    /// Standard normal draws of shape `[batch, per_row...]`, row `i` from stream `i`.
+    pub fn normal<const D: usize>(&mut self, dims: [usize; D], device: &Device) -> Tensor<D> {
+        let per_row: usize = dims[1..].iter().product();
+        let mut v = Vec::with_capacity(dims[0] * per_row);
+        for rng in &mut self.rows {
+            v.extend(
+                (0..per_row).map(|_| Distribution::<f64>::sample(&StandardNormal, rng) as f32),
+            );
+        }
+        Tensor::from_data(TensorData::new(v, dims), device)
+    }
+
+    /// Spatially correlated standard normal fields `[batch, channels, points]` on a periodic
+    /// grid with spatial `grid` dims: white noise smoothed by a separable Gaussian kernel of
+    /// standard deviation `length / sqrt(2)` (domain length 1), renormalised to unit pointwise
+    /// variance, so the covariance is `exp(-|x-x'|^2 / (2 length^2))` up to truncation.
+    pub fn correlated(
+        &mut self,
+        channels: usize,
+        grid: &[usize],
+        length: f64,
+        device: &Device,
+    ) -> Tensor<3> {
+        let points: usize = grid.iter().product();
+        let batch = self.rows.len();
+        let mut out = Vec::with_capacity(batch * channels * points);
+        let kernels: Vec<Vec<f64>> = grid.iter().map(|&n| gaussian_kernel(n, length)).collect();
+        for rng in &mut self.rows {
+            for _ in 0..channels {
+                let mut f: Vec<f64> = (0..points).map(|_| StandardNormal.sample(rng)).collect();
+                let mut stride = 1;
+                for (axis, &n) in grid.iter().enumerate().rev() {
+                    f = convolve_axis(&f, grid, axis, stride, n, &kernels[axis]);
+                    stride *= n;
+                }
+                out.extend(f.iter().map(|&x| x as f32));
+            }
+        }
+        Tensor::from_data(TensorData::new(out, [batch, channels, points]), device)
+    }
+
+    /// Standard normal draws shared by the whole pass (same for every row).
+    pub fn shared_normal<const D: usize>(
+        &mut self,
+        dims: [usize; D],
+        device: &Device,
+    ) -> Tensor<D> {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| Distribution::<f64>::sample(&StandardNormal, &mut self.shared) as f32)
+            .collect();
+        Tensor::from_data(TensorData::new(v, dims), device)
+    }
+
+    /// A uniform integer in `0..n` from the shared stream.
+    pub fn shared_index(&mut self, n: usize) -> usize {
+        self.shared.random_range(0..n.max(1))
+    }
+}
+
+/// Normalised (unit sum of squares) periodic Gaussian kernel on `n` points, half-width 3σ.
+fn gaussian_kernel(n: usize, length: f64) -> Vec<f64> {
+    let sigma = (length / std::f64::consts::SQRT_2 * n as f64).max(1e-3);
+    // Taps never wrap onto each other, so the folded kernel keeps unit sum of squares.
+    let half = ((3.0 * sigma).ceil() as usize).min(n.saturating_sub(1) / 2);
+    let mut k: Vec<f64> = (0..=2 * half)
+        .map(|i| {
+            let d = i as f64 - half as f64;
+            (-0.5 * d * d / (sigma * sigma)).exp()
+        })
+        .collect();
+    let norm = k.iter().map(|x| x * x).sum::<f64>().sqrt();
+    k.iter_mut().for_each(|x| *x /= norm);
+    k
+}
+
+fn convolve_axis(
+    f: &[f64],
+    grid: &[usize],
+    _axis: usize,
+    stride: usize,
+    n: usize,
+    k: &[f64],
+) -> Vec<f64> {
+    let half = (k.len() / 2) as isize;
+    let total: usize = grid.iter().product();
+    let mut out = vec![0.0; total];
+    for (idx, o) in out.iter_mut().enumerate() {
+        let i = (idx / stride) % n;
+        let base = idx - i * stride;
+        let mut acc = 0.0;
+        for (t, &w) in k.iter().enumerate() {
+            let j = (i as isize + t as isize - half).rem_euclid(n as isize) as usize;
+            acc += w * f[base + j * stride];
+        }
+        *o = acc;
+    }
+    out
+}

@@ -1,0 +1,379 @@
+//! Spectral convolution (Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021)
+//! as truncated DFTs written as matrix products.
+//!
+//! For an input `x[b, c, h, w]` the layer computes
+//! `y = irfft2( W[k] · rfft2(x)[k] for the kept modes k ) + bias`
+//! with neuraloperator's mode convention: `n_modes = [m1, m2]` keeps the `m1` frequencies
+//! `-⌊m1/2⌋ … ⌈m1/2⌉-1` along every axis but the last and `⌊m2/2⌋+1` non-negative frequencies
+//! along the last (real-FFT) axis. The transforms are real cosine/sine basis matrices built for
+//! the resolution of the input, so the layer runs at any grid size (85, 421, …) and at grid sizes
+//! other than the training one (zero-shot super-resolution); the forward transform carries the
+//! `1/N` factor (numpy's `norm="forward"`), so the Fourier weights mean the same thing at every
+//! resolution. Per-mode complex channel mixing is one batched real matmul with the block weight
+//! `[[Wr, Wi], [-Wi, Wr]]`.
+//!
+//! Optional extras used by the probabilistic models: Fourier-coefficient dropout (PNO_D; Bülte,
+//! Scholl & Kutyniok 2025) and a mean-field Gaussian posterior on the weights (variational PNO).
+
+use std::f64::consts::PI;
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::init::Init;
+use crate::noise::Noise;
+
+/// Which frequencies one axis keeps at a given resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxisModes {
+    /// Signed frequencies, in weight order.
+    pub freqs: Vec<i64>,
+    /// Positions (in the configured mode list) of the frequencies that fit the resolution.
+    pub kept: Vec<usize>,
+}
+
+/// The configured frequencies of a full (complex) axis with `m` modes: `-⌊m/2⌋ … ⌈m/2⌉-1`,
+/// in weight order `0, 1, …, ⌈m/2⌉-1, -⌊m/2⌋, …, -1` (the order of FFT bins).
+pub fn full_axis_freqs(m: usize) -> Vec<i64> {
+    let pos = m.div_ceil(2) as i64;
+    let neg = (m / 2) as i64;
+    (0..pos).chain(-neg..0).collect()
+}
+
+/// The configured frequencies of the last (real) axis with `m` modes: `0 … ⌊m/2⌋`.
+pub fn real_axis_freqs(m: usize) -> Vec<i64> {
+    (0..=(m / 2) as i64).collect()
+}
+
+fn axis_modes(freqs: Vec<i64>, n: usize, real: bool) -> AxisModes {
+    let n = n as i64;
+    // A real axis holds frequencies 0..=n/2; a full axis holds -n/2 ..= (n-1)/2 without aliasing.
+    let fits = |k: i64| {
+        if real {
+            2 * k <= n
+        } else {
+            -(n / 2) <= k && k <= (n - 1) / 2
+        }
+    };
+    let kept = freqs
+        .iter()
+        .enumerate()
+        .filter(|&(_, &k)| fits(k))
+        .map(|(i, _)| i)
+        .collect();
+    AxisModes { freqs, kept }
+}
+
+/// Spectral convolution over 1 or 2 spatial axes.
+#[derive(Module, Debug)]
+pub struct SpectralConv {
+    /// Real part of the per-mode weights `[modes, in, out]` (posterior mean for the variational layer).
+    pub weight_re: Param<Tensor<3>>,
+    /// Imaginary part of the per-mode weights `[modes, in, out]`.
+    pub weight_im: Param<Tensor<3>>,
+    /// Softplus-parameterised posterior std of `weight_re` (variational layer only).
+    pub rho_re: Option<Param<Tensor<3>>>,
+    /// Softplus-parameterised posterior std of `weight_im` (variational layer only).
+    pub rho_im: Option<Param<Tensor<3>>>,
+    /// Bias `[out]` added after the inverse transform.
+    pub bias: Param<Tensor<1>>,
+    /// Configured modes per axis (neuraloperator convention).
+    #[module(skip)]
+    pub n_modes: Vec<usize>,
+}
+
+/// Randomness a spectral layer may use in one forward pass.
+pub struct SpectralNoise<'a> {
+    /// Fourier-coefficient dropout probability (0 = off).
+    pub dropout: f64,
+    /// Whether to sample the variational weights (false: use the posterior mean).
+    pub sample_weights: bool,
+    /// The random streams.
+    pub noise: &'a mut Noise,
+}
+
+impl SpectralConv {
+    /// A layer mapping `d_in` to `d_out` channels keeping `n_modes` (one entry per spatial axis).
+    /// `variational` adds posterior-std parameters initialised to `init_sigma`.
+    pub fn new(
+        init: &mut Init,
+        d_in: usize,
+        d_out: usize,
+        n_modes: &[usize],
+        variational: Option<f64>,
+        device: &Device,
+    ) -> Self {
+        let modes = mode_count(n_modes);
+        // neuraloperator's scale: std = sqrt(2 / (in + out)); uniform with that std.
+        let std = (2.0 / (d_in + d_out) as f64).sqrt();
+        let bound = std * 3f64.sqrt();
+        let weight_re = init.uniform([modes, d_in, d_out], bound, device);
+        let weight_im = init.uniform([modes, d_in, d_out], bound, device);
+        let (rho_re, rho_im) = match variational {
+            Some(sigma) => {
+                let rho = (sigma.exp_m1()).ln();
+                (
+                    Some(init.constant([modes, d_in, d_out], rho, device)),
+                    Some(init.constant([modes, d_in, d_out], rho, device)),
+                )
+            }
+            None => (None, None),
+        };
+        let bias = init.uniform([d_out], std, device);
+        Self {
+            weight_re,
+            weight_im,
+            rho_re,
+            rho_im,
+            bias,
+            n_modes: n_modes.to_vec(),
+        }
+    }
+
+    /// Output channels.
+    pub fn d_out(&self) -> usize {
+        self.weight_re.dims()[2]
+    }
+
+    /// The kept modes of each axis at spatial size `grid`.
+    pub fn axes(&self, grid: &[usize]) -> Vec<AxisModes> {
+        let last = self.n_modes.len() - 1;
+        self.n_modes
+            .iter()
+            .zip(grid)
+            .enumerate()
+            .map(|(a, (&m, &n))| {
+                if a == last {
+                    axis_modes(real_axis_freqs(m), n, true)
+                } else {
+                    axis_modes(full_axis_freqs(m), n, false)
+                }
+            })
+            .collect()
+    }
+
+    /// The effective complex weights `(re, im)`, `[modes, in, out]`, sampled when asked.
+    fn weights(&self, noise: Option<&mut SpectralNoise<'_>>) -> (Tensor<3>, Tensor<3>) {
+        let (re, im) = (self.weight_re.val(), self.weight_im.val());
+        match (noise, &self.rho_re, &self.rho_im) {
+            (Some(n), Some(rr), Some(ri)) if n.sample_weights => {
+                let dims = re.dims();
+                let device = re.device();
+                let er = n.noise.shared_normal(dims, &device);
+                let ei = n.noise.shared_normal(dims, &device);
+                (
+                    re + softplus(rr.val(), 1.0) * er,
+                    im + softplus(ri.val(), 1.0) * ei,
+                )
+            }
+            _ => (re, im),
+        }
+    }
+
+    /// KL divergence of the weight posterior from the prior `N(0, prior_std²)`, summed over all
+    /// weights (zero for a non-variational layer).
+    pub fn kl(&self, prior_std: f64) -> Option<Tensor<1>> {
+        let (rr, ri) = (self.rho_re.as_ref()?, self.rho_im.as_ref()?);
+        let term = |mu: Tensor<3>, rho: Tensor<3>| {
+            let sigma = softplus(rho, 1.0);
+            let var = sigma.clone().powi_scalar(2);
+            (sigma.log().neg()
+                + (var + mu.powi_scalar(2)) / (2.0 * prior_std * prior_std)
+                + (prior_std.ln() - 0.5))
+                .sum()
+        };
+        Some(term(self.weight_re.val(), rr.val()) + term(self.weight_im.val(), ri.val()))
+    }
+
+    /// `x[batch, in, points]` on a grid of spatial size `grid` (1 or 2 axes, row-major) →
+    /// `[batch, out, points]`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        grid: &[usize],
+        mut noise: Option<SpectralNoise<'_>>,
+    ) -> Tensor<3> {
+        let device = x.device();
+        let [b, c, _] = x.dims();
+        let axes = self.axes(grid);
+        let (mut wr, mut wi) = self.weights(noise.as_mut());
+        // Select the weights of the modes that fit this resolution.
+        let full: Vec<usize> = self.n_modes_full_count(&axes);
+        let kept_index = kept_mode_index(&axes);
+        if kept_index.len() != full.iter().product::<usize>() {
+            let idx = Tensor::<1, Int>::from_data(
+                TensorData::new(
+                    kept_index.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                    [kept_index.len()],
+                ),
+                &device,
+            );
+            wr = wr.select(0, idx.clone());
+            wi = wi.select(0, idx);
+        }
+        let co = self.d_out();
+        let y = match grid.len() {
+            1 => {
+                let n = grid[0];
+                let k = axes[0].kept.len();
+                let fw = real_forward_basis(&axes[0], n, n, &device); // [n, 2k]
+                let y = x.reshape([b * c, n]).matmul(fw); // [b·c, 2k]
+                let y = mix(y.reshape([b, c, 2, k]), wr, wi, noise.as_mut()); // [b, co, 2, k]
+                let gw = real_inverse_basis(&axes[0], n, &device); // [2k, n]
+                y.reshape([b * co, 2 * k]).matmul(gw).reshape([b, co, n])
+            }
+            2 => {
+                let (h, w) = (grid[0], grid[1]);
+                let (k1, k2) = (axes[0].kept.len(), axes[1].kept.len());
+                let fw = real_forward_basis(&axes[1], w, h * w, &device); // [w, 2k2]
+                let y = x.reshape([b * c * h, w]).matmul(fw); // [b·c·h, 2k2]
+                let y =
+                    y.reshape([b * c, h, 2, k2])
+                        .permute([0, 2, 1, 3])
+                        .reshape([b * c, 2 * h, k2]);
+                let (mh, gh) = full_bases(&axes[0], h, &device); // [2k1, 2h], [2h, 2k1]
+                let y = mh.unsqueeze_dim::<3>(0).matmul(y); // [b·c, 2k1, k2]
+                let y = mix(y.reshape([b, c, 2, k1 * k2]), wr, wi, noise.as_mut()); // [b, co, 2, k1·k2]
+                let y = gh
+                    .unsqueeze_dim::<3>(0)
+                    .matmul(y.reshape([b * co, 2 * k1, k2])); // [b·co, 2h, k2]
+                let y = y
+                    .reshape([b * co, 2, h, k2])
+                    .permute([0, 2, 1, 3])
+                    .reshape([b * co * h, 2 * k2]);
+                let gw = real_inverse_basis(&axes[1], w, &device); // [2k2, w]
+                y.matmul(gw).reshape([b, co, h * w])
+            }
+            d => unreachable_dims(d),
+        };
+        y + self.bias.val().reshape([1, -1, 1])
+    }
+
+    fn n_modes_full_count(&self, axes: &[AxisModes]) -> Vec<usize> {
+        axes.iter().map(|a| a.freqs.len()).collect()
+    }
+}
+
+fn unreachable_dims(d: usize) -> Tensor<3> {
+    // Configs are validated to 1 or 2 spatial axes before a layer is built.
+    panic!("spectral convolution supports 1 or 2 spatial axes, got {d}")
+}
+
+/// Number of weight modes for `n_modes` (neuraloperator convention).
+pub fn mode_count(n_modes: &[usize]) -> usize {
+    let last = n_modes.len() - 1;
+    n_modes
+        .iter()
+        .enumerate()
+        .map(|(a, &m)| if a == last { m / 2 + 1 } else { m })
+        .product()
+}
+
+/// Flat weight indices (row-major over axes) of the modes kept at this resolution.
+fn kept_mode_index(axes: &[AxisModes]) -> Vec<usize> {
+    match axes {
+        [a] => a.kept.clone(),
+        [a, b] => {
+            let n2 = b.freqs.len();
+            a.kept
+                .iter()
+                .flat_map(|&i| b.kept.iter().map(move |&j| i * n2 + j))
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Per-mode complex channel mixing, with optional Fourier dropout on the output coefficients.
+/// `y[b, c, 2, m]` (real rows then imaginary rows) → `[b, co, 2, m]`.
+fn mix(
+    y: Tensor<4>,
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    noise: Option<&mut SpectralNoise<'_>>,
+) -> Tensor<4> {
+    let [b, c, _, m] = y.dims();
+    let co = wr.dims()[2];
+    let y = y.permute([3, 0, 2, 1]).reshape([m, b, 2 * c]);
+    let top = Tensor::cat(vec![wr.clone(), wi.clone()], 2);
+    let bottom = Tensor::cat(vec![wi.neg(), wr], 2);
+    let block = Tensor::cat(vec![top, bottom], 1); // [m, 2c, 2co]
+    let o = y.matmul(block).reshape([m, b, 2, co]).permute([1, 3, 2, 0]); // [b, co, 2, m]
+    match noise {
+        Some(n) if n.dropout > 0.0 => {
+            let mask = n.noise.dropout_mask(n.dropout, [b, co, m], &o.device());
+            o * mask.unsqueeze_dim::<4>(2)
+        }
+        _ => o,
+    }
+}
+
+fn tensor2(v: Vec<f64>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
+    let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+    Tensor::from_data(TensorData::new(v, [rows, cols]), device)
+}
+
+/// Forward real DFT along the last axis restricted to the kept modes: `[n, 2k]`, columns
+/// `cos(θ)/total | -sin(θ)/total` with `θ = 2π x k / n` (`total` = all grid points).
+fn real_forward_basis(axis: &AxisModes, n: usize, total: usize, device: &Device) -> Tensor<2> {
+    let k = axis.kept.len();
+    let mut v = vec![0.0; n * 2 * k];
+    for x in 0..n {
+        for (j, &i) in axis.kept.iter().enumerate() {
+            let t = 2.0 * PI * (x as f64) * (axis.freqs[i] as f64) / n as f64;
+            v[x * 2 * k + j] = t.cos() / total as f64;
+            v[x * 2 * k + k + j] = -t.sin() / total as f64;
+        }
+    }
+    tensor2(v, n, 2 * k, device)
+}
+
+/// Inverse real DFT along the last axis from the kept modes: `[2k, n]`, rows
+/// `c_k cos(φ) ; -c_k sin(φ)` with Hermitian weight `c_k = 2` except `c_0 = c_{n/2} = 1`.
+fn real_inverse_basis(axis: &AxisModes, n: usize, device: &Device) -> Tensor<2> {
+    let k = axis.kept.len();
+    let mut v = vec![0.0; 2 * k * n];
+    for (j, &i) in axis.kept.iter().enumerate() {
+        let f = axis.freqs[i];
+        let ck = if f == 0 || 2 * f == n as i64 {
+            1.0
+        } else {
+            2.0
+        };
+        for x in 0..n {
+            let t = 2.0 * PI * (x as f64) * (f as f64) / n as f64;
+            v[j * n + x] = ck * t.cos();
+            v[(k + j) * n + x] = -ck * t.sin();
+        }
+    }
+    tensor2(v, 2 * k, n, device)
+}
+
+/// Complex DFT along a full axis restricted to the kept modes, acting on stacked
+/// `[re; im]` rows: forward `[[C, S], [-S, C]]` (`[2k, 2n]`) and inverse
+/// `[[Cᵀ, -Sᵀ], [Sᵀ, Cᵀ]]` (`[2n, 2k]`), with `C = cos(2π k h / n)`, `S = sin(2π k h / n)`.
+fn full_bases(axis: &AxisModes, n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let k = axis.kept.len();
+    let mut fwd = vec![0.0; 2 * k * 2 * n];
+    let mut inv = vec![0.0; 2 * n * 2 * k];
+    for (j, &i) in axis.kept.iter().enumerate() {
+        let f = axis.freqs[i] as f64;
+        for h in 0..n {
+            let t = 2.0 * PI * f * (h as f64) / n as f64;
+            let (c, s) = (t.cos(), t.sin());
+            fwd[j * 2 * n + h] = c;
+            fwd[j * 2 * n + n + h] = s;
+            fwd[(k + j) * 2 * n + h] = -s;
+            fwd[(k + j) * 2 * n + n + h] = c;
+            inv[h * 2 * k + j] = c;
+            inv[h * 2 * k + k + j] = -s;
+            inv[(n + h) * 2 * k + j] = s;
+            inv[(n + h) * 2 * k + k + j] = c;
+        }
+    }
+    (
+        tensor2(fwd, 2 * k, 2 * n, device),
+        tensor2(inv, 2 * n, 2 * k, device),
+    )
+}

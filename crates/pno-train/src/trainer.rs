@@ -1,0 +1,771 @@
+//! The training loop: seeded data order, per-epoch validation, schedules, early stopping,
+//! best-checkpoint selection, NaN/Inf guards with rollback, atomic checkpoints and exact resume.
+//!
+//! Determinism: the data order of epoch `e` is a ChaCha8 permutation keyed by `(seed, e)`, the
+//! dropout masks and noise of a step by `(seed, step, sample index)`, and the weights by the
+//! seed, so a run resumed from the checkpoint after epoch `e` replays epochs `e+1…` exactly as
+//! the uninterrupted run would (on the CPU backend; bit-identical up to float reduction order).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use pno_data::Normalizer;
+use pno_models::burn::module::Module;
+use pno_models::burn::optim::GradientsParams;
+use pno_models::burn::tensor::{Device, Tensor, TensorData};
+use pno_models::config::BackboneSpec;
+use pno_models::laplace::LaplaceStats;
+use pno_models::losses::{self, LossGrid};
+use pno_models::noise::mix_seed;
+use pno_models::weights::{NamedTensor, load_named, named_tensors};
+use pno_models::{Kind, Model, ModelSpec};
+
+use crate::checkpoint::{Checkpoints, TrainState, sha256_hex, to_safetensors, write_atomic};
+use crate::config::{Loss, RunConfig, Schedule, TrainSpec};
+use crate::data::{Fields, Splits, load_fields};
+use crate::error::{Result, TrainError, io_err};
+use crate::optim::{AdamConfig, AdamState, StepOutcome, adam_step};
+use crate::run::{ModelFile, Normalizers, ProvenanceFile, RunDir, read_json, write_json};
+
+/// How a training run is started.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The dataset.
+    pub data: PathBuf,
+    /// The run folder.
+    pub out: PathBuf,
+    /// Continue the run in `out` from its newest good checkpoint.
+    pub resume: bool,
+}
+
+/// One line of `log.jsonl` for an epoch.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpochLog {
+    /// `epoch`.
+    pub kind: &'static str,
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Mean training loss.
+    pub train_loss: f64,
+    /// Validation loss.
+    pub val_loss: f64,
+    /// Validation relative L² of the predictive mean (normalised units).
+    pub val_rel_l2: f64,
+    /// Largest gradient norm seen (before clipping).
+    pub max_grad_norm: f64,
+    /// Steps whose gradient was clipped.
+    pub clipped_steps: usize,
+    /// Whether this epoch set a new best.
+    pub best: bool,
+    /// Seconds for the epoch.
+    pub seconds: f64,
+    /// Training samples per second.
+    pub samples_per_s: f64,
+}
+
+/// Callbacks for progress display.
+pub trait Progress {
+    /// Before an epoch with `batches` steps.
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// After each step.
+    fn step(&mut self, _loss: f64) {}
+    /// After an epoch.
+    fn epoch_end(&mut self, _log: &EpochLog) {}
+    /// An event (rollback, resume, fallback).
+    fn event(&mut self, _message: &str) {}
+}
+
+/// A progress sink that shows nothing.
+pub struct Quiet;
+impl Progress for Quiet {}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Run folder.
+    pub run: PathBuf,
+    /// Model kind.
+    pub kind: String,
+    /// Parameters.
+    pub params: usize,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Best epoch.
+    pub best_epoch: usize,
+    /// Best validation metric.
+    pub best_val: f64,
+    /// Validation relative L² at the best epoch's weights.
+    pub val_rel_l2: f64,
+    /// Rollbacks that happened.
+    pub rollbacks: usize,
+    /// Stopped early.
+    pub early_stopped: bool,
+    /// Training seconds (this invocation).
+    pub seconds: f64,
+    /// Mean training throughput (samples/s, this invocation).
+    pub samples_per_s: f64,
+    /// Training samples.
+    pub n_train: usize,
+    /// Validation samples.
+    pub n_val: usize,
+}
+
+fn append_log(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    f.write_all(&line).map_err(io_err("write", path))?;
+    f.sync_data().map_err(io_err("fsync", path))
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    kind: &'static str,
+    epoch: usize,
+    message: &'a str,
+}
+
+fn log_event(run: &RunDir, progress: &mut dyn Progress, epoch: usize, message: &str) -> Result<()> {
+    progress.event(message);
+    append_log(
+        &run.log(),
+        &Event {
+            kind: "event",
+            epoch,
+            message,
+        },
+    )
+}
+
+fn tensor3(v: Vec<f32>, dims: [usize; 3], device: &Device) -> Tensor<3> {
+    Tensor::from_data(TensorData::new(v, dims), device)
+}
+
+fn scalar(t: Tensor<1>) -> f64 {
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
+/// The training loss of one batch for every member, summed.
+#[allow(clippy::too_many_arguments)]
+fn batch_loss(
+    model: &Model,
+    x: Tensor<3>,
+    y: Tensor<3>,
+    grid: &[usize],
+    lg: &LossGrid,
+    ts: &TrainSpec,
+    step_seed: u64,
+    rows: &[u64],
+    n_train: usize,
+) -> (Tensor<1>, Tensor<3>) {
+    let mut total: Option<Tensor<1>> = None;
+    let mut mean_pred: Option<Tensor<3>> = None;
+    for member in 0..model.members.len() {
+        let (samples, std) = model.train_forward(member, x.clone(), grid, step_seed, rows);
+        let m = samples.dims()[0];
+        let mean = samples.clone().mean_dim(0).squeeze_dim::<3>(0);
+        let first = || samples.clone().narrow(0, 0, 1).squeeze_dim::<3>(0);
+        let l = match ts.loss {
+            Loss::L2 => losses::l2_abs(mean.clone(), y.clone(), lg),
+            Loss::L2Rel => losses::l2_rel(mean.clone(), y.clone()),
+            Loss::H1 => losses::h1_rel(mean.clone(), y.clone(), lg),
+            Loss::Nll => match &std {
+                Some(s) => losses::gaussian_nll(first(), s.clone(), y.clone()),
+                None => losses::l2_abs(mean.clone(), y.clone(), lg),
+            },
+            Loss::Crps => match (&std, m) {
+                (Some(s), 1) => losses::crps_gaussian(first(), s.clone(), y.clone()),
+                _ => losses::crps_fair(samples.clone(), y.clone()),
+            },
+            Loss::Energy => losses::energy_score(samples.clone(), y.clone(), lg),
+            Loss::Elbo => {
+                let data = match &std {
+                    Some(s) => losses::gaussian_nll(first(), s.clone(), y.clone()),
+                    None => losses::l2_abs(mean.clone(), y.clone(), lg),
+                };
+                let [_, c, p] = y.dims();
+                match model.members[member].kl(model.spec.prior_std) {
+                    Some(kl) => losses::elbo(data, kl, ts.kl_weight, n_train * c * p),
+                    None => data,
+                }
+            }
+        };
+        total = Some(match total {
+            Some(t) => t + l,
+            None => l,
+        });
+        mean_pred = Some(match mean_pred {
+            Some(p) => p + mean / model.members.len() as f64,
+            None => mean / model.members.len() as f64,
+        });
+    }
+    (
+        total.unwrap_or_else(|| Tensor::zeros([1], &y.device())),
+        mean_pred.unwrap_or_else(|| y.zeros_like()),
+    )
+}
+
+fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
+    let base = state.base_lr;
+    let lr = match ts.schedule {
+        Schedule::Constant => base,
+        Schedule::Step { step_size, gamma } => base * gamma.powi((epoch / step_size) as i32),
+        Schedule::Cosine => {
+            ts.min_lr
+                + 0.5
+                    * (base - ts.min_lr)
+                    * (1.0 + (std::f64::consts::PI * epoch as f64 / ts.epochs as f64).cos())
+        }
+        Schedule::Plateau { .. } => base * state.plateau_scale,
+    };
+    (lr * state.lr_scale).max(ts.min_lr.min(lr * state.lr_scale))
+}
+
+struct Prepared {
+    fields: Fields,
+    splits: Splits,
+    spec: ModelSpec,
+    ts: TrainSpec,
+    lg: LossGrid,
+}
+
+fn normalize(fields: &mut Fields, train: &[usize], on: bool) -> Result<Normalizers> {
+    if !on {
+        return Ok(Normalizers { x: None, y: None });
+    }
+    let p = fields.points();
+    let (tx, ty) = fields.gather(train);
+    let nx = Normalizer::fit(&tx, train.len(), fields.cin, p)?;
+    let ny = Normalizer::fit(&ty, train.len(), fields.cout, p)?;
+    nx.transform(&mut fields.x, fields.cin, p)?;
+    ny.transform(&mut fields.y, fields.cout, p)?;
+    Ok(Normalizers {
+        x: Some(nx),
+        y: Some(ny),
+    })
+}
+
+/// Mean validation loss and relative L² of the mean over `idx` (no gradients).
+fn validate(model: &Model, p: &Prepared, idx: &[usize], device: &Device) -> (f64, f64) {
+    if idx.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let pts = p.fields.points();
+    let (mut loss, mut rel, mut n) = (0.0, 0.0, 0usize);
+    let val_seed = mix_seed(&[p.ts.seed, 0x7a1]);
+    for chunk in idx.chunks(p.ts.eval_batch.max(1)) {
+        let (x, y) = p.fields.gather(chunk);
+        let b = chunk.len();
+        let x = tensor3(x, [b, p.fields.cin, pts], device);
+        let y = tensor3(y, [b, p.fields.cout, pts], device);
+        let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+        let (l, mean) = batch_loss(
+            model,
+            x,
+            y.clone(),
+            &p.fields.grid,
+            &p.lg,
+            &p.ts,
+            val_seed,
+            &rows,
+            p.splits.train.len(),
+        );
+        loss += scalar(l) * b as f64;
+        rel += scalar(losses::l2_rel(mean, y)) * b as f64;
+        n += b;
+    }
+    (loss / n as f64, rel / n as f64)
+}
+
+fn model_tensors(model: &Model, adam: &AdamState) -> BTreeMap<String, NamedTensor> {
+    let mut t: BTreeMap<String, NamedTensor> = named_tensors(model)
+        .into_iter()
+        .map(|(k, v)| (format!("model.{k}"), v))
+        .collect();
+    t.extend(adam.to_named());
+    t
+}
+
+fn save_weights(run: &RunDir, model: &Model) -> Result<String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "pno-weights-1".to_string());
+    meta.insert("kind".to_string(), model.spec.kind.name().to_string());
+    let bytes = to_safetensors(&named_tensors(model), meta)?;
+    write_atomic(&run.weights(), &bytes)?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// Train (or resume) a run. Returns the summary; the run folder holds everything else.
+pub fn train(
+    config: Option<RunConfig>,
+    opts: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    let started = Instant::now();
+    let run = RunDir::new(&opts.out);
+    let config = if opts.resume {
+        let c: RunConfig = read_json(&run.config(), "config.json")?;
+        if let Some(given) = config {
+            // A resume continues the recorded run; a different config would not be a resume.
+            let a = serde_json::to_value(&given).unwrap_or_default();
+            let b = serde_json::to_value(&c).unwrap_or_default();
+            if a != b {
+                return Err(TrainError::Config {
+                    key: "--config".into(),
+                    expected: format!(
+                        "no config (or the one recorded in {})",
+                        run.config().display()
+                    ),
+                    got: "a different config".into(),
+                });
+            }
+        }
+        c
+    } else {
+        let c = config.unwrap_or_default();
+        if opts.out.exists()
+            && std::fs::read_dir(&opts.out)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(TrainError::Config {
+                key: "--out".into(),
+                expected: "a new or empty folder (use --resume to continue a run)".into(),
+                got: format!("{} is not empty", opts.out.display()),
+            });
+        }
+        c
+    };
+    let ds = config.data_spec()?;
+    let (mut fields, prov) = load_fields(&opts.data, &ds)?;
+    let spec = config
+        .model
+        .validate(fields.cin, fields.cout, &fields.grid)?;
+    let gaussian_head = matches!(&spec.backbone, BackboneSpec::Fno(f) if f.std_head)
+        || matches!(&spec.backbone, BackboneSpec::Deeponet(d) if d.std_head);
+    let ts = config.train_spec(spec.kind, gaussian_head)?;
+    let splits = Splits::carve(fields.n, &ds, ts.seed)?;
+    if opts.resume {
+        let old: ProvenanceFile = read_json(&run.provenance(), "provenance.json")?;
+        if old.data.sha256 != prov.sha256 {
+            return Err(TrainError::DataShape {
+                path: opts.data.clone(),
+                field: "sha256".into(),
+                expected: format!("the data the run was trained on ({})", old.data.sha256),
+                got: prov.sha256,
+            });
+        }
+    }
+    let normalizers = normalize(&mut fields, &splits.train, ds.normalize)?;
+    let lg = LossGrid {
+        dims: fields.grid.clone(),
+        lengths: vec![ds.domain_length; fields.grid.len()],
+        periodic: ds.periodic,
+    };
+    let device = Device::flex().autodiff();
+    let mut model = spec.init(ts.seed, &device);
+    let params = model.num_params();
+    let p = Prepared {
+        fields,
+        splits,
+        spec: spec.clone(),
+        ts: ts.clone(),
+        lg,
+    };
+    let mut file = ModelFile {
+        format: "pno-run-1".into(),
+        model: spec.clone(),
+        train: ts.clone(),
+        data: ds,
+        in_channels: p.fields.cin,
+        out_channels: p.fields.cout,
+        grid: p.fields.grid.clone(),
+        weights_sha256: String::new(),
+        spread_scale: 1.0,
+    };
+    let ckpts = Checkpoints::new(&opts.out, ts.keep_checkpoints);
+    let mut adam = AdamState::default();
+    let mut state = TrainState {
+        epoch: 0,
+        step: 0,
+        base_lr: ts.lr,
+        lr_scale: 1.0,
+        plateau_scale: 1.0,
+        plateau_wait: 0,
+        best: f64::INFINITY,
+        best_epoch: 0,
+        wait: 0,
+        rollbacks: 0,
+        finished: false,
+    };
+    if opts.resume {
+        let old: ModelFile = read_json(&run.model(), "model.json")?;
+        file.weights_sha256 = old.weights_sha256;
+        match ckpts.load_latest()? {
+            Some(loaded) => {
+                for s in &loaded.skipped {
+                    log_event(
+                        &run,
+                        progress,
+                        loaded.state.epoch,
+                        &format!("skipped corrupt checkpoint: {s}"),
+                    )?;
+                }
+                let model_t: BTreeMap<String, NamedTensor> = loaded
+                    .tensors
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        k.strip_prefix("model.").map(|n| (n.to_string(), v.clone()))
+                    })
+                    .collect();
+                model = load_named(model, &model_t)?;
+                adam = AdamState::from_named(&loaded.tensors, loaded.state.step);
+                state = loaded.state;
+                log_event(
+                    &run,
+                    progress,
+                    state.epoch,
+                    &format!(
+                        "resumed from {} (epoch {})",
+                        loaded.file.display(),
+                        state.epoch
+                    ),
+                )?;
+            }
+            None => log_event(
+                &run,
+                progress,
+                0,
+                "resume: no checkpoint yet, starting from epoch 0",
+            )?,
+        }
+    } else {
+        std::fs::create_dir_all(&opts.out).map_err(io_err("create", &opts.out))?;
+        write_json(&run.config(), &config)?;
+        write_json(
+            &run.provenance(),
+            &ProvenanceFile {
+                data: prov,
+                splits: p.splits.clone(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+        )?;
+        write_json(&run.normalizer(), &normalizers)?;
+        write_json(&run.model(), &file)?;
+    }
+    let cfg = AdamConfig {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: ts.eps,
+        weight_decay: ts.weight_decay,
+        decoupled: ts.adamw,
+    };
+    let pts = p.fields.points();
+    let n_train = p.splits.train.len();
+    let mut last_good = (model.clone(), adam.clone(), state.clone());
+    let mut failures = 0usize;
+    let mut early = false;
+    let mut trained_samples = 0usize;
+    let mut train_secs = 0.0;
+    while !state.finished && state.epoch < ts.epochs {
+        let epoch = state.epoch;
+        let lr = schedule_lr(&ts, epoch, &state);
+        let mut order = p.splits.train.clone();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+            ts.seed,
+            epoch as u64,
+            0xe9,
+        ])));
+        let batches: Vec<&[usize]> = order.chunks(ts.batch_size).collect();
+        progress.epoch_start(epoch + 1, ts.epochs, batches.len());
+        let t0 = Instant::now();
+        let (mut sum, mut count, mut max_norm, mut clipped) = (0.0, 0usize, 0.0f64, 0usize);
+        let mut failed: Option<String> = None;
+        for chunk in &batches {
+            let (x, y) = p.fields.gather(chunk);
+            let b = chunk.len();
+            let x = tensor3(x, [b, p.fields.cin, pts], &device);
+            let y = tensor3(y, [b, p.fields.cout, pts], &device);
+            let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+            let step_seed = mix_seed(&[ts.seed, state.step, 0x57e9]);
+            let (loss, _) = batch_loss(
+                &model,
+                x,
+                y,
+                &p.fields.grid,
+                &p.lg,
+                &ts,
+                step_seed,
+                &rows,
+                n_train,
+            );
+            let value = scalar(loss.clone());
+            if !value.is_finite() {
+                failed = Some(format!(
+                    "non-finite loss {value} at step {}",
+                    state.step + 1
+                ));
+                break;
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let (next, outcome) = adam_step(model, grads, &mut adam, cfg, lr, ts.grad_clip);
+            model = next;
+            match outcome {
+                StepOutcome::NonFinite => {
+                    failed = Some(format!("non-finite gradient at step {}", state.step + 1));
+                    break;
+                }
+                StepOutcome::Applied { grad_norm } => {
+                    max_norm = max_norm.max(grad_norm);
+                    if ts.grad_clip > 0.0 && grad_norm > ts.grad_clip {
+                        clipped += 1;
+                    }
+                }
+            }
+            state.step += 1;
+            sum += value * b as f64;
+            count += b;
+            progress.step(value);
+        }
+        let (val_loss, val_rel) = if failed.is_none() {
+            let v = validate(&model.valid(), &p, &p.splits.val, &device.clone().inner());
+            if p.splits.val.is_empty() {
+                (sum / count.max(1) as f64, f64::NAN)
+            } else {
+                v
+            }
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        if failed.is_none() && !val_loss.is_finite() {
+            failed = Some(format!("non-finite validation loss {val_loss}"));
+        }
+        if let Some(reason) = failed {
+            failures += 1;
+            state.rollbacks += 1;
+            let (m, a, s) = last_good.clone();
+            let rollbacks = state.rollbacks;
+            let lr_scale = state.lr_scale * ts.lr_backoff;
+            model = m;
+            adam = a;
+            state = s;
+            state.rollbacks = rollbacks;
+            state.lr_scale = lr_scale;
+            let msg = format!(
+                "rollback {failures}/{}: {reason} in epoch {}; restored the state after epoch {}, learning rate x{} -> {:e}",
+                ts.max_failures,
+                epoch + 1,
+                state.epoch,
+                ts.lr_backoff,
+                schedule_lr(&ts, state.epoch, &state)
+            );
+            log_event(&run, progress, epoch + 1, &msg)?;
+            if failures >= ts.max_failures {
+                return Err(TrainError::Diverged {
+                    failures,
+                    epoch: epoch + 1,
+                    lr: schedule_lr(&ts, state.epoch, &state),
+                    run: opts.out.clone(),
+                });
+            }
+            continue;
+        }
+        // A whole epoch went through: the failure streak is over.
+        failures = 0;
+        let secs = t0.elapsed().as_secs_f64();
+        train_secs += secs;
+        trained_samples += count;
+        let metric = if ts.val_rel_l2 && val_rel.is_finite() {
+            val_rel
+        } else {
+            val_loss
+        };
+        let improved = !state.best.is_finite() || metric < state.best - ts.min_delta;
+        if improved {
+            state.best = metric;
+            state.best_epoch = epoch + 1;
+            state.wait = 0;
+            file.weights_sha256 = save_weights(&run, &model.valid())?;
+            write_json(&run.model(), &file)?;
+        } else {
+            state.wait += 1;
+        }
+        if let Schedule::Plateau { patience, gamma } = ts.schedule {
+            if improved {
+                state.plateau_wait = 0;
+            } else {
+                state.plateau_wait += 1;
+                if state.plateau_wait > patience {
+                    state.plateau_scale *= gamma;
+                    state.plateau_wait = 0;
+                }
+            }
+        }
+        state.epoch = epoch + 1;
+        if ts.patience > 0 && state.epoch >= ts.min_epochs && state.wait >= ts.patience {
+            early = true;
+            state.finished = true;
+        }
+        if state.epoch >= ts.epochs {
+            state.finished = true;
+        }
+        let log = EpochLog {
+            kind: "epoch",
+            epoch: state.epoch,
+            lr,
+            train_loss: sum / count.max(1) as f64,
+            val_loss,
+            val_rel_l2: val_rel,
+            max_grad_norm: max_norm,
+            clipped_steps: clipped,
+            best: improved,
+            seconds: secs,
+            samples_per_s: count as f64 / secs.max(1e-9),
+        };
+        append_log(&run.log(), &log)?;
+        progress.epoch_end(&log);
+        if early {
+            log_event(
+                &run,
+                progress,
+                state.epoch,
+                &format!("early stop: no improvement for {} epochs", state.wait),
+            )?;
+        }
+        if state.finished {
+            finish(&run, &mut model, &p, &device, &mut file, progress)?;
+        }
+        ckpts.save(&model_tensors(&model, &adam), &state)?;
+        last_good = (model.clone(), adam.clone(), state.clone());
+    }
+    // Report on the best weights.
+    let best = crate::run::load_trained(&opts.out, &device.clone().inner())?;
+    let (_, val_rel) = validate(&best.model, &p, &p.splits.val, &device.clone().inner());
+    let summary = Summary {
+        run: opts.out.clone(),
+        kind: spec.kind.name().into(),
+        params,
+        epochs: state.epoch,
+        best_epoch: state.best_epoch,
+        best_val: state.best,
+        val_rel_l2: val_rel,
+        rollbacks: state.rollbacks,
+        early_stopped: early,
+        seconds: started.elapsed().as_secs_f64(),
+        samples_per_s: trained_samples as f64 / train_secs.max(1e-9),
+        n_train,
+        n_val: p.splits.val.len(),
+    };
+    write_json(&run.summary(), &summary)?;
+    Ok(summary)
+}
+
+/// After the last epoch: fit the Laplace posterior on the best weights.
+fn finish(
+    run: &RunDir,
+    model: &mut Model,
+    p: &Prepared,
+    device: &Device,
+    file: &mut ModelFile,
+    progress: &mut dyn Progress,
+) -> Result<()> {
+    if p.spec.kind != Kind::Laplace {
+        return Ok(());
+    }
+    progress.event("fitting the last-layer Laplace posterior on the best weights");
+    let best = crate::run::load_weights(&run.dir, &device.clone().inner(), false)?;
+    let stats = laplace_stats(&best.model, p, &device.clone().inner());
+    let post = stats.fit()?;
+    write_json(&run.laplace(), &post)?;
+    model.laplace = Some(post.clone());
+    let msg = format!(
+        "laplace: sigma_obs {:.4e}, prior precision {:.4e}, log evidence {:.6e}",
+        post.sigma_obs, post.prior_precision, post.log_evidence
+    );
+    log_event(run, progress, 0, &msg)?;
+    write_json(&run.model(), file)?;
+    Ok(())
+}
+
+fn laplace_stats(model: &Model, p: &Prepared, device: &Device) -> LaplaceStats {
+    let pts = p.fields.points();
+    let net = &model.members[0];
+    let mut gram: Option<Vec<f64>> = None;
+    let (mut rss, mut feats) = (0.0, 0usize);
+    for chunk in p.splits.train.chunks(p.ts.eval_batch.max(1)) {
+        let (x, y) = p.fields.gather(chunk);
+        let b = chunk.len();
+        let x = tensor3(x, [b, p.fields.cin, pts], device);
+        let y = tensor3(y, [b, p.fields.cout, pts], device);
+        let head = net.forward(
+            x,
+            &p.fields.grid,
+            &mut pno_models::fno::Pass::deterministic(),
+        );
+        rss += scalar((head.mean - y).powi_scalar(2).sum().reshape([1]));
+        let f = head.features.clone();
+        let [_, nf, _] = f.dims();
+        let phi = Tensor::cat(vec![f, Tensor::ones([b, 1, pts], device)], 1); // [b, P, pts]
+        let g = phi
+            .clone()
+            .matmul(phi.swap_dims(1, 2))
+            .sum_dim(0)
+            .reshape([nf + 1, nf + 1]);
+        let g: Vec<f64> = g
+            .into_data()
+            .convert::<f64>()
+            .try_into_vec::<f64>()
+            .unwrap_or_default();
+        feats = nf + 1;
+        match &mut gram {
+            Some(acc) => acc.iter_mut().zip(&g).for_each(|(a, v)| *a += v),
+            None => gram = Some(g),
+        }
+    }
+    let theta_sq = net
+        .fno
+        .as_ref()
+        .map(|f| {
+            let last = f.last_layer();
+            let w: f64 = named_sq(last.weight.val().reshape([-1]));
+            let b: f64 = last.bias.as_ref().map(|b| named_sq(b.val())).unwrap_or(0.0);
+            w + b
+        })
+        .unwrap_or(0.0);
+    LaplaceStats {
+        gram: gram.unwrap_or_default(),
+        features: feats,
+        rss,
+        points: (p.splits.train.len() * pts) as f64,
+        outputs: p.fields.cout,
+        theta_sq,
+    }
+}
+
+fn named_sq(t: Tensor<1>) -> f64 {
+    t.into_data()
+        .convert::<f64>()
+        .try_into_vec::<f64>()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v * v)
+        .sum()
+}

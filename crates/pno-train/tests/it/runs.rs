@@ -1,0 +1,163 @@
+//! The run-folder contract for every model kind, and prediction from it.
+
+use pno_models::burn::tensor::Device;
+use pno_train::{Quiet, TrainOptions, load_trained, train};
+
+use crate::{config, synthetic};
+
+#[test]
+fn every_kind_trains_and_predicts_from_its_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 48);
+    for kind in [
+        "fno",
+        "deeponet",
+        "mc_dropout",
+        "ensemble",
+        "laplace",
+        "pno_d",
+        "pno_r",
+        "vi_pno",
+    ] {
+        let mut cfg = config(kind, 3);
+        if kind == "deeponet" {
+            cfg.model.n_modes = None;
+            cfg.model.lifting_channels = None;
+            cfg.model.projection_channels = None;
+        }
+        if kind == "ensemble" {
+            cfg.model.n_members = Some(3);
+        }
+        let out = dir.path().join(kind);
+        let opts = TrainOptions {
+            data: data.clone(),
+            out: out.clone(),
+            resume: false,
+        };
+        let s = train(Some(cfg), &opts, &mut Quiet).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(s.epochs, 3, "{kind}");
+        assert_eq!((s.n_train, s.n_val), (32, 8), "{kind}");
+        assert!(s.val_rel_l2.is_finite(), "{kind}");
+        for f in [
+            "config.json",
+            "model.json",
+            "normalizer.json",
+            "weights.safetensors",
+            "provenance.json",
+            "log.jsonl",
+            "summary.json",
+            "checkpoints/index.json",
+        ] {
+            assert!(out.join(f).exists(), "{kind}: {f} missing");
+        }
+        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+        assert_eq!(
+            log.lines()
+                .filter(|l| l.contains("\"kind\":\"epoch\""))
+                .count(),
+            3,
+            "{kind}: {log}"
+        );
+        let device = Device::flex();
+        let t = load_trained(&out, &device).unwrap();
+        let x: Vec<f32> = (0..2 * 256).map(|i| (i as f32 * 0.01).sin()).collect();
+        let p = t
+            .predict(x.clone(), 2, &[16, 16], 5, 1, 4, &device)
+            .unwrap();
+        assert_eq!(p.samples.len(), 5 * 2 * 256);
+        assert!(p.mean.iter().chain(&p.std).all(|v| v.is_finite()), "{kind}");
+        // Same seed, same output; batch size does not matter.
+        let q = t
+            .predict(x.clone(), 2, &[16, 16], 5, 1, 1, &device)
+            .unwrap();
+        let diff = p
+            .samples
+            .iter()
+            .zip(&q.samples)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(diff < 1e-5, "{kind}: batch 4 vs 1 differ by {diff}");
+        // Zero-shot super-resolution for the FNO family.
+        if kind != "deeponet" {
+            let x32: Vec<f32> = (0..32 * 32).map(|i| (i as f32 * 0.003).cos()).collect();
+            let p32 = t.predict(x32, 1, &[32, 32], 3, 0, 1, &device).unwrap();
+            assert_eq!(p32.mean.len(), 32 * 32);
+        }
+    }
+}
+
+#[test]
+fn training_reduces_the_error_of_a_learnable_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 96);
+    let mut cfg = config("fno", 12);
+    cfg.train.lr = Some(5e-3);
+    let opts = TrainOptions {
+        data,
+        out: dir.path().join("run"),
+        resume: false,
+    };
+    let s = train(Some(cfg), &opts, &mut Quiet).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let first = first["val_rel_l2"].as_f64().unwrap();
+    println!("val rel-L2: epoch 1 {first:.4}, best {:.4}", s.val_rel_l2);
+    assert!(
+        s.val_rel_l2 < 0.5 * first,
+        "first {first}, final {}",
+        s.val_rel_l2
+    );
+}
+
+#[test]
+fn bad_config_and_bad_data_are_refused_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 16);
+    let e = pno_train::RunConfig::from_value(serde_json::json!({"train": {"learning_rate": 1}}))
+        .unwrap_err();
+    assert!(e.to_string().contains("learning_rate"), "{e}");
+    let mut cfg = config("fno", 1);
+    cfg.data.x = Some("a".into());
+    let e = train(
+        Some(cfg),
+        &TrainOptions {
+            data: data.clone(),
+            out: dir.path().join("r1"),
+            resume: false,
+        },
+        &mut pno_train::Quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("\"a\""), "{e}");
+    assert!(
+        !dir.path().join("r1").exists(),
+        "nothing written on a refused run"
+    );
+    let mut cfg = config("fno", 1);
+    cfg.train.lr = Some(-1.0);
+    let e = train(
+        Some(cfg),
+        &TrainOptions {
+            data: data.clone(),
+            out: dir.path().join("r2"),
+            resume: false,
+        },
+        &mut pno_train::Quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("train.lr"), "{e}");
+    // A non-empty output folder is not overwritten.
+    std::fs::create_dir_all(dir.path().join("r3")).unwrap();
+    std::fs::write(dir.path().join("r3/keep.txt"), b"x").unwrap();
+    let e = train(
+        Some(config("fno", 1)),
+        &TrainOptions {
+            data,
+            out: dir.path().join("r3"),
+            resume: false,
+        },
+        &mut pno_train::Quiet,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("--out"), "{e}");
+    assert_eq!(std::fs::read(dir.path().join("r3/keep.txt")).unwrap(), b"x");
+}
