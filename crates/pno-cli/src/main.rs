@@ -7,6 +7,7 @@
 
 mod cmd;
 mod config;
+mod device;
 mod progress;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Commands {
     Train(cmd::train::TrainArgs),
     /// Predict mean, std, samples and quantiles with a trained run.
     Predict(cmd::train::PredictArgs),
+    /// Accuracy and uncertainty metrics of a trained run on a dataset split.
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Commands::Data(args) => cmd::data::run(args, cli.json),
         Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
         Commands::Predict(args) => cmd::train::run_predict(args, cli.json),
+        Commands::Eval(args) => cmd::eval::run(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 /// Mixes integers into one 64-bit seed (SplitMix64 finaliser over a running hash).
 pub fn mix_seed(parts: &[u64]) -> u64 {
@@ -80,28 +81,35 @@ impl Noise {
         let keep = 1.0 / (1.0 - p) as f32;
         // P(u < threshold) = p with u uniform on [0, 2^32).
         let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
-        let mut v = Vec::with_capacity(dims[0] * per_row);
-        for rng in &mut self.rows {
-            v.extend((0..per_row).map(|_| {
-                if rng.next_u32() < threshold {
-                    0.0
-                } else {
-                    keep
+        // Rows are independent streams: fill them in parallel, deterministically.
+        let mut v = vec![0.0f32; dims[0] * per_row];
+        let rows = self.rows.par_iter_mut();
+        v.par_chunks_mut(per_row.max(1))
+            .zip(rows)
+            .for_each(|(out, rng)| {
+                for o in out {
+                    *o = if rng.next_u32() < threshold {
+                        0.0
+                    } else {
+                        keep
+                    };
                 }
-            }));
-        }
+            });
         Tensor::from_data(TensorData::new(v, dims), device)
     }
 
     /// Standard normal draws of shape `[batch, per_row...]`, row `i` from stream `i`.
     pub fn normal<const D: usize>(&mut self, dims: [usize; D], device: &Device) -> Tensor<D> {
         let per_row: usize = dims[1..].iter().product();
-        let mut v = Vec::with_capacity(dims[0] * per_row);
-        for rng in &mut self.rows {
-            v.extend(
-                (0..per_row).map(|_| Distribution::<f64>::sample(&StandardNormal, rng) as f32),
-            );
-        }
+        let mut v = vec![0.0f32; dims[0] * per_row];
+        let rows = self.rows.par_iter_mut();
+        v.par_chunks_mut(per_row.max(1))
+            .zip(rows)
+            .for_each(|(out, rng)| {
+                for o in out {
+                    *o = Distribution::<f64>::sample(&StandardNormal, rng) as f32;
+                }
+            });
         Tensor::from_data(TensorData::new(v, dims), device)
     }
 

@@ -43,6 +43,8 @@ pub struct TrainOptions {
     pub out: PathBuf,
     /// Continue the run in `out` from its newest good checkpoint.
     pub resume: bool,
+    /// Backend device (without autodiff; the trainer adds it).
+    pub device: Device,
 }
 
 /// One line of `log.jsonl` for an epoch.
@@ -380,7 +382,7 @@ pub fn train(
         lengths: vec![ds.domain_length; fields.grid.len()],
         periodic: ds.periodic,
     };
-    let device = Device::flex().autodiff();
+    let device = opts.device.clone().autodiff();
     let mut model = spec.init(ts.seed, &device);
     let params = model.num_params();
     let p = Prepared {

@@ -8,7 +8,6 @@ use indicatif::ProgressBar;
 use serde_json::{Map, Value, json};
 
 use pno_data::{NpyData, open_any, write_npz};
-use pno_models::burn::tensor::Device;
 use pno_train::trainer::EpochLog;
 use pno_train::{Progress, RunConfig, TrainOptions, load_trained, train};
 
@@ -44,6 +43,9 @@ pub(crate) struct TrainArgs {
     /// Continue the interrupted run in this folder from its newest good checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Backend: cpu, or cuda / cuda:N in a CUDA build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 struct Bar {
@@ -123,10 +125,12 @@ pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<
         pb: None,
         hidden: quiet || json_out,
     };
+    let device = crate::device::select_device(&args.device)?;
     let opts = TrainOptions {
         data: args.data,
         out,
         resume,
+        device,
     };
     let summary = train(config, &opts, &mut progress)?;
     if json_out {
@@ -190,6 +194,9 @@ pub(crate) struct PredictArgs {
     /// Output .npz file.
     #[arg(long, short)]
     out: PathBuf,
+    /// Backend: cpu, or cuda / cuda:N in a CUDA build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Inputs `[n, c, points]` and grid from any supported path.
@@ -243,7 +250,7 @@ pub(crate) fn run_predict(args: PredictArgs, json_out: bool) -> Result<()> {
     if let Some(q) = args.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
         bail!("--quantiles: expected levels in [0, 1], got {q}");
     }
-    let device = Device::flex();
+    let device = crate::device::select_device(&args.device)?;
     let trained = load_trained(&args.run, &device)
         .with_context(|| format!("loading run {}", args.run.display()))?;
     let name = trained.file.data.x.clone();

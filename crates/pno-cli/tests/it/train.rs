@@ -263,3 +263,105 @@ fn train_errors_name_the_key_or_file() {
     ]);
     assert!(e.contains("/nonexistent/run"), "{e}");
 }
+
+#[test]
+fn eval_reports_every_metric_on_the_recorded_test_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(dir.path(), "d16", 16, 30);
+    let run = dir.path().join("run").display().to_string();
+    pno_ok(&[
+        "train",
+        "--config",
+        &config("darcy16_pno_r.toml"),
+        "--data",
+        &data,
+        "--out",
+        &run,
+        "--quiet",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.n_test=6",
+    ]);
+    let save = dir.path().join("pred.npz");
+    let out = pno_ok(&[
+        "eval",
+        "--run",
+        &run,
+        "--data",
+        &data,
+        "--samples",
+        "16",
+        "--json",
+        "--save-predictions",
+        save.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for k in [
+        "rel_l2",
+        "l2_abs",
+        "rmse",
+        "nll",
+        "crps",
+        "crps_fair",
+        "energy_score",
+        "coverage_50",
+        "coverage_80",
+        "coverage_90",
+        "coverage_95",
+        "coverage_99",
+        "interval_width_90",
+        "interval_score_90",
+        "calibration_error",
+        "sharpness",
+        "spread_skill",
+    ] {
+        assert!(v[k].as_f64().is_some_and(f64::is_finite), "{k}: {}", v[k]);
+    }
+    assert_eq!(v["n"], 6);
+    assert_eq!(v["split"], "test");
+    let c: Vec<f64> = [
+        "coverage_50",
+        "coverage_80",
+        "coverage_90",
+        "coverage_95",
+        "coverage_99",
+    ]
+    .iter()
+    .map(|k| v[*k].as_f64().unwrap())
+    .collect();
+    assert!(
+        c.windows(2).all(|w| w[0] <= w[1]) && c.iter().all(|x| (0.0..=1.0).contains(x)),
+        "{c:?}"
+    );
+    let t = npz(&save);
+    assert_eq!(
+        t.iter().find(|(n, _)| n == "target").unwrap().1.shape(),
+        &[6, 1, 16, 16]
+    );
+    // Another file: every sample; a split that only exists on the training data is refused.
+    let other = darcy(dir.path(), "other", 24, 4);
+    let v: serde_json::Value = serde_json::from_str(
+        pno_ok(&[
+            "eval",
+            "--run",
+            &run,
+            "--data",
+            &other,
+            "--samples",
+            "4",
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        (v["n"].as_u64(), v["split"].as_str()),
+        (Some(4), Some("all"))
+    );
+    assert_eq!(v["resolution"], serde_json::json!([24, 24]));
+    let e = pno_err(&["eval", "--run", &run, "--data", &other, "--split", "val"]);
+    assert!(e.contains("--split val"), "{e}");
+    let e = pno_err(&["eval", "--run", &run, "--data", &data, "--device", "cuda"]);
+    assert!(e.contains("cuda"), "{e}");
+}

@@ -42,6 +42,7 @@ fn absurd_learning_rate_rolls_back_and_never_keeps_garbage() {
             data,
             out: out.clone(),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut Quiet,
     );
@@ -97,6 +98,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
                 data: data.clone(),
                 out: full.clone(),
                 resume: false,
+                device: pno_models::burn::tensor::Device::flex(),
             },
             &mut Quiet,
         )
@@ -106,6 +108,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
             data: data.clone(),
             out: crashed.clone(),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             train(Some(config(kind, 4)), &opts, &mut Crash { at: 3 })
@@ -115,6 +118,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
             data: data.clone(),
             out: crashed.clone(),
             resume: true,
+            device: pno_models::burn::tensor::Device::flex(),
         };
         let b = train(None, &resumed, &mut Quiet).unwrap();
         assert_eq!(a.epochs, b.epochs);
@@ -138,6 +142,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
             data: data.clone(),
             out: full.clone(),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut Quiet,
     )
@@ -148,6 +153,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
             data: data.clone(),
             out: run.clone(),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             train(Some(config("fno", 4)), &opts, &mut Crash { at: 4 })
@@ -168,6 +174,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
                 data: data.clone(),
                 out: run.clone(),
                 resume: true,
+                device: pno_models::burn::tensor::Device::flex(),
             },
             &mut Quiet,
         )
@@ -211,6 +218,7 @@ fn data_with_nan_fails_the_quality_gate_before_training() {
             data: path,
             out: dir.path().join("run"),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut Quiet,
     )

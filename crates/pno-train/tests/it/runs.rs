@@ -33,6 +33,7 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
             data: data.clone(),
             out: out.clone(),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         };
         let s = train(Some(cfg), &opts, &mut Quiet).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(s.epochs, 3, "{kind}");
@@ -95,6 +96,7 @@ fn training_reduces_the_error_of_a_learnable_operator() {
         data,
         out: dir.path().join("run"),
         resume: false,
+        device: pno_models::burn::tensor::Device::flex(),
     };
     let s = train(Some(cfg), &opts, &mut Quiet).unwrap();
     let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
@@ -123,6 +125,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             data: data.clone(),
             out: dir.path().join("r1"),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut pno_train::Quiet,
     )
@@ -140,6 +143,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             data: data.clone(),
             out: dir.path().join("r2"),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut pno_train::Quiet,
     )
@@ -154,6 +158,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             data,
             out: dir.path().join("r3"),
             resume: false,
+            device: pno_models::burn::tensor::Device::flex(),
         },
         &mut pno_train::Quiet,
     )
