@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-/work/.venv-torch/bin/python}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-cargo build --release --locked -p pno-train --bench train >/dev/null 2>&1 || cargo bench --no-run --locked -p pno-train --bench train
+# Same package set as bench/models.sh and quickstart builds, so features unify identically.
+cargo build --release --locked -p pno-cli -p pno-train --bins --benches
 BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/train-* | grep -v '\.d$' | head -1)
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 RAYON_NUM_THREADS=2
 OUT=${OUT:-bench/train_results.jsonl}

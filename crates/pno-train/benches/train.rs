@@ -127,7 +127,8 @@ fn main() {
         }
     }
     let train_ms = median(times) * 1e3;
-    // Inference: one batch, `infer_samples` draws (one draw for the deterministic FNO).
+    // Inference: one batch, `infer_samples` draws (one draw for the deterministic FNO), one
+    // batch of rows per forward pass (as the PyTorch peer loops over draws).
     let valid = net.valid();
     let inner = device.inner();
     let k = if valid.is_stochastic() {
@@ -139,7 +140,7 @@ fn main() {
     for r in 0..4 {
         let x = Tensor::<3>::from_data(TensorData::new(data(r, batch * p), [batch, 1, p]), &inner);
         let t0 = Instant::now();
-        let pred = valid.predict(x, &grid, k, r, 0, 4096).expect("predict");
+        let pred = valid.predict(x, &grid, k, r, 0, batch).expect("predict");
         std::hint::black_box(&pred.mean);
         if r > 0 {
             itimes.push(t0.elapsed().as_secs_f64());

@@ -341,3 +341,55 @@ fn laplace_evidence_recovers_the_noise_level_of_a_linear_model() {
     );
     assert!(post.prior_precision > 0.0 && post.prior_precision.is_finite());
 }
+
+#[test]
+fn correlated_noise_has_unit_variance_and_the_gaussian_correlation() {
+    // 400 fields of 64 points, length 0.1: pointwise variance ≈ 1 and the lag-k correlation
+    // ≈ exp(−(k/64)² / (2·0.1²)) (the kernel is truncated at 3σ, so small lags are exact).
+    use pno_models::noise::Noise;
+    let (rows, n, len) = (400usize, 64usize, 0.1f64);
+    let mut noise = Noise::new(7, 0, 0, rows);
+    let v = crate::host(noise.correlated(1, &[n], len, &device()));
+    let mut var = 0.0f64;
+    let mut cov = [0.0f64; 4];
+    for r in 0..rows {
+        let f = &v[r * n..(r + 1) * n];
+        for i in 0..n {
+            var += f64::from(f[i]).powi(2);
+            for (k, c) in cov.iter_mut().enumerate() {
+                *c += f64::from(f[i]) * f64::from(f[(i + 2 * k + 2) % n]);
+            }
+        }
+    }
+    let m = (rows * n) as f64;
+    var /= m;
+    assert!((var - 1.0).abs() < 0.05, "variance {var}");
+    for (k, c) in cov.iter().enumerate() {
+        let lag = (2 * k + 2) as f64 / n as f64;
+        let want = (-lag * lag / (2.0 * len * len)).exp();
+        let got = c / m / var;
+        assert!((got - want).abs() < 0.05, "lag {lag}: {got} vs {want}");
+    }
+}
+
+#[test]
+fn variational_kl_matches_the_closed_form() {
+    // One layer with every posterior std = σ0 and known means: KL = Σ [ln(s/σ0) + (σ0² + μ²)/(2s²) − ½].
+    use pno_models::burn::tensor::Tensor;
+    use pno_models::init::Init;
+    use pno_models::spectral::SpectralConv;
+    let sigma0 = 0.05;
+    let conv = SpectralConv::new(&mut Init::new(2), 2, 3, &[4], Some(sigma0), &device());
+    let prior = 0.3;
+    let kl: Tensor<1> = conv.kl(prior).unwrap();
+    let got = f64::from(crate::host(kl)[0]);
+    let mut want = 0.0;
+    for w in [conv.weight_re.val(), conv.weight_im.val()] {
+        for mu in crate::host(w) {
+            let mu = f64::from(mu);
+            want +=
+                (prior / sigma0).ln() + (sigma0 * sigma0 + mu * mu) / (2.0 * prior * prior) - 0.5;
+        }
+    }
+    assert!((got - want).abs() < 1e-4 * want.abs(), "{got} vs {want}");
+}
