@@ -235,10 +235,13 @@ fn nonneg_f(key: &str, v: f64) -> Result<f64> {
 impl RunConfig {
     /// Parse a raw JSON object (from TOML plus `--set` overrides).
     pub fn from_value(value: serde_json::Value) -> Result<Self> {
-        serde_json::from_value(value).map_err(|e| TrainError::Config {
-            key: "config".into(),
-            expected: "only the tables [data], [model], [train] with their documented keys".into(),
-            got: e.to_string(),
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            TrainError::Config {
+                key: if path == "." { "config".into() } else { path },
+                expected: "the documented keys and types of [data], [model] and [train]".into(),
+                got: e.into_inner().to_string(),
+            }
         })
     }
 

@@ -230,3 +230,44 @@ fn data_with_nan_fails_the_quality_gate_before_training() {
     );
     assert!(!dir.path().join("run").exists());
 }
+
+#[test]
+fn resuming_a_finished_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 24);
+    let run = dir.path().join("run");
+    let opts = |resume| TrainOptions {
+        data: data.clone(),
+        out: run.clone(),
+        resume,
+        device: pno_models::burn::tensor::Device::flex(),
+    };
+    let a = train(Some(config("fno", 2)), &opts(false), &mut Quiet).unwrap();
+    let before = std::fs::read(run.join("weights.safetensors")).unwrap();
+    let b = train(None, &opts(true), &mut Quiet).unwrap();
+    assert_eq!((a.epochs, a.best_epoch), (b.epochs, b.best_epoch));
+    assert_eq!(
+        std::fs::read(run.join("weights.safetensors")).unwrap(),
+        before
+    );
+    // A resume with a different config is refused rather than silently mixing runs.
+    let e = train(Some(config("fno", 5)), &opts(true), &mut Quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--config"), "{e}");
+    // And a resume against other data is refused too.
+    let other = dir.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let data2 = synthetic(&other, 30);
+    let e = train(
+        None,
+        &TrainOptions {
+            data: data2,
+            ..opts(true)
+        },
+        &mut Quiet,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("sha256"), "{e}");
+}

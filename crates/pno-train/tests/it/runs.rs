@@ -166,3 +166,19 @@ fn bad_config_and_bad_data_are_refused_before_training() {
     assert!(e.to_string().contains("--out"), "{e}");
     assert_eq!(std::fs::read(dir.path().join("r3/keep.txt")).unwrap(), b"x");
 }
+
+#[test]
+fn config_type_errors_name_the_dotted_key() {
+    let e = pno_train::RunConfig::from_value(serde_json::json!({"train": {"epochs": "ten"}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train.epochs") && e.contains("ten"), "{e}");
+    let e = pno_train::RunConfig::from_value(serde_json::json!({"model": {"n_modes": [12, -1]}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.n_modes"), "{e}");
+    let e = pno_train::RunConfig::from_value(serde_json::json!({"optim": {}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("optim"), "{e}");
+}
