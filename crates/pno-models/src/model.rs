@@ -30,6 +30,26 @@ impl Network {
         }
     }
 
+    /// A stochastic pass with `noise`: dropout on or off, variational weights sampled or not.
+    pub fn sample(
+        &self,
+        x: Tensor<3>,
+        grid: &[usize],
+        noise: &mut Noise,
+        dropout: bool,
+        sample_weights: bool,
+    ) -> Head {
+        self.forward(
+            x,
+            grid,
+            &mut Pass {
+                noise: Some(noise),
+                dropout,
+                sample_weights,
+            },
+        )
+    }
+
     /// KL of the variational layers (FNO only).
     pub fn kl(&self, prior_std: f64) -> Option<Tensor<1>> {
         self.fno.as_ref().and_then(|f| f.kl(prior_std))
@@ -216,29 +236,13 @@ impl Model {
                     .unsqueeze_dim::<4>(0)
                     .expand([m, b, c, p])
                     .reshape([m * b, c, p]);
-                let head = net.forward(
-                    xs,
-                    grid,
-                    &mut Pass {
-                        noise: Some(&mut noise),
-                        dropout: true,
-                        sample_weights: false,
-                    },
-                );
+                let head = net.sample(xs, grid, &mut noise, true, false);
                 let [_, co, _] = head.mean.dims();
                 (head.mean.reshape([m, b, co, p]), None)
             }
             Kind::PnoR => {
                 let mut noise = Noise::from_keys(step_seed, 0, rows.iter().map(|&r| (0, r)));
-                let head = net.forward(
-                    x,
-                    grid,
-                    &mut Pass {
-                        noise: Some(&mut noise),
-                        dropout: true,
-                        sample_weights: false,
-                    },
-                );
+                let head = net.sample(x, grid, &mut noise, true, false);
                 let std = head.std.clone().unwrap_or_else(|| head.mean.zeros_like());
                 let [_, co, _] = head.mean.dims();
                 let mut eps_noise = Noise::from_keys(
@@ -254,15 +258,7 @@ impl Model {
             }
             Kind::ViPno => {
                 let mut noise = Noise::from_keys(step_seed, 0, rows.iter().map(|&r| (0, r)));
-                let head = net.forward(
-                    x,
-                    grid,
-                    &mut Pass {
-                        noise: Some(&mut noise),
-                        dropout: false,
-                        sample_weights: true,
-                    },
-                );
+                let head = net.sample(x, grid, &mut noise, false, true);
                 (head.mean.unsqueeze_dim::<4>(0), head.std)
             }
             _ => {
@@ -337,15 +333,7 @@ impl Model {
                         .unsqueeze_dim::<4>(0)
                         .expand([k, b, c, p])
                         .reshape([k * b, c, p]);
-                    let head = self.members[0].forward(
-                        xs,
-                        grid,
-                        &mut Pass {
-                            noise: Some(&mut noise),
-                            dropout: true,
-                            sample_weights: false,
-                        },
-                    );
+                    let head = self.members[0].sample(xs, grid, &mut noise, true, false);
                     let v = host(head.mean);
                     let per = v.len() / k;
                     draws.extend(v.chunks(per).map(<[f32]>::to_vec));
@@ -457,15 +445,7 @@ impl Model {
                 for k in 0..s {
                     let mut noise =
                         Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
-                    let head = self.members[0].forward(
-                        x.clone(),
-                        grid,
-                        &mut Pass {
-                            noise: Some(&mut noise),
-                            dropout: false,
-                            sample_weights: true,
-                        },
-                    );
+                    let head = self.members[0].sample(x.clone(), grid, &mut noise, false, true);
                     let mean = host(head.mean);
                     let std = head.std.map(host).unwrap_or_else(|| vec![0.0; mean.len()]);
                     let co = mean.len() / (b * p);
