@@ -15,6 +15,6 @@ $PNO generate ks --config configs/ks256.toml --n 8 --set t_final=40 --out data/q
 $PNO data check data/quickstart/ks256
 $PNO data info data/quickstart/darcy64
 $PNO train --config configs/darcy64_pno_d.toml --data data/quickstart/darcy64 --out runs/quickstart/pno_d \
-  --set data.n_train=72 --set data.n_test=16 --set train.epochs=6
+  --set data.n_train=72 --set data.n_test=16 --set train.epochs=15
 $PNO eval --run runs/quickstart/pno_d --data data/quickstart/darcy64 --split test --samples 32
 echo "datasets in data/quickstart/, the trained run in runs/quickstart/pno_d/"

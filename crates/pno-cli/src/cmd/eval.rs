@@ -154,9 +154,10 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
         );
         if let Some(m) = obj.as_object() {
             for (k, v) in m {
-                match v.as_f64() {
-                    Some(f) => println!("  {k:<22} {f:.6}"),
-                    None => println!("  {k:<22} {v}"),
+                match (v.as_u64(), v.as_f64()) {
+                    (Some(i), _) => println!("  {k:<22} {i}"),
+                    (None, Some(f)) => println!("  {k:<22} {f:.6}"),
+                    _ => println!("  {k:<22} {v}"),
                 }
             }
         }
