@@ -147,7 +147,6 @@ impl DeepOnet {
         let spec = &self.spec;
         let [b, _, _] = x.dims();
         let device = x.device();
-        let points: usize = grid.iter().product();
         let p = spec.basis_size;
         let co = spec.out_channels;
         // Branch on [1, features, batch] so each layer is one matmul.
@@ -189,7 +188,6 @@ impl DeepOnet {
         let std = spec
             .std_head
             .then(|| softplus(out.narrow(1, co, co), 1.0) + 1e-6);
-        let _ = points;
         Head {
             mean: mean.clone(),
             std,

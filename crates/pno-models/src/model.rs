@@ -108,25 +108,31 @@ impl Predictive {
     /// Empirical quantiles `[levels, batch, out, points]` of the draws (linear interpolation
     /// between order statistics, numpy's default).
     pub fn quantiles(&self, levels: &[f64]) -> Vec<f32> {
-        let d = self.batch * self.per_function();
-        let s = self.n_samples;
-        let mut out = vec![0.0f32; levels.len() * d];
-        let mut col = vec![0.0f32; s];
-        for i in 0..d {
-            for (k, c) in col.iter_mut().enumerate() {
-                *c = self.samples[k * d + i];
-            }
-            col.sort_by(|a, b| a.total_cmp(b));
-            for (l, &q) in levels.iter().enumerate() {
-                let pos = q.clamp(0.0, 1.0) * (s - 1) as f64;
-                let lo = pos.floor() as usize;
-                let hi = (lo + 1).min(s - 1);
-                let w = (pos - lo as f64) as f32;
-                out[l * d + i] = col[lo] * (1.0 - w) + col[hi] * w;
-            }
-        }
-        out
+        quantiles(&self.samples, self.n_samples, levels)
     }
+}
+
+/// Empirical quantiles `[levels, d]` of draws `[samples, d]` (linear interpolation between
+/// order statistics, numpy's default).
+pub fn quantiles(samples: &[f32], n_samples: usize, levels: &[f64]) -> Vec<f32> {
+    let s = n_samples.max(1);
+    let d = samples.len() / s;
+    let mut out = vec![0.0f32; levels.len() * d];
+    let mut col = vec![0.0f32; s];
+    for i in 0..d {
+        for (k, c) in col.iter_mut().enumerate() {
+            *c = samples[k * d + i];
+        }
+        col.sort_by(|a, b| a.total_cmp(b));
+        for (l, &q) in levels.iter().enumerate() {
+            let pos = q.clamp(0.0, 1.0) * (s - 1) as f64;
+            let lo = pos.floor() as usize;
+            let hi = (lo + 1).min(s - 1);
+            let w = (pos - lo as f64) as f32;
+            out[l * d + i] = col[lo] * (1.0 - w) + col[hi] * w;
+        }
+    }
+    out
 }
 
 impl ModelSpec {
@@ -154,6 +160,15 @@ impl ModelSpec {
             spec: self.clone(),
         }
     }
+}
+
+/// `mean + std · eps`, elementwise.
+fn gaussian_draw(mean: &[f32], std: &[f32], eps: &[f32]) -> Vec<f32> {
+    mean.iter()
+        .zip(std)
+        .zip(eps)
+        .map(|((&m, &sd), &e)| m + sd * e)
+        .collect()
 }
 
 fn host(t: Tensor<3>) -> Vec<f32> {
@@ -194,9 +209,7 @@ impl Model {
                 got: format!("shape {dims:?}"),
             });
         }
-        if let Some(_m) = modes
-            && grid.iter().any(|&n| n < 4)
-        {
+        if modes.is_some() && grid.iter().any(|&n| n < 4) {
             return Err(ModelError::Input {
                 what: "x".into(),
                 expected: "at least 4 points per axis".into(),
@@ -430,13 +443,7 @@ impl Model {
                     let mut noise =
                         Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
                     let eps = host(self.noise_field(&mut noise, b, co, grid, &device));
-                    draws.push(
-                        mean.iter()
-                            .zip(&std)
-                            .zip(eps)
-                            .map(|((&m, &sd), e)| m + sd * e)
-                            .collect(),
-                    );
+                    draws.push(gaussian_draw(&mean, &std, &eps));
                 }
                 aleatoric = Some(std.iter().map(|&v| f64::from(v) * f64::from(v)).collect());
             }
@@ -454,13 +461,7 @@ impl Model {
                     for (av, &sd) in a.iter_mut().zip(&std) {
                         *av += f64::from(sd) * f64::from(sd) / s as f64;
                     }
-                    draws.push(
-                        mean.iter()
-                            .zip(&std)
-                            .zip(eps)
-                            .map(|((&m, &sd), e)| m + sd * e)
-                            .collect(),
-                    );
+                    draws.push(gaussian_draw(&mean, &std, &eps));
                 }
                 aleatoric = al;
             }
@@ -499,7 +500,6 @@ impl Model {
                     .map(|(&x, &m)| (m + (f64::from(x) - m) * scale) as f32),
             );
         }
-        let _ = (c, co);
         Ok(Predictive {
             samples,
             n_samples: s,

@@ -1,6 +1,5 @@
 //! Prediction in physical units from a trained run.
 
-use pno_models::Predictive;
 use pno_models::burn::tensor::Device;
 
 use crate::error::{Result, TrainError};
@@ -30,17 +29,7 @@ pub struct Prediction {
 impl Prediction {
     /// Quantiles `[levels, n, out, points]` of the draws.
     pub fn quantiles(&self, levels: &[f64]) -> Vec<f32> {
-        Predictive {
-            samples: self.samples.clone(),
-            n_samples: self.n_samples,
-            batch: self.n,
-            channels: self.channels,
-            grid: self.grid.clone(),
-            mean: Vec::new(),
-            std: Vec::new(),
-            aleatoric_var: None,
-        }
-        .quantiles(levels)
+        pno_models::model::quantiles(&self.samples, self.n_samples, levels)
     }
 }
 
