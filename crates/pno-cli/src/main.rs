@@ -36,7 +36,10 @@ Examples:
   pno data convert darcy_train_16.pt data/darcy16
   pno data info data/darcy64 --json
   pno train --config configs/darcy64_pno_d.toml --data data/darcy64 --out runs/pno_d
-  pno predict --run runs/pno_d --input data/darcy64 --samples 100 --out pred.npz";
+  pno predict --run runs/pno_d --input data/darcy64 --samples 100 --out pred.npz
+  pno calibrate --run runs/pno_d --data data/darcy64
+  pno eval --run runs/pno_d --data data/darcy64 --split test --samples 100
+  pno bench --suite configs/suite_smoke.toml --out reports/smoke";
 
 #[derive(Subcommand, Debug)]
 enum Commands {
@@ -50,6 +53,10 @@ enum Commands {
     Predict(cmd::train::PredictArgs),
     /// Accuracy and uncertainty metrics of a trained run on a dataset split.
     Eval(cmd::eval::EvalArgs),
+    /// Split-conformal calibration of a run's predictive spread.
+    Calibrate(cmd::eval::CalibrateArgs),
+    /// Run a benchmark suite (methods × PDEs × seeds) and write its report.
+    Bench(cmd::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +67,8 @@ fn main() -> ExitCode {
         Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
         Commands::Predict(args) => cmd::train::run_predict(args, cli.json),
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
+        Commands::Calibrate(args) => cmd::eval::run_calibrate(args, cli.json),
+        Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

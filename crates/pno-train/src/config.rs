@@ -47,6 +47,28 @@ pub struct DataConfig {
     pub domain_length: Option<f64>,
     /// Periodic domain (central differences wrap in H¹), default false.
     pub periodic: Option<bool>,
+    /// Samples carved (by seed) from the training part for conformal calibration (default 0;
+    /// `pno calibrate --split calibration` uses them).
+    pub n_calibration: Option<usize>,
+    /// Learn a time step of a trajectory tensor `[n, T, c, x…]` (`data.x` names it).
+    pub window: Option<WindowConfig>,
+}
+
+/// `[data.window]`: input/target windows cut from trajectories.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Input frames (default 1).
+    pub t_in: Option<usize>,
+    /// Target frames that follow them (default 1).
+    pub t_out: Option<usize>,
+    /// Keep every `stride`-th frame (temporal downsampling, default 1).
+    pub stride: Option<usize>,
+    /// First input frame (default 0).
+    pub start: Option<usize>,
+    /// `channels` (default: frames become channels of a field on the spatial grid) or `field`
+    /// (1-D data only: time becomes the first axis of a 2-D `(t, x)` field; needs t_in = t_out).
+    pub layout: Option<String>,
 }
 
 /// `[train]`.
@@ -214,6 +236,108 @@ pub struct DataSpec {
     pub domain_length: f64,
     /// Periodic domain.
     pub periodic: bool,
+    /// Calibration samples carved from the training part.
+    #[serde(default)]
+    pub n_calibration: usize,
+    /// Windows cut from trajectories (`None`: the tensors are input/target pairs).
+    #[serde(default)]
+    pub window: Option<Window>,
+}
+
+/// How trajectory frames are laid out as model fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowLayout {
+    /// Frames × channels become the channels of a field on the spatial grid.
+    Channels,
+    /// Time becomes the first axis of a `(t, x)` field (1-D data, one channel).
+    Field,
+}
+
+/// Validated `[data.window]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// Input frames.
+    pub t_in: usize,
+    /// Target frames.
+    pub t_out: usize,
+    /// Temporal stride.
+    pub stride: usize,
+    /// First input frame.
+    pub start: usize,
+    /// Layout.
+    pub layout: WindowLayout,
+}
+
+impl Window {
+    /// Frame indices (in the stored trajectory) of rollout step `step` (0 = the input window,
+    /// k ≥ 1 = the k-th predicted window).
+    pub fn frames(&self, step: usize) -> Vec<usize> {
+        let (first, len) = if step == 0 {
+            (0, self.t_in)
+        } else {
+            (self.t_in + (step - 1) * self.t_out, self.t_out)
+        };
+        (first..first + len)
+            .map(|k| self.start + k * self.stride)
+            .collect()
+    }
+
+    /// Frames a trajectory needs for `steps` rollout steps.
+    pub fn frames_needed(&self, steps: usize) -> usize {
+        self.start + (self.t_in + steps.max(1) * self.t_out - 1) * self.stride + 1
+    }
+}
+
+fn window_spec(w: &WindowConfig, d: &DataConfig) -> Result<Window> {
+    let count = |key: &str, v: Option<usize>, min: usize| -> Result<usize> {
+        let v = v.unwrap_or(1.max(min));
+        if v < min || v > 4096 {
+            return Err(config_err(key, format!("an integer in {min}..=4096"), v));
+        }
+        Ok(v)
+    };
+    let t_in = count("data.window.t_in", w.t_in, 1)?;
+    let t_out = count("data.window.t_out", w.t_out, 1)?;
+    let stride = count("data.window.stride", w.stride, 1)?;
+    let start = w.start.unwrap_or(0);
+    if start > 1 << 20 {
+        return Err(config_err("data.window.start", "a frame index", start));
+    }
+    let layout = match w.layout.as_deref().unwrap_or("channels") {
+        "channels" => WindowLayout::Channels,
+        "field" => WindowLayout::Field,
+        o => {
+            return Err(config_err(
+                "data.window.layout",
+                "\"channels\" or \"field\"",
+                format!("{o:?}"),
+            ));
+        }
+    };
+    if layout == WindowLayout::Field && t_in != t_out {
+        return Err(config_err(
+            "data.window.t_out",
+            format!("t_out = t_in = {t_in} with layout = \"field\" (one grid in and out)"),
+            t_out,
+        ));
+    }
+    if let (Some(x), Some(y)) = (&d.x, &d.y)
+        && x != y
+    {
+        return Err(config_err(
+            "data.y",
+            format!("the trajectory tensor {x:?} (or unset) with [data.window]"),
+            format!("{y:?}"),
+        ));
+    }
+    Ok(Window {
+        t_in,
+        t_out,
+        stride,
+        start,
+        layout,
+    })
 }
 
 fn pos_f(key: &str, v: f64) -> Result<f64> {
@@ -267,9 +391,17 @@ impl RunConfig {
         if d.n_train == Some(0) {
             return Err(config_err("data.n_train", "at least 1", 0));
         }
+        let window = match &d.window {
+            None => None,
+            Some(w) => Some(window_spec(w, d)?),
+        };
+        let default_x = if window.is_some() { "u" } else { "x" };
         Ok(DataSpec {
-            x: d.x.clone().unwrap_or_else(|| "x".into()),
-            y: d.y.clone().unwrap_or_else(|| "y".into()),
+            x: d.x.clone().unwrap_or_else(|| default_x.into()),
+            y: match &window {
+                Some(_) => d.x.clone().unwrap_or_else(|| default_x.into()),
+                None => d.y.clone().unwrap_or_else(|| "y".into()),
+            },
             n_train: d.n_train,
             n_test: d.n_test.unwrap_or(0),
             val_fraction,
@@ -278,6 +410,8 @@ impl RunConfig {
             check: d.check.unwrap_or(true),
             domain_length: pos_f("data.domain_length", d.domain_length.unwrap_or(1.0))?,
             periodic: d.periodic.unwrap_or(false),
+            n_calibration: d.n_calibration.unwrap_or(0),
+            window,
         })
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use pno_data::{CheckOptions, Format, Tensor, open_any};
 
-use crate::config::DataSpec;
+use crate::config::{DataSpec, Window, WindowLayout};
 use crate::error::{Result, TrainError};
 
 /// Input/target pairs in memory, channels-first, spatial axes flattened.
@@ -74,12 +74,16 @@ pub struct Splits {
     pub val: Vec<usize>,
     /// Test samples (the last `n_test`).
     pub test: Vec<usize>,
+    /// Conformal-calibration samples (never trained or validated on).
+    #[serde(default)]
+    pub calibration: Vec<usize>,
 }
 
 impl Splits {
     /// Carve the splits: the last `n_test` samples are the test split; a seeded permutation of
-    /// the rest gives `round(val_fraction · rest)` validation samples and the training samples
-    /// (optionally the first `n_train` of them), each sorted.
+    /// the rest gives `n_calibration` calibration samples, then `round(val_fraction · rest)`
+    /// validation samples and the training samples (optionally the first `n_train` of them),
+    /// each sorted.
     pub fn carve(n: usize, spec: &DataSpec, seed: u64) -> Result<Self> {
         if spec.n_test >= n {
             return Err(crate::error::config_err(
@@ -93,7 +97,17 @@ impl Splits {
         perm.shuffle(&mut ChaCha8Rng::seed_from_u64(pno_models::noise::mix_seed(
             &[seed, 0x5eed],
         )));
-        let n_val = ((pool as f64) * spec.val_fraction).round() as usize;
+        if spec.n_calibration >= pool {
+            return Err(crate::error::config_err(
+                "data.n_calibration",
+                format!("fewer than the {pool} samples left after the test split"),
+                spec.n_calibration,
+            ));
+        }
+        let mut calibration = perm[..spec.n_calibration].to_vec();
+        let perm = &perm[spec.n_calibration..];
+        let rest = perm.len();
+        let n_val = ((rest as f64) * spec.val_fraction).round() as usize;
         let mut val = perm[..n_val].to_vec();
         let mut train = perm[n_val..].to_vec();
         if let Some(k) = spec.n_train {
@@ -108,10 +122,12 @@ impl Splits {
         }
         train.sort_unstable();
         val.sort_unstable();
+        calibration.sort_unstable();
         Ok(Self {
             train,
             val,
             test: (pool..n).collect(),
+            calibration,
         })
     }
 }
@@ -180,43 +196,106 @@ fn subsample(
     (out, new)
 }
 
-/// Read `spec.x`/`spec.y` from any supported dataset at `path` (running the quality gate first
-/// when `spec.check`).
-pub fn load_fields(path: &Path, spec: &DataSpec) -> Result<(Fields, Provenance)> {
-    if spec.check {
-        let report = pno_data::check(
-            path,
-            &CheckOptions {
-                write_stats: false,
-                ..CheckOptions::default()
-            },
-        )?;
-        if !report.passed() {
-            let failures: Vec<String> = report.failures().iter().map(|f| f.name.clone()).collect();
-            return Err(TrainError::DataCheck {
-                path: path.to_path_buf(),
-                failures: failures.join(", "),
-            });
-        }
+fn quality_gate(path: &Path, spec: &DataSpec) -> Result<()> {
+    if !spec.check {
+        return Ok(());
     }
+    let report = pno_data::check(
+        path,
+        &CheckOptions {
+            write_stats: false,
+            ..CheckOptions::default()
+        },
+    )?;
+    if !report.passed() {
+        let failures: Vec<String> = report.failures().iter().map(|f| f.name.clone()).collect();
+        return Err(TrainError::DataCheck {
+            path: path.to_path_buf(),
+            failures: failures.join(", "),
+        });
+    }
+    Ok(())
+}
+
+fn find_tensor<'a>(set: &'a pno_data::SampleSet, name: &str, path: &Path) -> Result<&'a Tensor> {
+    set.tensors
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, t)| t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = set.tensors.iter().map(|(n, _)| n.as_str()).collect();
+            shape_err(
+                path,
+                name,
+                format!("a tensor named {name:?} (set data.x / data.y)"),
+                format!("tensors {names:?}"),
+            )
+        })
+}
+
+fn check_values(path: &Path, name: &str, v: &[f32], per: usize, grid: &[usize]) -> Result<()> {
+    if let Some(i) = v.iter().position(|a| !a.is_finite()) {
+        return Err(shape_err(
+            path,
+            name,
+            "finite values",
+            format!("{} in sample {}", v[i], i / per.max(1)),
+        ));
+    }
+    if grid.iter().any(|&g| g < 4) {
+        return Err(shape_err(
+            path,
+            name,
+            "at least 4 points per axis after subsampling",
+            format!("{grid:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn provenance(
+    path: &Path,
+    format: Format,
+    spec: &DataSpec,
+    n: usize,
+    grid: &[usize],
+) -> Result<Provenance> {
+    let sha256 = match format {
+        Format::Pno => {
+            let m = if path.is_dir() {
+                path.join("manifest.json")
+            } else {
+                path.to_path_buf()
+            };
+            pno_data::sha256_file(&m)?
+        }
+        _ => pno_data::sha256_file(path)?,
+    };
+    Ok(Provenance {
+        path: path.to_path_buf(),
+        format: format.name().to_string(),
+        sha256,
+        n_samples: n,
+        tensors: [spec.x.clone(), spec.y.clone()],
+        grid: grid.to_vec(),
+    })
+}
+
+/// Read `spec.x`/`spec.y` from any supported dataset at `path` (running the quality gate first
+/// when `spec.check`). With `spec.window`, the pairs are windows cut from the trajectories of
+/// `spec.x` (see [`Series::fields`]).
+pub fn load_fields(path: &Path, spec: &DataSpec) -> Result<(Fields, Provenance)> {
+    if let Some(w) = &spec.window {
+        let (series, prov) = load_series(path, spec)?;
+        return Ok((series.fields(w, 1, path, &spec.x)?, prov));
+    }
+    quality_gate(path, spec)?;
     let source = open_any(path)?;
     let set = source.to_samples()?;
-    let find = |name: &str| {
-        set.tensors
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .ok_or_else(|| {
-                let names: Vec<&str> = set.tensors.iter().map(|(n, _)| n.as_str()).collect();
-                shape_err(
-                    path,
-                    name,
-                    format!("a tensor named {name:?} (set data.x / data.y)"),
-                    format!("tensors {names:?}"),
-                )
-            })
-    };
-    let (tx, ty) = (find(&spec.x)?, find(&spec.y)?);
+    let (tx, ty) = (
+        find_tensor(&set, &spec.x, path)?,
+        find_tensor(&set, &spec.y, path)?,
+    );
     let (nx, cin, gx) = as_fields(tx, &spec.x, path, source.format)?;
     let (ny, cout, gy) = as_fields(ty, &spec.y, path, source.format)?;
     if nx != ny {
@@ -237,44 +316,10 @@ pub fn load_fields(path: &Path, spec: &DataSpec) -> Result<(Fields, Provenance)>
     }
     let (x, grid) = subsample(&tx.to_f32_vec(), nx, cin, &gx, spec.subsample);
     let (y, _) = subsample(&ty.to_f32_vec(), ny, cout, &gy, spec.subsample);
-    for (name, v, c) in [(&spec.x, &x, cin), (&spec.y, &y, cout)] {
-        if let Some(i) = v.iter().position(|a| !a.is_finite()) {
-            let per = c * grid.iter().product::<usize>();
-            return Err(shape_err(
-                path,
-                name,
-                "finite values",
-                format!("{} in sample {}", v[i], i / per),
-            ));
-        }
-    }
-    if grid.iter().any(|&g| g < 4) {
-        return Err(shape_err(
-            path,
-            &spec.x,
-            "at least 4 points per axis after subsampling",
-            format!("{grid:?}"),
-        ));
-    }
-    let sha256 = match source.format {
-        Format::Pno => {
-            let m = if path.is_dir() {
-                path.join("manifest.json")
-            } else {
-                path.to_path_buf()
-            };
-            pno_data::sha256_file(&m)?
-        }
-        _ => pno_data::sha256_file(path)?,
-    };
-    let prov = Provenance {
-        path: path.to_path_buf(),
-        format: source.format.name().to_string(),
-        sha256,
-        n_samples: nx,
-        tensors: [spec.x.clone(), spec.y.clone()],
-        grid: grid.clone(),
-    };
+    let p: usize = grid.iter().product();
+    check_values(path, &spec.x, &x, cin * p, &grid)?;
+    check_values(path, &spec.y, &y, cout * p, &grid)?;
+    let prov = provenance(path, source.format, spec, nx, &grid)?;
     Ok((
         Fields {
             x,
@@ -282,6 +327,133 @@ pub fn load_fields(path: &Path, spec: &DataSpec) -> Result<(Fields, Provenance)>
             n: nx,
             cin,
             cout,
+            grid,
+        },
+        prov,
+    ))
+}
+
+/// Trajectories of a time-series tensor, `[n, frames, c, points]` (spatial axes flattened).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Values `[n, frames, c, points]`.
+    pub u: Vec<f32>,
+    /// Trajectories.
+    pub n: usize,
+    /// Stored frames per trajectory.
+    pub frames: usize,
+    /// Channels per frame.
+    pub c: usize,
+    /// Spatial grid.
+    pub grid: Vec<usize>,
+}
+
+impl Series {
+    /// Points per channel.
+    pub fn points(&self) -> usize {
+        self.grid.iter().product()
+    }
+
+    /// Frames `frames` of trajectory `i`, frame-major: `[frames.len() · c, points]`.
+    pub fn window(&self, i: usize, frames: &[usize]) -> Vec<f32> {
+        let per = self.c * self.points();
+        let base = i * self.frames * per;
+        let mut out = Vec::with_capacity(frames.len() * per);
+        for &f in frames {
+            out.extend_from_slice(&self.u[base + f * per..base + (f + 1) * per]);
+        }
+        out
+    }
+
+    /// Model channels in and out and the model grid for window `w` (see [`WindowLayout`]).
+    pub fn model_shape(
+        &self,
+        w: &Window,
+        path: &Path,
+        name: &str,
+    ) -> Result<(usize, usize, Vec<usize>)> {
+        match w.layout {
+            WindowLayout::Channels => Ok((w.t_in * self.c, w.t_out * self.c, self.grid.clone())),
+            WindowLayout::Field => {
+                if self.c != 1 || self.grid.len() != 1 {
+                    return Err(shape_err(
+                        path,
+                        name,
+                        "one channel on a 1-D grid for data.window.layout = \"field\"",
+                        format!("{} channel(s) on grid {:?}", self.c, self.grid),
+                    ));
+                }
+                Ok((1, 1, vec![w.t_in, self.grid[0]]))
+            }
+        }
+    }
+
+    /// Input/target pairs: for each trajectory, the input window and the `steps`-th predicted
+    /// window after it (`steps = 1`: the frames right after the input).
+    pub fn fields(&self, w: &Window, steps: usize, path: &Path, name: &str) -> Result<Fields> {
+        let need = w.frames_needed(steps);
+        if need > self.frames {
+            return Err(shape_err(
+                path,
+                name,
+                format!(
+                    "at least {need} frames per trajectory for data.window (start {}, t_in {}, t_out {}, stride {}) and {steps} step(s)",
+                    w.start, w.t_in, w.t_out, w.stride
+                ),
+                format!("{} frames", self.frames),
+            ));
+        }
+        let (cin, cout, grid) = self.model_shape(w, path, name)?;
+        let (fx, fy) = (w.frames(0), w.frames(steps));
+        let mut x = Vec::with_capacity(self.n * fx.len() * self.c * self.points());
+        let mut y = Vec::with_capacity(self.n * fy.len() * self.c * self.points());
+        for i in 0..self.n {
+            x.extend(self.window(i, &fx));
+            y.extend(self.window(i, &fy));
+        }
+        Ok(Fields {
+            x,
+            y,
+            n: self.n,
+            cin,
+            cout,
+            grid,
+        })
+    }
+}
+
+/// Read the trajectory tensor `spec.x` — `[n, frames, x]`, `[n, frames, c, x]` or
+/// `[n, frames, c, h, w]` — from any supported dataset (quality gate first when `spec.check`),
+/// subsampled in space by `spec.subsample`.
+pub fn load_series(path: &Path, spec: &DataSpec) -> Result<(Series, Provenance)> {
+    quality_gate(path, spec)?;
+    let source = open_any(path)?;
+    let set = source.to_samples()?;
+    let t = find_tensor(&set, &spec.x, path)?;
+    let s = t.shape();
+    let (n, frames, c, grid) = match s.len() {
+        3 => (s[0], s[1], 1, vec![s[2]]),
+        4 => (s[0], s[1], s[2], vec![s[3]]),
+        5 => (s[0], s[1], s[2], vec![s[3], s[4]]),
+        _ => {
+            return Err(shape_err(
+                path,
+                &spec.x,
+                "a trajectory tensor [n, frames, x], [n, frames, c, x] or [n, frames, c, h, w] for [data.window]",
+                format!("shape {s:?}"),
+            ));
+        }
+    };
+    let (u, grid) = subsample(&t.to_f32_vec(), n * frames, c, &grid, spec.subsample);
+    let p: usize = grid.iter().product();
+    check_values(path, &spec.x, &u, frames * c * p, &grid)?;
+    let prov = provenance(path, source.format, spec, n, &grid)?;
+    Ok((
+        Series {
+            u,
+            n,
+            frames,
+            c,
             grid,
         },
         prov,

@@ -24,6 +24,19 @@ pub enum TrainError {
     /// The data engine failed (unreadable file, failed quality check…).
     #[error(transparent)]
     Data(#[from] pno_data::Error),
+    /// A metric rejected its input.
+    #[error(transparent)]
+    Metrics(#[from] pno_metrics::Error),
+    /// An evaluation or calibration option does not fit the run or the data.
+    #[error("{option}: expected {expected}, got {got}")]
+    Option {
+        /// The option (`--split`, `--rollout`…).
+        option: String,
+        /// Expectation.
+        expected: String,
+        /// What was found.
+        got: String,
+    },
     /// The data does not fit the task.
     #[error("data {path}: `{field}`: expected {expected}, got {got}")]
     DataShape {

@@ -3,17 +3,21 @@
 //! gradient clipping, atomic checksummed checkpoints, exact resume); self-contained run folders;
 //! prediction in physical units.
 
+pub mod calibrate;
 pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod optim;
 pub mod predict;
 pub mod run;
 pub mod trainer;
 
+pub use calibrate::{CalibrateOptions, CalibrationRecord, ConformalMode, calibrate};
 pub use config::RunConfig;
 pub use error::{Result, TrainError};
+pub use eval::{EvalOptions, Evaluation, Split, evaluate};
 pub use predict::Prediction;
 pub use run::{TrainedModel, load_trained};
 pub use trainer::{Progress, Quiet, Summary, TrainOptions, train};

@@ -49,6 +49,9 @@ pub struct ModelFile {
     pub weights_sha256: String,
     /// Conformal multiplier of the predicted spread (1 = uncalibrated).
     pub spread_scale: f64,
+    /// How `spread_scale` was calibrated (`pno calibrate`); absent when uncalibrated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibrate::CalibrationRecord>,
 }
 
 /// `normalizer.json`.

@@ -402,6 +402,7 @@ pub fn train(
         grid: p.fields.grid.clone(),
         weights_sha256: String::new(),
         spread_scale: 1.0,
+        calibration: None,
     };
     let ckpts = Checkpoints::new(&opts.out, ts.keep_checkpoints);
     let mut adam = AdamState::default();

@@ -1,16 +1,17 @@
-//! `pno eval`: accuracy and uncertainty metrics of a trained run on a dataset split.
+//! `pno eval` and `pno calibrate`: metrics of a trained run on a dataset split, and
+//! split-conformal calibration of its predictive spread.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use pno_data::{NpyData, write_npz};
-use pno_metrics::{Domain, Report, SamplePred};
-use pno_train::data::load_fields;
-use pno_train::load_trained;
-use pno_train::run::{ProvenanceFile, read_json};
+use pno_train::{
+    CalibrateOptions, ConformalMode, EvalOptions, Evaluation, Split, calibrate, evaluate,
+    load_trained,
+};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -18,12 +19,16 @@ Examples:
   pno eval --run runs/darcy64_pno_d --data data/darcy64 --split test --samples 100
   pno eval --run runs/darcy16_fno --data darcy_test_16.pt --json
   pno eval --run runs/darcy16_pno_d --data darcy_test_32.pt --samples 100   # super-resolution
+  pno eval --run runs/ks_pno_r --data data/ks --rollout 5 --json            # autoregressive
 
-On the dataset the run was trained on, --split picks the recorded test/val/train
+On the dataset the run was trained on, --split picks the recorded test/val/train/calibration
 samples; on any other file every sample is evaluated. Metrics are in physical units
 (the run's normaliser is inverted): rel_l2, l2_abs, rmse, mse, h1_rel, nll, crps,
 crps_fair, energy_score, coverage_50..99, function_coverage_95, interval_width_90,
-interval_score_90, calibration_error, miscalibration_area, sharpness, spread_skill.")]
+interval_score_90, calibration_error, miscalibration_area, sharpness, spread_skill;
+models that separate data noise add total_var, aleatoric_var, epistemic_var and
+aleatoric_fraction (law of total variance). --rollout K (runs trained on [data.window])
+adds per-step metrics and the fraction of sample trajectories that diverged.")]
 pub(crate) struct EvalArgs {
     /// Run folder written by `pno train`.
     #[arg(long)]
@@ -31,7 +36,7 @@ pub(crate) struct EvalArgs {
     /// Dataset (any supported format) holding the run's input and target tensors.
     #[arg(long, short)]
     data: PathBuf,
-    /// test, val, train or all.
+    /// test, val, train, calibration or all.
     #[arg(long, default_value = "test")]
     split: String,
     /// Predictive draws per input (at least 2).
@@ -43,7 +48,10 @@ pub(crate) struct EvalArgs {
     /// Inputs per forward pass.
     #[arg(long, default_value_t = 16)]
     batch: usize,
-    /// Also write mean, std, samples and target to this .npz.
+    /// Autoregressive rollout steps (runs trained on trajectory windows).
+    #[arg(long, default_value_t = 0)]
+    rollout: usize,
+    /// Also write input, mean, std, samples and target to this .npz.
     #[arg(long, value_name = "FILE.npz")]
     save_predictions: Option<PathBuf>,
     /// Backend: cpu, or cuda / cuda:N in a CUDA build.
@@ -51,116 +59,183 @@ pub(crate) struct EvalArgs {
     device: String,
 }
 
-pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
-    if args.samples < 2 || args.samples > 100_000 {
-        bail!(
-            "--samples: expected 2..=100000 (the sample metrics need pairs), got {}",
-            args.samples
-        );
+/// The JSON object of an evaluation: the metric keys at the top level, then the context.
+pub(crate) fn evaluation_json(e: &Evaluation, kind: &str, n_samples: usize) -> Result<Value> {
+    let mut obj = serde_json::to_value(&e.report)?;
+    if let Some(m) = obj.as_object_mut() {
+        if let Some(dec) = &e.decomposition
+            && let Value::Object(d) = serde_json::to_value(dec)?
+        {
+            m.extend(d);
+        }
+        m.insert("n".into(), json!(e.n));
+        m.insert("n_samples".into(), json!(n_samples));
+        m.insert("resolution".into(), json!(e.grid));
+        m.insert("split".into(), json!(e.split.name()));
+        m.insert("kind".into(), json!(kind));
+        m.insert("predict_seconds".into(), json!(e.predict_seconds));
+        m.insert("curves".into(), serde_json::to_value(&e.curves)?);
+        if !e.rollout.is_empty() {
+            m.insert("rollout".into(), serde_json::to_value(&e.rollout)?);
+        }
     }
+    Ok(obj)
+}
+
+pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
+    let split: Split = args.split.parse()?;
     let device = crate::device::select_device(&args.device)?;
     let trained = load_trained(&args.run, &device)
         .with_context(|| format!("loading run {}", args.run.display()))?;
-    let mut spec = trained.file.data.clone();
-    spec.check = false;
-    let (fields, prov) = load_fields(&args.data, &spec)
-        .with_context(|| format!("reading {}", args.data.display()))?;
-    if fields.cin != trained.file.in_channels || fields.cout != trained.file.out_channels {
-        bail!(
-            "{}: expected {} input and {} target channel(s) like the run, got {} and {}",
-            args.data.display(),
-            trained.file.in_channels,
-            trained.file.out_channels,
-            fields.cin,
-            fields.cout
-        );
-    }
-    let recorded: ProvenanceFile = read_json(&trained.run.provenance(), "provenance.json")?;
-    let same = recorded.data.sha256 == prov.sha256;
-    let idx: Vec<usize> = match (args.split.as_str(), same) {
-        ("all", _) | ("test", false) => (0..fields.n).collect(),
-        ("test", true) => recorded.splits.test,
-        ("val", true) => recorded.splits.val,
-        ("train", true) => recorded.splits.train,
-        ("val" | "train", false) => {
-            bail!(
-                "--split {}: only on the dataset the run was trained on ({})",
-                args.split,
-                recorded.data.path.display()
-            )
-        }
-        (s, _) => bail!("--split: expected test, val, train or all, got {s:?}"),
+    let opts = EvalOptions {
+        split,
+        samples: args.samples,
+        seed: args.seed,
+        batch: args.batch,
+        rollout: args.rollout,
+        ..EvalOptions::default()
     };
-    if idx.is_empty() {
-        bail!(
-            "--split {}: no samples (the run was trained with data.n_test = {}; use --split all or a test file)",
-            args.split,
-            trained.file.data.n_test
-        );
-    }
-    let (x, y) = fields.gather(&idx);
-    let n = idx.len();
-    let pred = trained.predict(
-        x,
-        n,
-        &fields.grid,
-        args.samples,
-        args.seed,
-        args.batch,
-        &device,
-    )?;
-    let d = pred.channels * fields.points();
-    let sp = SamplePred::new(&pred.samples, args.samples, n, d)?;
-    let lengths = vec![spec.domain_length; fields.grid.len()];
-    let domain = Domain::new(&fields.grid, &lengths, pred.channels, spec.periodic)?;
-    let report = Report::from_samples(&sp, &y, &domain)?;
+    let e = evaluate(&trained, &args.data, &opts, &device).with_context(|| {
+        format!(
+            "evaluating {} on {}",
+            args.run.display(),
+            args.data.display()
+        )
+    })?;
     if let Some(path) = &args.save_predictions {
-        let mut field = vec![n, pred.channels];
-        field.extend(&fields.grid);
+        let (n, grid) = (e.n, &e.grid);
+        let shape = |c: usize| {
+            let mut s = vec![n, c];
+            s.extend(grid);
+            s
+        };
+        let field = shape(e.pred.channels);
+        let input = shape(trained.file.in_channels);
         let mut sshape = vec![args.samples];
         sshape.extend(&field);
         write_npz(
             path,
             &[
-                ("mean", &field, NpyData::F32(&pred.mean)),
-                ("std", &field, NpyData::F32(&pred.std)),
-                ("samples", &sshape, NpyData::F32(&pred.samples)),
-                ("target", &field, NpyData::F32(&y)),
+                ("input", &input, NpyData::F32(&e.x)),
+                ("mean", &field, NpyData::F32(&e.pred.mean)),
+                ("std", &field, NpyData::F32(&e.pred.std)),
+                ("samples", &sshape, NpyData::F32(&e.pred.samples)),
+                ("target", &field, NpyData::F32(&e.y)),
             ],
         )
         .with_context(|| format!("writing {}", path.display()))?;
     }
-    let mut obj = serde_json::to_value(&report)?;
-    if let Some(m) = obj.as_object_mut() {
-        m.insert("n".into(), json!(n));
-        m.insert("n_samples".into(), json!(args.samples));
-        m.insert("resolution".into(), json!(fields.grid));
-        m.insert(
-            "split".into(),
-            json!(if same { args.split.as_str() } else { "all" }),
-        );
-        m.insert("kind".into(), json!(trained.file.model.kind.name()));
-    }
+    let kind = trained.file.model.kind.name();
+    let obj = evaluation_json(&e, kind, args.samples)?;
     if json_out {
         println!("{obj}");
-    } else {
-        println!(
-            "{} on {} ({} functions, grid {:?}, {} draws)",
-            trained.file.model.kind.name(),
-            args.data.display(),
-            n,
-            fields.grid,
-            args.samples
-        );
-        if let Some(m) = obj.as_object() {
-            for (k, v) in m {
-                match (v.as_u64(), v.as_f64()) {
-                    (Some(i), _) => println!("  {k:<22} {i}"),
-                    (None, Some(f)) => println!("  {k:<22} {f:.6}"),
-                    _ => println!("  {k:<22} {v}"),
-                }
+        return Ok(());
+    }
+    println!(
+        "{kind} on {} ({} split, {} functions, grid {:?}, {} draws)",
+        args.data.display(),
+        e.split.name(),
+        e.n,
+        e.grid,
+        args.samples
+    );
+    if let Some(m) = obj.as_object() {
+        for (k, v) in m {
+            match (v.as_u64(), v.as_f64()) {
+                _ if matches!(k.as_str(), "curves" | "rollout" | "resolution") => {}
+                (Some(i), _) => println!("  {k:<22} {i}"),
+                (None, Some(f)) => println!("  {k:<22} {f:.6}"),
+                _ => println!("  {k:<22} {v}"),
             }
         }
+    }
+    if !e.rollout.is_empty() {
+        println!("  rollout: step  rel_l2    crps      coverage_90  diverged");
+        for s in &e.rollout {
+            println!(
+                "           {:>4}  {:<8.4}  {:<8.4}  {:<11.3}  {:.3}",
+                s.step, s.report.rel_l2, s.report.crps, s.report.coverage_90, s.diverged_fraction
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  pno calibrate --run runs/darcy64_pno_d --data data/darcy64                 # data.n_calibration samples
+  pno calibrate --run runs/darcy64_pno_d --data data/darcy64 --split val --level 0.95
+  pno calibrate --run runs/darcy64_pno_d --data data/darcy64 --mode function --delta 0.1
+
+Split-conformal scaling of the predictive spread about the mean: the scale is stored in the
+run's model.json (with a record of how it was obtained) and applied by predict, eval and
+serve. --mode pointwise: the expected fraction of covered points is the level; --mode
+function: with probability ≥ 1 − delta a new function has at least that fraction covered.
+Calibrate on samples the model never trained on (train with data.n_calibration > 0).")]
+pub(crate) struct CalibrateArgs {
+    /// Run folder written by `pno train` (its model.json is updated).
+    #[arg(long)]
+    run: PathBuf,
+    /// Dataset holding the calibration samples.
+    #[arg(long, short)]
+    data: PathBuf,
+    /// calibration (default), val, test or all.
+    #[arg(long, default_value = "calibration")]
+    split: String,
+    /// Nominal central-interval level.
+    #[arg(long, default_value_t = 0.9)]
+    level: f64,
+    /// pointwise or function.
+    #[arg(long, default_value = "pointwise")]
+    mode: String,
+    /// Function mode: allowed fraction of functions below the level.
+    #[arg(long, default_value_t = 0.1)]
+    delta: f64,
+    /// Predictive draws per input.
+    #[arg(long, short, default_value_t = 100)]
+    samples: usize,
+    /// Seed of the draws.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Inputs per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Backend: cpu, or cuda / cuda:N in a CUDA build.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub(crate) fn run_calibrate(args: CalibrateArgs, json_out: bool) -> Result<()> {
+    let mode = match args.mode.as_str() {
+        "pointwise" => ConformalMode::Pointwise,
+        "function" => ConformalMode::Function { delta: args.delta },
+        o => anyhow::bail!("--mode: expected pointwise or function, got {o:?}"),
+    };
+    let device = crate::device::select_device(&args.device)?;
+    let opts = CalibrateOptions {
+        split: args.split.parse()?,
+        level: args.level,
+        mode,
+        samples: args.samples,
+        seed: args.seed,
+        batch: args.batch,
+    };
+    let rec = calibrate(&args.run, &args.data, &opts, &device)
+        .with_context(|| format!("calibrating {}", args.run.display()))?;
+    if json_out {
+        println!("{}", serde_json::to_string(&rec)?);
+    } else {
+        println!(
+            "{}: spread scale {:.4} from {} {} functions; coverage at {} on them {:.3} -> {:.3}",
+            args.run.display(),
+            rec.spread_scale,
+            rec.n_functions,
+            rec.split.name(),
+            rec.level,
+            rec.coverage_before,
+            rec.coverage_after
+        );
     }
     Ok(())
 }

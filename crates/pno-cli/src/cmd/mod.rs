@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod data;
 pub(crate) mod eval;
 pub(crate) mod generate;

@@ -1,6 +1,7 @@
 //! Training runs on real files: contract, fault tolerance, resume, corruption.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod evaluation;
 mod faults;
 mod runs;
 

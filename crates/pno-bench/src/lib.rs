@@ -1,0 +1,28 @@
+//! Benchmark suites for probabilistic neural operators: methods × PDEs × seeds, each cell
+//! trained, optionally conformally calibrated and evaluated (one-step metrics, calibration
+//! curves, rollouts), resumable after a crash; results as JSON and CSV, Markdown and LaTeX tables
+//! of mean ± std with the best value marked, SVG/PNG plots and an HTML page showing them.
+//!
+//! ```no_run
+//! use pno_bench::{RunOptions, Suite, run_suite, write_report};
+//!
+//! let suite = Suite::load("configs/suite_smoke.toml".as_ref())?;
+//! let out = std::path::Path::new("reports/smoke");
+//! let opts = RunOptions { device: Default::default(), batch: 16 };
+//! let results = run_suite(&suite, out, &opts, &mut |line| eprintln!("{line}"))?;
+//! write_report(&suite, &results, out)?;
+//! # Ok::<(), pno_bench::BenchError>(())
+//! ```
+
+pub mod error;
+pub mod generate;
+pub mod plots;
+pub mod report;
+pub mod runner;
+pub mod suite;
+pub mod tables;
+
+pub use error::{BenchError, Result};
+pub use report::{ReportFiles, write_report};
+pub use runner::{CellResult, RunOptions, run_suite};
+pub use suite::Suite;

@@ -1,0 +1,474 @@
+//! Suite files: methods × PDEs × seeds, validated before anything runs.
+//!
+//! ```toml
+//! [suite]
+//! name = "smoke"
+//! seeds = [0, 1]
+//! samples = 32          # predictive draws per test input (default 100)
+//! rollout = 3           # autoregressive steps for PDEs trained on trajectory windows (default 0)
+//!
+//! [[pde]]
+//! name = "darcy"
+//! generator = "darcy64.toml"          # a `pno generate` config, relative to the suite file
+//! set = { n = 160, resolution = 32 }  # overrides of the generator config
+//! data = { n_test = 32, n_calibration = 32 }           # the run config's [data] …
+//! model = { hidden_channels = 16, n_modes = [8, 8] }   # … base [model] …
+//! train = { epochs = 8 }                               # … and base [train]
+//!
+//! [[method]]
+//! name = "pno_d"
+//! model = { kind = "pno_d", dropout = 0.1 }            # merged over the PDE's tables
+//!
+//! [[method]]
+//! name = "pno_d+conformal"
+//! base = "pno_d"                                       # reuses the trained pno_d run
+//! conformal = { level = 0.9, mode = "pointwise" }      # split-conformal on data.n_calibration
+//! ```
+//!
+//! Instead of `generator`, a PDE may name an existing dataset with `path` (any supported format).
+//! Every cell's run config is `PDE tables ⊕ method tables ⊕ {train.seed = seed}` and is validated
+//! when the suite is loaded; unknown keys are refused by their dotted name.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use pno_train::{ConformalMode, RunConfig};
+
+use crate::error::{BenchError, Result, io_err};
+use crate::generate::{Job, take_dataset_keys};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSuite {
+    suite: RawHeader,
+    #[serde(default)]
+    pde: Vec<RawPde>,
+    #[serde(default)]
+    method: Vec<RawMethod>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeader {
+    name: String,
+    seeds: Vec<u64>,
+    samples: Option<usize>,
+    rollout: Option<usize>,
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPde {
+    name: String,
+    generator: Option<PathBuf>,
+    path: Option<PathBuf>,
+    #[serde(default)]
+    set: Map<String, Value>,
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    model: Map<String, Value>,
+    #[serde(default)]
+    train: Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMethod {
+    name: String,
+    #[serde(default)]
+    data: Map<String, Value>,
+    #[serde(default)]
+    model: Map<String, Value>,
+    #[serde(default)]
+    train: Map<String, Value>,
+    base: Option<String>,
+    conformal: Option<RawConformal>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConformal {
+    level: Option<f64>,
+    mode: Option<String>,
+    delta: Option<f64>,
+}
+
+/// Where a PDE's data comes from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    /// Generated into the suite's output folder.
+    Generate(Job),
+    /// An existing dataset.
+    File(PathBuf),
+}
+
+/// One PDE of a suite.
+#[derive(Debug, Clone)]
+pub struct PdeEntry {
+    /// Name (folder and table name).
+    pub name: String,
+    /// Its data.
+    pub source: DataSource,
+    /// Base run config `{data, model, train}`.
+    pub base: Value,
+}
+
+/// Split-conformal calibration of a method.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Conformal {
+    /// Nominal level.
+    pub level: f64,
+    /// Quantile rule.
+    pub mode: ConformalMode,
+}
+
+/// One method of a suite.
+#[derive(Debug, Clone)]
+pub struct MethodEntry {
+    /// Name.
+    pub name: String,
+    /// Overrides `{data, model, train}` merged over the PDE's tables.
+    pub overrides: Value,
+    /// Method whose trained run this one reuses.
+    pub base: Option<usize>,
+    /// Post-hoc conformal calibration.
+    pub conformal: Option<Conformal>,
+}
+
+/// One cell: a method on a PDE with a seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cell {
+    /// PDE index.
+    pub pde: usize,
+    /// Method index.
+    pub method: usize,
+    /// Training seed.
+    pub seed: u64,
+}
+
+/// A validated suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// Name.
+    pub name: String,
+    /// One line about it.
+    pub description: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Training seeds.
+    pub seeds: Vec<u64>,
+    /// Predictive draws per test input.
+    pub samples: usize,
+    /// Rollout steps for windowed PDEs.
+    pub rollout: usize,
+    /// PDEs.
+    pub pdes: Vec<PdeEntry>,
+    /// Methods.
+    pub methods: Vec<MethodEntry>,
+}
+
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+' | '.'))
+        && !s.starts_with('.')
+}
+
+impl Suite {
+    /// Read and validate a suite file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(io_err("read", path))?;
+        let err = |key: &str, expected: &str, got: String| BenchError::Suite {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            got,
+        };
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| err("(file)", "valid TOML", e.to_string()))?;
+        let value = serde_json::to_value(table)
+            .map_err(|e| err("(file)", "a TOML table", e.to_string()))?;
+        let raw: RawSuite = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            err(
+                &key,
+                "the documented suite keys ([suite], [[pde]], [[method]])",
+                e.into_inner().to_string(),
+            )
+        })?;
+        let h = raw.suite;
+        if !valid_name(&h.name) {
+            return Err(err(
+                "suite.name",
+                "letters, digits, _ - + . (≤ 64)",
+                format!("{:?}", h.name),
+            ));
+        }
+        if h.seeds.is_empty() || h.seeds.len() > 100 {
+            return Err(err(
+                "suite.seeds",
+                "1 to 100 seeds",
+                format!("{:?}", h.seeds),
+            ));
+        }
+        let mut sorted = h.seeds.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != h.seeds.len() {
+            return Err(err(
+                "suite.seeds",
+                "distinct seeds",
+                format!("{:?}", h.seeds),
+            ));
+        }
+        let samples = h.samples.unwrap_or(100);
+        if !(2..=10_000).contains(&samples) {
+            return Err(err("suite.samples", "2..=10000", samples.to_string()));
+        }
+        let rollout = h.rollout.unwrap_or(0);
+        if rollout > 1000 {
+            return Err(err("suite.rollout", "0..=1000", rollout.to_string()));
+        }
+        if raw.pde.is_empty() || raw.method.is_empty() {
+            return Err(err(
+                "pde / method",
+                "at least one [[pde]] and one [[method]]",
+                format!("{} and {}", raw.pde.len(), raw.method.len()),
+            ));
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut pdes = Vec::new();
+        for (i, p) in raw.pde.into_iter().enumerate() {
+            let key = |k: &str| format!("pde[{i}].{k}");
+            if !valid_name(&p.name) || pdes.iter().any(|q: &PdeEntry| q.name == p.name) {
+                return Err(err(
+                    &key("name"),
+                    "a unique name of letters, digits, _ - + .",
+                    format!("{:?}", p.name),
+                ));
+            }
+            let source = match (p.generator, p.path) {
+                (Some(g), None) => {
+                    let gpath = dir.join(&g);
+                    let text = std::fs::read_to_string(&gpath).map_err(io_err("read", &gpath))?;
+                    let t: toml::Table = toml::from_str(&text).map_err(|e| {
+                        err(&key("generator"), "a TOML generator config", e.to_string())
+                    })?;
+                    let mut cfg = match serde_json::to_value(t) {
+                        Ok(Value::Object(m)) => m,
+                        _ => Map::new(),
+                    };
+                    let mut cfgv = Value::Object(std::mem::take(&mut cfg));
+                    merge(&mut cfgv, &Value::Object(p.set));
+                    let Value::Object(mut cfg) = cfgv else {
+                        unreachable!("merging objects gives an object")
+                    };
+                    let (pde, n, seed, spf) = take_dataset_keys(&mut cfg)
+                        .map_err(|e| err(&key("set"), "valid dataset keys", e))?;
+                    let pde = pde.ok_or_else(|| {
+                        err(
+                            &key("generator"),
+                            "a config with a `pde` key",
+                            gpath.display().to_string(),
+                        )
+                    })?;
+                    let pde = pno_solvers::canonical_pde(&pde)?;
+                    // Build once to validate the parameters now rather than mid-suite.
+                    pno_solvers::build(pde, Value::Object(cfg.clone()))?;
+                    let n = n.unwrap_or(0) as usize;
+                    if n < 4 {
+                        return Err(err(&key("set.n"), "at least 4 samples", n.to_string()));
+                    }
+                    DataSource::Generate(Job {
+                        pde,
+                        params: cfg,
+                        n,
+                        seed: seed.unwrap_or(0),
+                        shard: pno_core::ShardSpec::default(),
+                        samples_per_file: spf.map(|v| v as usize),
+                        threads: None,
+                    })
+                }
+                (None, Some(f)) => DataSource::File(dir.join(f)),
+                (g, f) => {
+                    return Err(err(
+                        &key("generator"),
+                        "exactly one of `generator` and `path`",
+                        format!("generator {g:?}, path {f:?}"),
+                    ));
+                }
+            };
+            pdes.push(PdeEntry {
+                name: p.name,
+                source,
+                base: json!({"data": p.data, "model": p.model, "train": p.train}),
+            });
+        }
+        let names: Vec<String> = raw.method.iter().map(|m| m.name.clone()).collect();
+        let mut methods = Vec::new();
+        for (i, m) in raw.method.into_iter().enumerate() {
+            let key = |k: &str| format!("method[{i}].{k}");
+            if !valid_name(&m.name) || names[..i].contains(&m.name) {
+                return Err(err(
+                    &key("name"),
+                    "a unique name of letters, digits, _ - + .",
+                    format!("{:?}", m.name),
+                ));
+            }
+            let base = match &m.base {
+                None => None,
+                Some(b) => {
+                    let j = names[..i].iter().position(|n| n == b).ok_or_else(|| {
+                        err(
+                            &key("base"),
+                            "the name of a method listed before it",
+                            format!("{b:?}"),
+                        )
+                    })?;
+                    if methods
+                        .get(j)
+                        .is_some_and(|x: &MethodEntry| x.base.is_some())
+                    {
+                        return Err(err(
+                            &key("base"),
+                            "a method that trains its own run",
+                            format!("{b:?} (itself derived)"),
+                        ));
+                    }
+                    if !(m.model.is_empty() && m.train.is_empty() && m.data.is_empty()) {
+                        return Err(err(
+                            &key("model"),
+                            "no model/train/data tables on a method with `base` (it reuses the base run)",
+                            "tables".into(),
+                        ));
+                    }
+                    Some(j)
+                }
+            };
+            let conformal = match m.conformal {
+                None => None,
+                Some(c) => {
+                    let level = c.level.unwrap_or(0.9);
+                    if !(level > 0.0 && level < 1.0) {
+                        return Err(err(
+                            &key("conformal.level"),
+                            "a level in (0, 1)",
+                            level.to_string(),
+                        ));
+                    }
+                    let mode = match c.mode.as_deref().unwrap_or("pointwise") {
+                        "pointwise" => ConformalMode::Pointwise,
+                        "function" => {
+                            let delta = c.delta.unwrap_or(0.1);
+                            if !(delta > 0.0 && delta < 1.0) {
+                                return Err(err(
+                                    &key("conformal.delta"),
+                                    "a probability in (0, 1)",
+                                    delta.to_string(),
+                                ));
+                            }
+                            ConformalMode::Function { delta }
+                        }
+                        o => {
+                            return Err(err(
+                                &key("conformal.mode"),
+                                "\"pointwise\" or \"function\"",
+                                format!("{o:?}"),
+                            ));
+                        }
+                    };
+                    Some(Conformal { level, mode })
+                }
+            };
+            methods.push(MethodEntry {
+                name: m.name,
+                overrides: json!({"data": m.data, "model": m.model, "train": m.train}),
+                base,
+                conformal,
+            });
+        }
+        let suite = Suite {
+            name: h.name,
+            description: h.description.unwrap_or_default(),
+            path: path.to_path_buf(),
+            seeds: h.seeds,
+            samples,
+            rollout,
+            pdes,
+            methods,
+        };
+        // Every cell's run config must validate now.
+        for cell in suite.cells() {
+            let cfg = suite.run_config(cell)?;
+            let ds = cfg
+                .data_spec()
+                .map_err(|e| suite.cell_err(cell, e.into()))?;
+            let m = &suite.methods[cell.method];
+            if m.conformal.is_some() && ds.n_calibration == 0 {
+                return Err(err(
+                    &format!("pde[{}].data.n_calibration", cell.pde),
+                    &format!(
+                        "calibration samples (> 0) for the conformal method {}",
+                        m.name
+                    ),
+                    "0".into(),
+                ));
+            }
+        }
+        Ok(suite)
+    }
+
+    /// All cells: for each PDE and seed, the methods in suite order (bases come first).
+    pub fn cells(&self) -> Vec<Cell> {
+        let mut out = Vec::new();
+        for pde in 0..self.pdes.len() {
+            for &seed in &self.seeds {
+                for method in 0..self.methods.len() {
+                    out.push(Cell { pde, method, seed });
+                }
+            }
+        }
+        out
+    }
+
+    /// `pde/method/seedK`.
+    pub fn cell_id(&self, c: Cell) -> String {
+        format!(
+            "{}/{}/seed{}",
+            self.pdes[c.pde].name, self.methods[c.method].name, c.seed
+        )
+    }
+
+    pub(crate) fn cell_err(&self, c: Cell, e: BenchError) -> BenchError {
+        BenchError::Cell {
+            cell: self.cell_id(c),
+            source: Box::new(e),
+        }
+    }
+
+    /// The run config of a cell (for a derived method, its base's).
+    pub fn run_config(&self, c: Cell) -> Result<RunConfig> {
+        let m = &self.methods[c.method];
+        let trained = m.base.unwrap_or(c.method);
+        let mut v = self.pdes[c.pde].base.clone();
+        merge(&mut v, &self.methods[trained].overrides);
+        merge(&mut v, &json!({"train": {"seed": c.seed}}));
+        RunConfig::from_value(v).map_err(|e| self.cell_err(c, e.into()))
+    }
+}

@@ -1,0 +1,69 @@
+//! Suites on real files: validation, tables, a whole tiny suite with its report, resume, and
+//! the HTML page rendered by headless Chromium.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod report;
+mod suite;
+
+use std::path::{Path, PathBuf};
+
+/// Write `text` as `name` in `dir` and return the path.
+pub(crate) fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// A tiny suite: Darcy 16² and KS 32 points, 3 methods (one conformal), `seeds`.
+pub(crate) fn tiny_suite(dir: &Path, seeds: &str) -> PathBuf {
+    file(
+        dir,
+        "darcy.toml",
+        "pde = \"darcy\"\nrecipe = \"fno\"\nn = 48\nseed = 0\nresolution = 16\n",
+    );
+    file(
+        dir,
+        "ks.toml",
+        "pde = \"ks\"\nn = 40\nseed = 0\nresolution = 32\nlength = 32.0\ndt = 0.05\nsave_every = 1.0\nt_final = 8.0\n",
+    );
+    file(
+        dir,
+        "suite.toml",
+        &format!(
+            r#"[suite]
+name = "tiny"
+description = "test suite"
+seeds = {seeds}
+samples = 8
+rollout = 2
+
+[[pde]]
+name = "darcy16"
+generator = "darcy.toml"
+data = {{ n_test = 8, n_calibration = 8, check = false }}
+model = {{ hidden_channels = 6, n_layers = 2, n_modes = [4, 4], lifting_channels = 8, projection_channels = 8 }}
+train = {{ epochs = 2, batch_size = 8, lr = 0.003 }}
+
+[[pde]]
+name = "ks32"
+generator = "ks.toml"
+data = {{ n_test = 8, n_calibration = 8, periodic = true, domain_length = 32.0, window = {{ t_in = 2, t_out = 2, start = 1 }} }}
+model = {{ hidden_channels = 6, n_layers = 2, n_modes = [8], lifting_channels = 8, projection_channels = 8 }}
+train = {{ epochs = 2, batch_size = 8, lr = 0.003 }}
+
+[[method]]
+name = "fno"
+model = {{ kind = "fno" }}
+
+[[method]]
+name = "pno_d"
+model = {{ kind = "pno_d", dropout = 0.1 }}
+
+[[method]]
+name = "pno_d+conformal"
+base = "pno_d"
+conformal = {{ level = 0.9 }}
+"#
+        ),
+    )
+}

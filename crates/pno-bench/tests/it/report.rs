@@ -1,0 +1,252 @@
+//! A whole tiny suite: cells, resume, tables, plots, and the HTML page in headless Chromium.
+
+use std::path::Path;
+
+use pno_bench::tables::{Best, Column, Table, latex_escape, mean_std, num};
+use pno_bench::{RunOptions, Suite, run_suite, write_report};
+
+use crate::tiny_suite;
+
+fn opts() -> RunOptions {
+    RunOptions {
+        device: pno_models::burn::tensor::Device::flex(),
+        batch: 8,
+    }
+}
+
+#[test]
+fn a_suite_runs_resumes_and_writes_every_report_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = Suite::load(&tiny_suite(dir.path(), "[0, 1]")).unwrap();
+    let out = dir.path().join("out");
+    let mut lines = Vec::new();
+    let results = run_suite(&suite, &out, &opts(), &mut |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(results.len(), 12);
+    for r in &results {
+        for key in ["rel_l2", "crps", "coverage_90", "energy_score", "nll"] {
+            let v = r
+                .metric(key)
+                .unwrap_or_else(|| panic!("{} {key}", r.method));
+            assert!(v.is_finite(), "{} {key} {v}", r.method);
+        }
+        assert_eq!(r.config["train"]["seed"], serde_json::json!(r.seed));
+        if r.pde == "ks32" {
+            assert_eq!(r.rollout.len(), 2, "{}", r.method);
+            assert!(r.metric("diverged_fraction").is_some());
+        } else {
+            assert!(r.rollout.is_empty());
+        }
+        if r.method == "fno" {
+            assert_eq!(r.metric("coverage_90"), Some(0.0));
+            assert_eq!(r.metric("sharpness"), Some(0.0));
+        }
+    }
+    // The conformal cell reuses its base run: same mean, rescaled spread.
+    for pde in ["darcy16", "ks32"] {
+        let get = |m: &str| {
+            results
+                .iter()
+                .find(|r| r.pde == pde && r.method == m && r.seed == 0)
+                .unwrap()
+        };
+        let (base, conf) = (get("pno_d"), get("pno_d+conformal"));
+        let rec = conf.calibration.as_ref().unwrap();
+        assert_eq!(base.metric("rel_l2"), conf.metric("rel_l2"));
+        assert_eq!(conf.timings.train_s, 0.0);
+        let ratio = conf.metric("sharpness").unwrap() / base.metric("sharpness").unwrap();
+        assert!(
+            (ratio / rec.spread_scale - 1.0).abs() < 1e-3,
+            "{ratio} {rec:?}"
+        );
+    }
+
+    // Resume: finished cells are kept; a removed record is recomputed identically.
+    let victim = pno_bench::runner::cell_dir(&out, &suite, suite.cells()[4]).join("cell.json");
+    let before = std::fs::read(&victim).unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let mut lines = Vec::new();
+    let again = run_suite(&suite, &out, &opts(), &mut |l| lines.push(l.to_string())).unwrap();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("done earlier")).count(),
+        11
+    );
+    assert!(!lines.iter().any(|l| l.contains("generating")), "{lines:?}");
+    let r_old: pno_bench::CellResult = serde_json::from_slice(&before).unwrap();
+    let r_new = &again[4];
+    assert_eq!(r_old.metrics, r_new.metrics);
+
+    let files = write_report(&suite, &again, &out).unwrap();
+    for f in &files.files {
+        let p = out.join(f);
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            bytes.len() > 100,
+            "{} is {} bytes",
+            p.display(),
+            bytes.len()
+        );
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("png") => assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display()),
+            Some("svg") => assert!(String::from_utf8_lossy(&bytes).contains("<svg")),
+            _ => {}
+        }
+    }
+    for name in [
+        "results.json",
+        "results.csv",
+        "tables.md",
+        "tables.tex",
+        "index.html",
+        "plots/fields_darcy16_pno_d.png",
+        "plots/fields_ks32_pno_d.svg",
+        "plots/reliability_darcy16.png",
+        "plots/coverage_ks32.svg",
+        "plots/rollout_ks32.png",
+        "plots/seeds_darcy16.png",
+    ] {
+        assert!(out.join(name).exists(), "{name} missing");
+    }
+    assert!(!out.join("plots/rollout_darcy16.png").exists());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 13);
+    assert!(csv.starts_with("pde,method,seed,kind,params,train_s"));
+    let md = std::fs::read_to_string(out.join("tables.md")).unwrap();
+    assert!(
+        md.contains("## darcy16") && md.contains("| pno_d+conformal |"),
+        "{md}"
+    );
+    assert!(md.contains("rollout, step 2"));
+    let tex = std::fs::read_to_string(out.join("tables.tex")).unwrap();
+    assert!(tex.contains("pno\\_d+conformal") && tex.contains("\\textbf{"));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["cells"].as_array().unwrap().len(), 12);
+    renders_in_chromium(&out.join("index.html"));
+}
+
+/// Every image of the page loads in headless Chromium. Required under CI; skipped (with a note)
+/// on a machine without Chromium.
+fn renders_in_chromium(page: &Path) {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(browser) = browser else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have chromium to check the report renders"
+        );
+        eprintln!("chromium not installed: render check skipped");
+        return;
+    };
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--allow-file-access-from-files",
+            "--virtual-time-budget=10000",
+            &format!("--user-data-dir={}", profile.path().display()),
+            "--dump-dom",
+        ])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let attr = |name: &str| -> usize {
+        let key = format!("{name}=\"");
+        let start = dom
+            .find(&key)
+            .unwrap_or_else(|| panic!("{name} not in {dom}"))
+            + key.len();
+        dom[start..start + dom[start..].find('"').unwrap()]
+            .parse()
+            .unwrap()
+    };
+    let (total, loaded) = (attr("data-images-total"), attr("data-images-loaded"));
+    assert!(total >= 10, "only {total} images on the page");
+    assert_eq!(loaded, total, "images that failed to load in Chromium");
+}
+
+#[test]
+fn tables_aggregate_over_seeds_and_mark_the_best() {
+    assert_eq!(mean_std(&[1.0, 3.0]), Some((2.0, 2f64.sqrt())));
+    assert_eq!(mean_std(&[f64::NAN]), None);
+    assert_eq!(num(0.123456), "0.1235");
+    assert_eq!(num(1234.5), "1234");
+    assert_eq!(num(2.5e-5), "2.500e-5");
+    assert_eq!(latex_escape("pno_d+10%"), "pno\\_d+10\\%");
+    let mk = |m: &str, seed: u64, cov: f64, err: f64| {
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("coverage_90".into(), serde_json::json!(cov));
+        metrics.insert("rel_l2".into(), serde_json::json!(err));
+        pno_bench::CellResult {
+            pde: "p".into(),
+            method: m.into(),
+            seed,
+            kind: "x".into(),
+            params: 0,
+            config: serde_json::Value::Null,
+            timings: Default::default(),
+            metrics,
+            calibration: None,
+            curves: pno_train::eval::Curves {
+                coverage: pno_metrics::CalibrationCurve {
+                    expected: vec![],
+                    observed: vec![],
+                },
+                reliability: pno_metrics::CalibrationCurve {
+                    expected: vec![],
+                    observed: vec![],
+                },
+                pit: pno_metrics::pit_histogram(&[0.5], 2).unwrap(),
+            },
+            rollout: vec![],
+            example: pno_bench::runner::Example {
+                grid: vec![4],
+                in_channels: 1,
+                out_channels: 1,
+                input: vec![0.0; 4],
+                target: vec![0.0; 4],
+                mean: vec![0.0; 4],
+                std: vec![0.0; 4],
+            },
+        }
+    };
+    let results = vec![
+        mk("a", 0, 0.70, 0.10),
+        mk("a", 1, 0.72, 0.12),
+        mk("b", 0, 0.99, 0.20),
+        mk("b", 1, 0.97, 0.22),
+        mk("c", 0, 0.88, 0.30),
+    ];
+    let cols = [
+        Column {
+            key: "rel_l2",
+            header: "rel-L2",
+            best: Best::Lower,
+        },
+        Column {
+            key: "coverage_90",
+            header: "cov",
+            best: Best::Closest(0.9),
+        },
+    ];
+    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    let t = Table::new("p", &names, &cols, &results);
+    assert_eq!(t.best, vec![Some(0), Some(2)]);
+    let (m, s, n) = t.cells[0][0].unwrap();
+    assert!(
+        (m - 0.11).abs() < 1e-12
+            && (s - 0.02f64.sqrt() / 10f64.sqrt() * 1.0).abs() < 1e-3
+            && n == 2
+    );
+    let md = t.markdown();
+    assert!(md.contains("| a | **0.1100 ± 0.01414** |"), "{md}");
+    assert!(md.contains("| c | 0.3000 | **0.8800** |"), "{md}");
+}
