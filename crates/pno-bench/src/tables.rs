@@ -143,8 +143,8 @@ pub struct Table {
     pub cols: Vec<Column>,
     /// `cells[row][col]` = mean, std over seeds, seeds counted.
     pub cells: Vec<Vec<Option<(f64, f64, usize)>>>,
-    /// `best[col]` = winning row.
-    pub best: Vec<Option<usize>>,
+    /// `best[col]` = the winning rows (ties all win).
+    pub best: Vec<Vec<usize>>,
 }
 
 impl Table {
@@ -177,10 +177,14 @@ impl Table {
                         Best::None => None,
                     }
                 };
-                (0..methods.len())
+                let keys: Vec<(usize, f64)> = (0..methods.len())
                     .filter_map(|r| key(r).map(|k| (r, k)))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .map(|(r, _)| r)
+                    .collect();
+                let min = keys.iter().map(|k| k.1).fold(f64::INFINITY, f64::min);
+                keys.iter()
+                    .filter(|k| k.1 <= min)
+                    .map(|k| k.0)
+                    .collect::<Vec<usize>>()
             })
             .collect();
         Self {
@@ -226,7 +230,7 @@ impl Table {
             let _ = write!(s, "| {name} |");
             for j in 0..self.cols.len() {
                 let t = self.text(r, j);
-                if self.best[j] == Some(r) {
+                if self.best[j].contains(&r) {
                     let _ = write!(s, " **{t}** |");
                 } else {
                     let _ = write!(s, " {t} |");
@@ -249,7 +253,7 @@ impl Table {
             let vals: Vec<String> = (0..self.cols.len())
                 .map(|j| {
                     let t = latex_escape(&self.text(r, j)).replace('±', "$\\pm$");
-                    if self.best[j] == Some(r) {
+                    if self.best[j].contains(&r) {
                         format!("\\textbf{{{t}}}")
                     } else {
                         t
@@ -274,7 +278,7 @@ impl Table {
             let _ = write!(s, "<tr><th>{}</th>", html_escape(name));
             for j in 0..self.cols.len() {
                 let t = html_escape(&self.text(r, j));
-                if self.best[j] == Some(r) {
+                if self.best[j].contains(&r) {
                     let _ = write!(s, "<td><strong>{t}</strong></td>");
                 } else {
                     let _ = write!(s, "<td>{t}</td>");

@@ -239,7 +239,7 @@ fn tables_aggregate_over_seeds_and_mark_the_best() {
     ];
     let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
     let t = Table::new("p", &names, &cols, &results);
-    assert_eq!(t.best, vec![Some(0), Some(2)]);
+    assert_eq!(t.best, vec![vec![0], vec![2]]);
     let (m, s, n) = t.cells[0][0].unwrap();
     assert!(
         (m - 0.11).abs() < 1e-12

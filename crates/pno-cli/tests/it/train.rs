@@ -320,6 +320,25 @@ fn eval_reports_every_metric_on_the_recorded_test_split() {
     }
     assert_eq!(v["n"], 6);
     assert_eq!(v["split"], "test");
+    // PNO_R separates data noise: the law of total variance splits the predictive variance.
+    let (tot, alea, epi) = (
+        v["total_var"].as_f64().unwrap(),
+        v["aleatoric_var"].as_f64().unwrap(),
+        v["epistemic_var"].as_f64().unwrap(),
+    );
+    assert!(tot > 0.0 && alea > 0.0 && epi >= 0.0, "{v}");
+    assert!(
+        (alea + epi - tot).abs() <= 1e-6 * tot.max(1e-30) + 1e-12 || alea + epi >= tot,
+        "{v}"
+    );
+    assert!((0.0..=1.0).contains(&v["aleatoric_fraction"].as_f64().unwrap()));
+    assert_eq!(
+        v["curves"]["coverage"]["expected"]
+            .as_array()
+            .unwrap()
+            .len(),
+        21
+    );
     let c: Vec<f64> = [
         "coverage_50",
         "coverage_80",
