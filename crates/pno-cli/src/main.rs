@@ -50,6 +50,12 @@ enum Commands {
     Predict(cmd::train::PredictArgs),
     /// Accuracy and uncertainty metrics of a trained run on a dataset split.
     Eval(cmd::eval::EvalArgs),
+    /// Serve trained runs over the Open Inference Protocol v2 (REST, JSON and binary tensors).
+    Serve(cmd::serve::ServeArgs),
+    /// Create, list and revoke API keys for `pno serve`.
+    Keys(cmd::keys::KeysArgs),
+    /// Verify a `pno serve` audit log's hash chain.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +66,9 @@ fn main() -> ExitCode {
         Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
         Commands::Predict(args) => cmd::train::run_predict(args, cli.json),
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
+        Commands::Serve(args) => cmd::serve::run(args),
+        Commands::Keys(args) => cmd::keys::run(args, cli.json),
+        Commands::Audit(args) => cmd::audit::run(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
