@@ -3,6 +3,7 @@
 
 mod data;
 mod generate;
+mod serve;
 mod train;
 
 use std::path::Path;
