@@ -122,7 +122,7 @@ def main():
         return c.infer(model, [i])
 
     raises("infer FP64", lambda: infer_with("FP64", x.astype(np.float64), shape), 400)
-    raises("infer wrong shape", lambda: infer_with("FP32", x[:, :, :-1], shape[:3] + [shape[3] - 1]), 400)
+    raises("infer wrong shape", lambda: infer_with("FP32", np.ascontiguousarray(x[:, :, :, :-1]), shape[:3] + [shape[3] - 1]), 400)
     bad = x.copy()
     bad[0, 0, 0, 0] = np.nan
     raises("infer NaN", lambda: infer_with("FP32", bad, shape), 400)
