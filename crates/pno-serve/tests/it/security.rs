@@ -450,3 +450,11 @@ fn bad_config_names_the_key() {
         assert!(e.contains(key), "{text:?}: {e}");
     }
 }
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/serve.toml");
+    let cfg = pno_serve::ServeConfig::from_file(&path).unwrap();
+    assert_eq!(cfg.listen, "127.0.0.1:8000");
+    assert_eq!(cfg.audit.fsync, pno_serve::config::FsyncPolicy::Batch);
+}
