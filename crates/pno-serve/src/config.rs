@@ -98,6 +98,8 @@ pub struct Limits {
     pub request_timeout_ms: u64,
     /// Deadline for receiving the body (ms), against slow clients.
     pub body_timeout_ms: u64,
+    /// Deadline for receiving the request headers (ms), against slow-header clients.
+    pub header_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -117,6 +119,7 @@ impl Default for Limits {
             max_queue: 64,
             request_timeout_ms: 60_000,
             body_timeout_ms: 10_000,
+            header_timeout_ms: 10_000,
         }
     }
 }
@@ -352,6 +355,9 @@ impl ServeConfig {
         }
         if l.body_timeout_ms == 0 {
             return Err(bad("limits.body_timeout_ms", "a positive integer", 0));
+        }
+        if l.header_timeout_ms == 0 {
+            return Err(bad("limits.header_timeout_ms", "a positive integer", 0));
         }
         let r = &self.rate_limit;
         for (key, v) in [

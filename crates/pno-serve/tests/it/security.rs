@@ -41,6 +41,15 @@ async fn keys_are_stored_hashed_and_checked() {
     let text = std::fs::read_to_string(dir.path().join("keys.json")).unwrap();
     let secret = reader.rsplit('_').next().unwrap();
     assert!(!text.contains(secret), "the key itself must not be stored");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("keys.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "keys file readable by others: {mode:o}");
+    }
     let store = KeyStore::open(&dir.path().join("keys.json")).unwrap();
     assert_eq!(store.verify(&reader).unwrap().role, Role::Reader);
     let mut wrong = reader.clone();

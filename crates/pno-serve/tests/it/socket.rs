@@ -89,3 +89,36 @@ async fn real_socket_serves_and_drains_gracefully() {
         "two infers and one refused infer, flushed at exit"
     );
 }
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let (dir, _) = setup();
+    let mut cfg = config(&dir.path().join("repo"));
+    cfg.limits.header_timeout_ms = 300;
+    let st = state(cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st, async {
+        let _ = rx.await;
+    }));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("connection kept open");
+    assert!(
+        n.is_err() || t.elapsed() >= Duration::from_millis(250),
+        "{n:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // Well-behaved clients are served.
+    let (status, _, _) = http(addr, "GET", "/v2/health/live", b"").await;
+    assert_eq!(status, 200);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
