@@ -57,6 +57,12 @@ enum Commands {
     Calibrate(cmd::eval::CalibrateArgs),
     /// Run a benchmark suite (methods × PDEs × seeds) and write its report.
     Bench(cmd::bench::BenchArgs),
+    /// Serve trained runs over the Open Inference Protocol v2 (REST, JSON and binary tensors).
+    Serve(cmd::serve::ServeArgs),
+    /// Create, list and revoke API keys for `pno serve`.
+    Keys(cmd::keys::KeysArgs),
+    /// Verify a `pno serve` audit log's hash chain.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,9 @@ fn main() -> ExitCode {
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
         Commands::Calibrate(args) => cmd::eval::run_calibrate(args, cli.json),
         Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
+        Commands::Serve(args) => cmd::serve::run(args),
+        Commands::Keys(args) => cmd::keys::run(args, cli.json),
+        Commands::Audit(args) => cmd::audit::run(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+pub(crate) mod audit;
 pub(crate) mod bench;
 pub(crate) mod data;
 pub(crate) mod eval;
 pub(crate) mod generate;
+pub(crate) mod keys;
+pub(crate) mod serve;
 pub(crate) mod train;

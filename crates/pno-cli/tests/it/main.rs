@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod generate;
+mod serve;
 mod train;
 
 use std::path::Path;

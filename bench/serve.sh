@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Serving load test: `pno serve` (release) vs the Python peer (FastAPI + PyTorch, shared/peers/
+# serve_ref) serving the same 64² PNO architecture on this machine, in the same run, with the same
+# load generator (wrk -t1, the peer's wrk_post.lua and request body: one 64² input, n_samples 32).
+#   bash bench/serve.sh [PYTHON]        (PYTHON: an interpreter with torch, fastapi, uvicorn, orjson)
+# Env: DUR (s per level, 20), WARM (s warm-up at C=8, 8), LEVELS ("1 8 32"),
+#      OURS ("1 2": max_concurrency values), PEERS ("1x2 1x1c2": workers x threads [c forwards]).
+# Prints one JSON line per (server, level) and a Markdown table. Loopback only; bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-/work/.venv-torch/bin/python}
+DUR=${DUR:-20}; WARM=${WARM:-8}; LEVELS=${LEVELS:-"1 8 32"}
+OURS=${OURS:-"1 2"}; PEERS=${PEERS:-"1x2 1x1c2"}
+REF=${SERVE_REF:-$(cd .. && pwd)/shared/peers/serve_ref}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
+command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+[ -f "$REF/server.py" ] || { echo "no peer at $REF (set SERVE_REF)" >&2; exit 1; }
+# Same package set as bench/train.sh, so burn's features unify identically.
+cargo build --release --locked -p pno-cli -p pno-train --bins --benches
+PNO=$CARGO_TARGET_DIR/release/pno
+WORK=${WORK:-$(dirname "$CARGO_TARGET_DIR")/bench-serve}
+mkdir -p "$WORK"
+export OMP_WAIT_POLICY=PASSIVE RAYON_NUM_THREADS=2
+OUT=${OUT:-bench/serve_results.jsonl}
+: > "$OUT"
+
+# The peer's architecture: width 32, 12x12 modes, 4 Fourier layers, projection 128, MC dropout 0.1
+# (our PNO_D: dropout on Fourier coefficients and in the lifting/projection MLPs; our lifting is a
+# 2-layer MLP, set to 32 channels, where the peer has one linear layer). Weights come from a 1-epoch
+# training run: the timing does not depend on their values.
+RUN=$WORK/repo/pno/1
+if [ ! -f "$RUN/model.json" ]; then
+  "$PNO" generate darcy --resolution 64 --n 24 --seed 1 --out "$WORK/d64" --quiet
+  mkdir -p "$WORK/repo/pno"
+  "$PNO" train --config configs/darcy64_pno_d.toml --data "$WORK/d64" --out "$RUN" --quiet \
+    --set train.epochs=1 --set data.n_train=16 --set data.n_test=4 --set train.batch_size=8 \
+    --set model.hidden_channels=32 --set model.n_modes=[12,12] --set model.n_layers=4 \
+    --set model.lifting_channels=32 --set model.projection_channels=128 --set model.dropout=0.1
+fi
+"$PY" "$REF/load.py" body --out "$WORK/body.json" --n-samples 32 >/dev/null
+
+PID=""
+stop() { if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi; PID=""; }
+trap stop EXIT
+wait_ready() {  # url
+  for _ in $(seq 1 600); do
+    curl -sf "$1/v2/health/ready" >/dev/null 2>&1 && return 0
+    kill -0 "$PID" 2>/dev/null || return 1
+    sleep 0.2
+  done
+  return 1
+}
+wait_idle() {  # our server: nothing queued or computing (requests left by wrk still run)
+  local url=$1
+  for _ in $(seq 1 600); do
+    m=$(curl -sf "$url/metrics" || true)
+    if echo "$m" | grep -q '^pno_inference_pending_request_count 0$' &&
+       echo "$m" | grep -q '^pno_inference_running_count 0$'; then return 0; fi
+    [ -z "$m" ] && return 0
+    sleep 0.5
+  done
+}
+measure() {  # name url
+  local name=$1 url=$2
+  python3 "$REF/smoke.py" --base "$url" > "$WORK/smoke_$name.txt" || {
+    echo "smoke failed for $name" >&2; tail -5 "$WORK/smoke_$name.txt" >&2; }
+  BODY=$WORK/body.json wrk -t1 -c8 -d"${WARM}s" --timeout 60s -s "$REF/wrk_post.lua" "$url/v2/models/pno/infer" >/dev/null
+  for c in $LEVELS; do
+    wait_idle "$url"; sleep 2
+    local load; load=$(cut -d' ' -f1 /proc/loadavg)
+    local line
+    line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "$REF/wrk_post.lua" \
+      "$url/v2/models/pno/infer" | sed -n 's/^WRKJSON //p')
+    echo "{\"server\":\"$name\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
+  done
+}
+
+port=18431
+for conc in $OURS; do
+  cat > "$WORK/serve_$conc.toml" <<TOML
+listen = "127.0.0.1:$port"
+repository = "$WORK/repo"
+[limits]
+max_concurrency = $conc
+max_queue = 64
+TOML
+  RUST_LOG=warn "$PNO" serve --config "$WORK/serve_$conc.toml" >/dev/null 2>"$WORK/pno_serve_$conc.log" &
+  PID=$!
+  wait_ready "http://127.0.0.1:$port" || { echo "pno serve did not start" >&2; cat "$WORK/pno_serve_$conc.log" >&2; exit 1; }
+  measure "pno-serve c$conc" "http://127.0.0.1:$port"
+  stop
+done
+for cfg in $PEERS; do
+  w=${cfg%%x*}; rest=${cfg#*x}; t=${rest%%c*}; ic=1
+  [[ "$rest" == *c* ]] && ic=${rest#*c}
+  (cd "$REF" && exec "$PY" server.py --port $port --workers "$w" --threads "$t" --infer-conc "$ic") >"$WORK/peer_$cfg.log" 2>&1 &
+  PID=$!
+  wait_ready "http://127.0.0.1:$port" || { echo "peer did not start" >&2; cat "$WORK/peer_$cfg.log" >&2; exit 1; }
+  measure "python $cfg" "http://127.0.0.1:$port"
+  stop
+done
+
+python3 - "$OUT" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("| server | C | req/s | p50 ms | p90 ms | p99 ms | errors | load before |")
+print("|---|---|---|---|---|---|---|---|")
+best = {}
+for r in rows:
+    w = r["wrk"]; rps = w["requests"] / (w["duration_us"] / 1e6)
+    errs = w["err_connect"] + w["err_read"] + w["err_write"] + w["err_status"] + w["err_timeout"]
+    print(f"| {r['server']} | {r['concurrency']} | {rps:.2f} | {w['lat_p50_us']/1e3:.0f} | "
+          f"{w['lat_p90_us']/1e3:.0f} | {w['lat_p99_us']/1e3:.0f} | {errs} | {r['loadavg_before']} |")
+    side = "ours" if r["server"].startswith("pno") else "peer"
+    k = (side, r["concurrency"])
+    if k not in best or rps > best[k][0]:
+        best[k] = (rps, w["lat_p99_us"] / 1e3, r["server"])
+print()
+print("| C | best pno-serve req/s (p99 ms) | best Python req/s (p99 ms) | throughput ratio |")
+print("|---|---|---|---|")
+for c in sorted({k[1] for k in best}):
+    o, p = best.get(("ours", c)), best.get(("peer", c))
+    if o and p:
+        print(f"| {c} | {o[0]:.2f} ({o[1]:.0f}, {o[2]}) | {p[0]:.2f} ({p[1]:.0f}, {p[2]}) | {o[0]/p[0]:.2f}x |")
+PYEOF

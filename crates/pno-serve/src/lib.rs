@@ -1,0 +1,26 @@
+//! Production inference server for trained probabilistic neural operators.
+//!
+//! A library: [`app`] builds the axum `Router` from an [`AppState`]; [`serve`] runs it with
+//! graceful drain. It speaks the Open Inference Protocol v2 REST API (health, server and model
+//! metadata, per-version paths, inference) with Triton's binary tensor data extension, so the
+//! unmodified `tritonclient[http]` works; serves a model repository
+//! (`<repository>/<model>/<version>/` run folders written by `pno train`) with version policies,
+//! load and unload; and wraps it in API keys with roles, rate limits and lockout, a concurrency
+//! gate with a bounded queue, deadlines, input validation, a hash-chained audit log and
+//! Prometheus metrics. Predictions go through `pno_train::TrainedModel::predict`, so a seed gives
+//! the same numbers as `pno predict`.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod protocol;
+pub mod repository;
+pub mod server;
+
+pub use config::ServeConfig;
+pub use error::{ApiError, Result, ServeError};
+pub use server::{AppState, app, serve};

@@ -1,0 +1,270 @@
+//! Admission control with shared state: token buckets per API key and per client address,
+//! lockout after repeated failed authentication, and a global concurrency gate with a bounded
+//! queue that sheds load.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// A token bucket: `rate` tokens per second up to `burst`.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// Keyed token buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `rate` per second, `burst` at most.
+    pub fn new(rate: f64, burst: u32) -> Self {
+        Self {
+            rate,
+            burst: f64::from(burst),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take a token for `key`: `Ok(())`, or `Err(seconds until one is available)`.
+    pub fn check(&self, key: &str) -> Result<(), u64> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            // Forget idle clients (full buckets) so the map stays bounded.
+            let (rate, burst) = (self.rate, self.burst);
+            map.retain(|_, b| {
+                b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
+            });
+        }
+        let b = map.entry(key.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
+        let dt = now.saturating_duration_since(b.at).as_secs_f64();
+        b.tokens = (b.tokens + dt * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - b.tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    first: Instant,
+    locked_until: Option<Instant>,
+}
+
+/// Lockout of client addresses after repeated failed authentication.
+#[derive(Debug)]
+pub struct Lockout {
+    max: u32,
+    window: Duration,
+    lock: Duration,
+    map: Mutex<HashMap<String, Failures>>,
+}
+
+impl Lockout {
+    /// `max` failures within `window` lock the address for `lock`.
+    pub fn new(max: u32, window: Duration, lock: Duration) -> Self {
+        Self {
+            max,
+            window,
+            lock,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Some(seconds left)` while `client` is locked out.
+    pub fn locked(&self, client: &str) -> Option<u64> {
+        let now = Instant::now();
+        let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let until = map.get(client)?.locked_until?;
+        (until > now).then(|| until.duration_since(now).as_secs().max(1))
+    }
+
+    /// Record a failed authentication; `Some(seconds)` when this locks the client out.
+    pub fn fail(&self, client: &str) -> Option<u64> {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            map.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+        }
+        let f = map.entry(client.to_string()).or_insert(Failures {
+            count: 0,
+            first: now,
+            locked_until: None,
+        });
+        if now.duration_since(f.first) > self.window || f.locked_until.is_some_and(|u| u <= now) {
+            *f = Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            };
+        }
+        f.count += 1;
+        if f.count >= self.max {
+            f.locked_until = Some(now + self.lock);
+            return Some(self.lock.as_secs().max(1));
+        }
+        None
+    }
+
+    /// Forget failures after a successful authentication.
+    pub fn succeed(&self, client: &str) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(client).is_some_and(|f| f.locked_until.is_none()) {
+            map.remove(client);
+        }
+    }
+}
+
+/// The global concurrency gate: `slots` inferences run at once, at most `queue` wait.
+#[derive(Debug)]
+pub struct Gate {
+    slots: std::sync::Arc<Semaphore>,
+    queue: usize,
+    waiting: AtomicUsize,
+    running: std::sync::Arc<AtomicUsize>,
+}
+
+/// Why a request was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// The queue is full.
+    QueueFull,
+    /// The gate was closed (draining).
+    Closed,
+}
+
+/// A running slot that owns its permit (it can move into a blocking task); frees itself when
+/// dropped.
+#[derive(Debug)]
+pub struct OwnedSlot {
+    _permit: OwnedSemaphorePermit,
+    running: std::sync::Arc<AtomicUsize>,
+}
+
+impl Drop for OwnedSlot {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Gate {
+    /// A gate with `slots` running and `queue` waiting.
+    pub fn new(slots: usize, queue: usize) -> Self {
+        Self {
+            slots: std::sync::Arc::new(Semaphore::new(slots)),
+            queue,
+            waiting: AtomicUsize::new(0),
+            running: std::sync::Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Requests waiting for a slot.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Requests holding a slot.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// True when the queue is full (new requests would be shed).
+    pub fn saturated(&self) -> bool {
+        self.slots.available_permits() == 0 && self.waiting() >= self.queue
+    }
+
+    fn slot(&self, permit: OwnedSemaphorePermit) -> OwnedSlot {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        OwnedSlot {
+            _permit: permit,
+            running: self.running.clone(),
+        }
+    }
+
+    /// Close the gate: queued requests are refused.
+    pub fn close(&self) {
+        self.slots.close();
+    }
+
+    /// Wait for a slot, or be shed at once when the queue is full.
+    pub async fn acquire(&self) -> Result<OwnedSlot, Shed> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(self.slot(p));
+        }
+        // Reserve a queue place atomically.
+        let mut cur = self.waiting.load(Ordering::SeqCst);
+        loop {
+            if cur >= self.queue {
+                return Err(Shed::QueueFull);
+            }
+            match self
+                .waiting
+                .compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _leave = Leave(&self.waiting);
+        match self.slots.clone().acquire_owned().await {
+            Ok(p) => Ok(self.slot(p)),
+            Err(_) => Err(Shed::Closed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn bucket_allows_burst_then_refills() {
+        let r = RateLimiter::new(2.0, 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(r.check_at("a", t0).is_ok());
+        }
+        assert_eq!(r.check_at("a", t0), Err(1));
+        assert!(r.check_at("b", t0).is_ok(), "buckets are per key");
+        assert!(r.check_at("a", t0 + Duration::from_millis(600)).is_ok());
+        assert!(r.check_at("a", t0 + Duration::from_millis(600)).is_err());
+    }
+
+    #[test]
+    fn lockout_after_max_failures() {
+        let l = Lockout::new(3, Duration::from_secs(60), Duration::from_secs(30));
+        assert_eq!(l.fail("ip"), None);
+        assert_eq!(l.fail("ip"), None);
+        assert_eq!(l.locked("ip"), None);
+        assert_eq!(l.fail("ip"), Some(30));
+        assert!(l.locked("ip").is_some());
+        assert!(l.locked("other").is_none());
+    }
+}

@@ -1,0 +1,191 @@
+//! Prometheus text exposition (`/metrics`), hand-rolled on shared state: counters, gauges and
+//! histograms with explicit buckets, labelled by model and version. Names follow Triton's set
+//! (`pno_inference_request_success_total` ↔ `nv_inference_request_success`, …).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Latency buckets (seconds).
+pub const BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Hist {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+type Key = (&'static str, String);
+
+#[derive(Debug, Default)]
+struct Inner {
+    counters: BTreeMap<Key, f64>,
+    hists: BTreeMap<Key, Hist>,
+}
+
+/// The server's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+    /// HTTP requests being handled.
+    pub in_flight: AtomicI64,
+}
+
+const HELP: &[(&str, &str, &str)] = &[
+    (
+        "pno_inference_request_success_total",
+        "counter",
+        "Successful inference requests.",
+    ),
+    (
+        "pno_inference_request_failure_total",
+        "counter",
+        "Failed inference requests, by reason.",
+    ),
+    (
+        "pno_inference_count_total",
+        "counter",
+        "Inputs inferred (batch elements).",
+    ),
+    (
+        "pno_inference_exec_count_total",
+        "counter",
+        "Model executions.",
+    ),
+    (
+        "pno_http_requests_total",
+        "counter",
+        "HTTP requests by route class and status.",
+    ),
+    (
+        "pno_inference_request_duration_seconds",
+        "histogram",
+        "End-to-end inference request time.",
+    ),
+    (
+        "pno_inference_queue_duration_seconds",
+        "histogram",
+        "Time waiting for a compute slot.",
+    ),
+    (
+        "pno_inference_compute_duration_seconds",
+        "histogram",
+        "Model compute time.",
+    ),
+];
+
+/// Labels `model="…",version="…"`.
+pub fn model_labels(model: &str, version: &str) -> String {
+    format!(
+        "model=\"{}\",version=\"{}\"",
+        escape(model),
+        escape(version)
+    )
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Add to a counter.
+    pub fn inc(&self, name: &'static str, labels: String, by: f64) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *i.counters.entry((name, labels)).or_default() += by;
+    }
+
+    /// Observe a duration (seconds) in a histogram.
+    pub fn observe(&self, name: &'static str, labels: String, seconds: f64) {
+        let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let h = i.hists.entry((name, labels)).or_default();
+        for (c, b) in h.counts.iter_mut().zip(BUCKETS) {
+            if seconds <= b {
+                *c += 1;
+            }
+        }
+        h.sum += seconds;
+        h.count += 1;
+    }
+
+    /// Render the text format; `gauges` are extra `(name, help, labels, value)` lines.
+    pub fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
+        let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        for (name, kind, help) in HELP {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            if *kind == "counter" {
+                for ((n, l), v) in i.counters.iter().filter(|((n, _), _)| n == name) {
+                    let _ = writeln!(out, "{n}{{{l}}} {v}");
+                }
+            } else {
+                for ((n, l), h) in i.hists.iter().filter(|((n, _), _)| n == name) {
+                    for (c, b) in h.counts.iter().zip(BUCKETS) {
+                        let _ = writeln!(out, "{n}_bucket{{{l},le=\"{b}\"}} {c}");
+                    }
+                    let _ = writeln!(out, "{n}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
+                    let _ = writeln!(out, "{n}_sum{{{l}}} {}", h.sum);
+                    let _ = writeln!(out, "{n}_count{{{l}}} {}", h.count);
+                }
+            }
+        }
+        let mut last = "";
+        for (name, help, labels, v) in gauges {
+            if *name != last {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+                last = name;
+            }
+            if labels.is_empty() {
+                let _ = writeln!(out, "{name} {v}");
+            } else {
+                let _ = writeln!(out, "{name}{{{labels}}} {v}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pno_http_in_flight_requests HTTP requests being handled.\n# TYPE pno_http_in_flight_requests gauge\npno_http_in_flight_requests {}",
+            self.in_flight.load(Ordering::SeqCst)
+        );
+        let (rss, cpu) = process_stats();
+        let _ = writeln!(
+            out,
+            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
+        );
+        out
+    }
+}
+
+/// Resident memory (bytes) and CPU time (seconds) of this process, from `/proc` (0 elsewhere).
+pub fn process_stats() -> (u64, f64) {
+    let rss = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    // Fields 14 and 15 (utime, stime) in clock ticks (USER_HZ = 100 on Linux), after the
+    // parenthesised command name.
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let u: f64 = f.get(11)?.parse().ok()?;
+            let st: f64 = f.get(12)?.parse().ok()?;
+            Some((u + st) / 100.0)
+        })
+        .unwrap_or(0.0);
+    (rss, cpu)
+}

@@ -1,0 +1,235 @@
+//! The OpenAPI 3.1 document served at `/v2/openapi.json`, generated from [`ROUTES`], the table
+//! the router is tested against.
+
+use serde_json::{Map, Value, json};
+
+/// One documented route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteDoc {
+    /// HTTP method (lower case).
+    pub method: &'static str,
+    /// Path with `{param}`s.
+    pub path: &'static str,
+    /// Summary.
+    pub summary: &'static str,
+    /// Role needed (`public`, `reader`, `operator`, `admin`).
+    pub role: &'static str,
+    /// Statuses it can answer besides 200.
+    pub errors: &'static [u16],
+}
+
+const AUTH: &[u16] = &[401, 403, 429];
+
+/// Every route of the server.
+pub const ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        method: "get",
+        path: "/v2/health/live",
+        summary: "Server liveness",
+        role: "public",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/health/ready",
+        summary: "Server readiness: a model is loaded, not draining, not overloaded",
+        role: "public",
+        errors: &[503],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2",
+        summary: "Server metadata",
+        role: "public",
+        errors: &[503],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/openapi.json",
+        summary: "This document",
+        role: "public",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics",
+        role: "public",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}",
+        summary: "Model metadata (newest loaded version)",
+        role: "reader",
+        errors: &[400, 404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/versions/{version}",
+        summary: "Model metadata of a version",
+        role: "reader",
+        errors: &[400, 404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/ready",
+        summary: "Model readiness",
+        role: "reader",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/versions/{version}/ready",
+        summary: "Model version readiness",
+        role: "reader",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/models/{name}/infer",
+        summary: "Inference (JSON or binary tensor data); parameters n_samples, seed, quantile_levels, timeout (µs), binary_data_output",
+        role: "reader",
+        errors: &[400, 404, 408, 413, 415, 503, 504],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/models/{name}/versions/{version}/infer",
+        summary: "Inference on a version",
+        role: "reader",
+        errors: &[400, 404, 408, 413, 415, 503, 504],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/repository/index",
+        summary: "Models and versions in the repository with their state",
+        role: "operator",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/repository/models/{name}/load",
+        summary: "Load (or reload) a model by its version policy, or {\"parameters\": {\"version\": N}}; a failing version is refused and the loaded ones keep serving",
+        role: "operator",
+        errors: &[400, 404],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/repository/models/{name}/unload",
+        summary: "Unload every version of a model",
+        role: "operator",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/admin/keys",
+        summary: "List API keys (ids and roles, never the keys)",
+        role: "admin",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/admin/keys",
+        summary: "Create an API key ({\"role\": ...}); the key is returned once",
+        role: "admin",
+        errors: &[400, 409],
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/v2/admin/keys/{id}",
+        summary: "Revoke an API key",
+        role: "admin",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/admin/audit/verify",
+        summary: "Verify the audit log's hash chain",
+        role: "admin",
+        errors: &[404],
+    },
+];
+
+fn reason(code: u16) -> &'static str {
+    axum::http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("error")
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut responses = Map::new();
+        responses.insert(
+            "200".into(),
+            json!({"description": "OK", "content": {"application/json": {}}}),
+        );
+        let mut codes: Vec<u16> = r.errors.to_vec();
+        if r.role != "public" {
+            codes.extend(AUTH);
+        }
+        codes.extend([404, 503]);
+        codes.sort_unstable();
+        codes.dedup();
+        for c in codes {
+            responses.insert(
+                c.to_string(),
+                json!({"description": reason(c), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+            );
+        }
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "summary": r.summary,
+            "parameters": params,
+            "responses": responses,
+            "x-role": r.role,
+        });
+        if r.role != "public" {
+            op["security"] = json!([{"bearer": []}]);
+        }
+        if r.method == "post" && r.path.ends_with("/infer") {
+            op["requestBody"] = json!({"required": true, "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InferenceRequest"}},
+                "application/octet-stream": {"description": "Binary tensor data extension: JSON header (length in Inference-Header-Content-Length) followed by raw little-endian tensors"}
+            }});
+        }
+        let item = paths
+            .entry(r.path.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        item[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "pno-serve", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Open Inference Protocol v2 (KServe v2) REST API with Triton's binary tensor data extension, for probabilistic neural operators."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
+                    "id": {"type": "string"},
+                    "parameters": {"type": "object", "properties": {
+                        "n_samples": {"type": "integer", "minimum": 1},
+                        "seed": {"type": "integer", "minimum": 0},
+                        "quantile_levels": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+                        "timeout": {"type": "integer", "description": "µs"},
+                        "binary_data_output": {"type": "boolean"}}},
+                    "inputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
+                        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+                        "datatype": {"type": "string", "enum": ["FP32"]}, "data": {"type": "array"},
+                        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}}}}},
+                    "outputs": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                        "name": {"type": "string", "enum": ["mean", "std", "quantiles", "samples"]},
+                        "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}}}}}}}
+            }
+        }
+    })
+}

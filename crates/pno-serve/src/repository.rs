@@ -1,0 +1,338 @@
+//! The model repository: `<repository>/<model>/<version>/` where each version folder is a run
+//! folder written by `pno train` and versions are positive integers. A version policy picks
+//! what is served (`latest`, `all`, or `specific`); loading a version that fails (corrupt
+//! weights, checksum mismatch, bad config) is refused with the reason while the versions already
+//! loaded keep serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use pno_models::burn::tensor::Device;
+use pno_train::TrainedModel;
+use serde::Serialize;
+
+use crate::config::VersionPolicy;
+use crate::error::{ApiError, Result, ServeError};
+
+/// A loaded model version.
+#[derive(Debug)]
+pub struct LoadedVersion {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: u64,
+    /// The trained model.
+    pub model: TrainedModel,
+}
+
+impl LoadedVersion {
+    /// The version as a string (the protocol's form).
+    pub fn version_str(&self) -> String {
+        self.version.to_string()
+    }
+}
+
+#[derive(Debug, Default)]
+struct ModelState {
+    versions: BTreeMap<u64, Arc<LoadedVersion>>,
+    last_error: Option<String>,
+}
+
+/// One row of the repository index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndexEntry {
+    /// Model name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// `READY` or `UNAVAILABLE`.
+    pub state: String,
+    /// Why a version is unavailable.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// The repository and what is loaded from it.
+#[derive(Debug)]
+pub struct Repository {
+    root: PathBuf,
+    policies: BTreeMap<String, VersionPolicy>,
+    device: Device,
+    models: RwLock<BTreeMap<String, ModelState>>,
+}
+
+/// A model name is 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` (so it is a plain folder).
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "model names are 1-64 characters of [A-Za-z0-9_.-] not starting with '.', got {:?}",
+            name.chars().take(80).collect::<String>()
+        ))
+    }
+}
+
+impl Repository {
+    /// A repository at `root` (nothing loaded yet).
+    pub fn new(root: &Path, policies: BTreeMap<String, VersionPolicy>, device: Device) -> Self {
+        Self {
+            root: root.to_path_buf(),
+            policies,
+            device,
+            models: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Model names on disk.
+    pub fn models_on_disk(&self) -> Result<Vec<String>> {
+        let rd = std::fs::read_dir(&self.root).map_err(|e| ServeError::Repository {
+            path: self.root.clone(),
+            what: format!("cannot list: {e}"),
+        })?;
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| check_name(n).is_ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Versions of `name` on disk, ascending.
+    pub fn versions_on_disk(&self, name: &str) -> Result<Vec<u64>> {
+        check_name(name).map_err(|what| ServeError::Repository {
+            path: self.root.clone(),
+            what,
+        })?;
+        let dir = self.root.join(name);
+        let rd = std::fs::read_dir(&dir).map_err(|_| ServeError::Repository {
+            path: dir.clone(),
+            what: format!("no model `{name}` in the repository"),
+        })?;
+        let mut v: Vec<u64> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok()?.parse::<u64>().ok())
+            .filter(|&v| v > 0)
+            .collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    fn load_version(&self, name: &str, version: u64) -> Result<LoadedVersion> {
+        let path = self.root.join(name).join(version.to_string());
+        let device = self.device.clone();
+        // Loading validates checksums, shapes and values; a panic inside the model library
+        // still becomes a refusal, never a crash.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pno_train::load_trained(&path, &device)
+        }));
+        let err = |reason: String| ServeError::Load {
+            model: name.into(),
+            version: version.to_string(),
+            path: path.clone(),
+            reason,
+        };
+        let model = match loaded {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return Err(err(e.to_string())),
+            Err(_) => return Err(err("the model library panicked while loading".into())),
+        };
+        if model.file.grid.len() != 2 && model.file.grid.len() != 1 {
+            return Err(err(format!(
+                "grid {:?}: only 1-D and 2-D models are served",
+                model.file.grid
+            )));
+        }
+        Ok(LoadedVersion {
+            name: name.into(),
+            version,
+            model,
+        })
+    }
+
+    /// Load `name` according to its version policy, or exactly `version`. All or nothing: when
+    /// any chosen version fails, nothing changes and the error names it. With the `latest`
+    /// policy the newly loaded version replaces the others.
+    pub fn load(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
+        let on_disk = self.versions_on_disk(name)?;
+        let policy = self.policies.get(name).cloned().unwrap_or_default();
+        let wanted: Vec<u64> = match (version, &policy) {
+            (Some(v), _) => vec![v],
+            (None, VersionPolicy::Latest) => on_disk.last().copied().into_iter().collect(),
+            (None, VersionPolicy::All) => on_disk.clone(),
+            (None, VersionPolicy::Specific(v)) => v.clone(),
+        };
+        if wanted.is_empty() {
+            return Err(ServeError::Repository {
+                path: self.root.join(name),
+                what: format!("model `{name}` has no version folders (1, 2, …)"),
+            });
+        }
+        if let Some(v) = wanted.iter().find(|v| !on_disk.contains(v)) {
+            return Err(ServeError::Repository {
+                path: self.root.join(name),
+                what: format!("model `{name}` has no version {v}"),
+            });
+        }
+        let mut loaded = Vec::new();
+        for &v in &wanted {
+            match self.load_version(name, v) {
+                Ok(m) => loaded.push(Arc::new(m)),
+                Err(e) => {
+                    let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+                    models.entry(name.to_string()).or_default().last_error = Some(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let st = models.entry(name.to_string()).or_default();
+        if matches!(policy, VersionPolicy::Latest) {
+            st.versions.clear();
+        }
+        for m in loaded {
+            st.versions.insert(m.version, m);
+        }
+        st.last_error = None;
+        Ok(wanted)
+    }
+
+    /// Startup: load every model on disk by policy; with `latest`, fall back to older versions
+    /// when the newest fails. Returns the errors met (the server starts anyway; readiness tells).
+    pub fn load_all(&self) -> Result<Vec<ServeError>> {
+        let mut errors = Vec::new();
+        for name in self.models_on_disk()? {
+            match self.load(&name, None) {
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(e);
+                    let policy = self.policies.get(&name).cloned().unwrap_or_default();
+                    if matches!(policy, VersionPolicy::Latest) {
+                        let mut older = self.versions_on_disk(&name)?;
+                        older.pop();
+                        for v in older.into_iter().rev() {
+                            match self.load(&name, Some(v)) {
+                                Ok(_) => break,
+                                Err(e) => errors.push(e),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(errors)
+    }
+
+    /// Unload every version of `name`; false when nothing was loaded.
+    pub fn unload(&self, name: &str) -> bool {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        match models.get_mut(name) {
+            Some(st) if !st.versions.is_empty() => {
+                st.versions.clear();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The served version of `name` (`version` or the newest loaded), or a 404.
+    pub fn get(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> std::result::Result<Arc<LoadedVersion>, ApiError> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let st = models
+            .get(name)
+            .filter(|s| !s.versions.is_empty())
+            .ok_or_else(|| ApiError::not_found(format!("unknown model '{}'", clip(name))))?;
+        match version {
+            None => st
+                .versions
+                .values()
+                .next_back()
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(format!("unknown model '{}'", clip(name)))),
+            Some(v) => v
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| st.versions.get(&n).cloned())
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "unknown version '{}' of model '{}'",
+                        clip(v),
+                        clip(name)
+                    ))
+                }),
+        }
+    }
+
+    /// Versions of `name` being served.
+    pub fn loaded_versions(&self, name: &str) -> Vec<u64> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .get(name)
+            .map(|s| s.versions.keys().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every loaded `(model, version)`.
+    pub fn loaded(&self) -> Vec<(String, u64)> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .iter()
+            .flat_map(|(n, s)| s.versions.keys().map(move |v| (n.clone(), *v)))
+            .collect()
+    }
+
+    /// True when at least one model version is loaded.
+    pub fn any_loaded(&self) -> bool {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models.values().any(|s| !s.versions.is_empty())
+    }
+
+    /// Every model and version on disk with its state.
+    pub fn index(&self) -> Result<Vec<IndexEntry>> {
+        let mut out = Vec::new();
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        for name in self.models_on_disk()? {
+            let st = models.get(&name);
+            for v in self.versions_on_disk(&name).unwrap_or_default() {
+                let ready = st.is_some_and(|s| s.versions.contains_key(&v));
+                out.push(IndexEntry {
+                    name: name.clone(),
+                    version: v.to_string(),
+                    state: if ready { "READY" } else { "UNAVAILABLE" }.into(),
+                    reason: if ready {
+                        String::new()
+                    } else {
+                        st.and_then(|s| s.last_error.clone())
+                            .filter(|e| e.contains(&format!("version {v} ")))
+                            .unwrap_or_else(|| "not loaded".into())
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// At most 64 characters of user input in messages.
+pub(crate) fn clip(s: &str) -> String {
+    s.chars().take(64).collect()
+}

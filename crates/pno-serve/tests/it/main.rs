@@ -1,0 +1,209 @@
+//! pno-serve against real run folders: every route and failure status with `oneshot`, the
+//! security behaviours, the repository, the audit chain, and one real socket.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod audit;
+mod infer;
+mod repository;
+mod routes;
+mod security;
+mod socket;
+
+use std::path::{Path, PathBuf};
+
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use pno_data::{NpyData, write_npz};
+use pno_models::burn::tensor::Device;
+use pno_serve::{AppState, ServeConfig, app};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// Side of the fixture grid.
+pub(crate) const S: usize = 16;
+
+/// A tiny trained PNO_D run folder (trained once per build, then copied).
+pub(crate) fn fixture_run() -> PathBuf {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pno-serve-fixture-v2");
+    let run = base.join("run");
+    if pno_train::load_trained(&run, &Device::flex()).is_ok() {
+        return run;
+    }
+    std::fs::create_dir_all(&base).unwrap();
+    let work = tempfile::tempdir_in(&base).unwrap();
+    let n = 24;
+    let mut x = Vec::new();
+    let mut y = Vec::new();
+    for k in 0..n {
+        let a = (k as f32 * 0.37).sin();
+        let b = (k as f32 * 0.91).cos();
+        for i in 0..S {
+            for j in 0..S {
+                let (u, v) = (i as f32 / S as f32, j as f32 / S as f32);
+                x.push(
+                    a * (std::f32::consts::TAU * u).sin() + b * (std::f32::consts::TAU * v).cos(),
+                );
+            }
+        }
+        for i in 0..S {
+            for j in 0..S {
+                let (u, v) = (i as f32 / S as f32, j as f32 / S as f32);
+                y.push(
+                    0.5 * a * (std::f32::consts::TAU * u).cos()
+                        - b * (std::f32::consts::TAU * v).sin()
+                        + 0.1,
+                );
+            }
+        }
+    }
+    let data = work.path().join("data.npz");
+    let shape = [n, 1, S, S];
+    write_npz(
+        &data,
+        &[
+            ("x", &shape, NpyData::F32(&x)),
+            ("y", &shape, NpyData::F32(&y)),
+        ],
+    )
+    .unwrap();
+    let cfg = pno_train::RunConfig::from_value(json!({
+        "data": {"n_test": 4, "val_fraction": 0.2},
+        "model": {"kind": "pno_d", "hidden_channels": 8, "n_layers": 2, "n_modes": [4, 4],
+                  "lifting_channels": 8, "projection_channels": 8},
+        "train": {"seed": 3, "epochs": 1, "batch_size": 8, "lr": 3e-3}
+    }))
+    .unwrap();
+    let out = work.path().join("run");
+    let opts = pno_train::TrainOptions {
+        data,
+        out: out.clone(),
+        resume: false,
+        device: Device::flex(),
+    };
+    pno_train::train(Some(cfg), &opts, &mut pno_train::Quiet).unwrap();
+    // Another test process may have won the race; either copy is the same model.
+    let _ = std::fs::rename(&out, &run);
+    run
+}
+
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// A repository `<dir>/repo/<model>/<version>/` with the fixture run at each given version.
+pub(crate) fn repo(dir: &Path, model: &str, versions: &[u64]) -> PathBuf {
+    let run = fixture_run();
+    let repo = dir.join("repo");
+    for v in versions {
+        copy_dir(&run, &repo.join(model).join(v.to_string()));
+    }
+    std::fs::create_dir_all(&repo).unwrap();
+    repo
+}
+
+/// A config serving `repo`.
+pub(crate) fn config(repo: &Path) -> ServeConfig {
+    ServeConfig {
+        repository: repo.to_path_buf(),
+        ..ServeConfig::default()
+    }
+}
+
+/// A loaded state.
+pub(crate) fn state(cfg: ServeConfig) -> AppState {
+    let st = AppState::new(cfg, Device::flex()).unwrap();
+    let errors = st.repository().load_all().unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    st
+}
+
+/// The usual test setup: model `pno` version 1 in a fresh repository.
+pub(crate) fn setup() -> (tempfile::TempDir, AppState) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path(), "pno", &[1]);
+    let st = state(config(&repo));
+    (dir, st)
+}
+
+pub(crate) fn input(n: usize) -> Vec<f32> {
+    (0..n * S * S).map(|i| ((i as f32) * 0.013).sin()).collect()
+}
+
+pub(crate) fn infer_body(x: &[f32], n: usize, params: Value) -> Value {
+    json!({
+        "id": "t1",
+        "parameters": params,
+        "inputs": [{"name": "x", "shape": [n, 1, S, S], "datatype": "FP32", "data": x}]
+    })
+}
+
+/// Send a request through the app.
+pub(crate) async fn send(st: &AppState, req: Request<Body>) -> Response<Body> {
+    app(st.clone()).oneshot(req).await.unwrap()
+}
+
+pub(crate) fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+pub(crate) fn post_json(path: &str, v: &Value) -> Request<Body> {
+    // No Content-Type, as tritonclient sends it.
+    Request::post(path).body(Body::from(v.to_string())).unwrap()
+}
+
+/// A POST with a fresh operator key of `st`.
+pub(crate) fn op_post(st: &AppState, path: &str, v: &Value) -> Request<Body> {
+    let (key, _) = st.keys().create(pno_serve::auth::Role::Operator).unwrap();
+    with_key(post_json(path, v), &key)
+}
+
+pub(crate) fn with_key(mut r: Request<Body>, key: &str) -> Request<Body> {
+    r.headers_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+pub(crate) async fn body_bytes(r: Response<Body>) -> Vec<u8> {
+    axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// Status and JSON body; asserts that every non-2xx answer is `{"error": "..."}`.
+pub(crate) async fn call(st: &AppState, req: Request<Body>) -> (StatusCode, Value) {
+    let r = send(st, req).await;
+    let status = r.status();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let b = body_bytes(r).await;
+    let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+    if !status.is_success() {
+        assert!(
+            ct.starts_with("application/json") && v["error"].is_string(),
+            "{status}: error body must be JSON {{\"error\"}}: {ct} {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    (status, v)
+}
+
+pub(crate) fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}

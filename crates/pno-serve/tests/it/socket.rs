@@ -1,0 +1,124 @@
+//! A real server on 127.0.0.1:0: HTTP/1.1 over TCP, keep-alive, and a graceful drain that lets
+//! the in-flight request finish, refuses new ones and flushes the audit log.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::*;
+
+/// One HTTP/1.1 request on a fresh connection; returns (status, headers, body).
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head, buf[split + 4..].to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_socket_serves_and_drains_gracefully() {
+    let (dir, _) = setup();
+    let mut cfg = config(&dir.path().join("repo"));
+    cfg.limits.max_concurrency = 1;
+    cfg.audit.path = Some(dir.path().join("audit.log"));
+    cfg.audit.fsync = pno_serve::config::FsyncPolicy::Never;
+    cfg.shutdown.drain_timeout_s = 20;
+    let st = state(cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
+        let _ = rx.await;
+    }));
+
+    let (s, _, b) = http(addr, "GET", "/v2/health/ready", b"").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let body = infer_body(&input(1), 1, json!({"n_samples": 3, "seed": 5})).to_string();
+    let (s, head, b) = http(addr, "POST", "/v2/models/pno/infer", body.as_bytes()).await;
+    assert_eq!(s, 200);
+    assert!(head.to_ascii_lowercase().contains("x-request-id"), "{head}");
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["outputs"][0]["shape"], json!([1, 1, S, S]));
+    let (s, _, b) = http(addr, "POST", "/v2/models/pno/infer", b"{oops").await;
+    assert_eq!(s, 400);
+    assert!(serde_json::from_slice::<Value>(&b).unwrap()["error"].is_string());
+
+    // An in-flight request (held in the queue behind an occupied slot) …
+    let slot = st.gate().acquire().await.unwrap();
+    let body2 = body.clone();
+    let inflight =
+        tokio::spawn(
+            async move { http(addr, "POST", "/v2/models/pno/infer", body2.as_bytes()).await },
+        );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(st.gate().waiting(), 1);
+    // … then SIGTERM: readiness false, new requests refused …
+    tx.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(st.is_draining());
+    assert!(st.readiness().is_err());
+    // … the in-flight one still finishes, and the server exits cleanly.
+    drop(slot);
+    let (s, _, b) = inflight.await.unwrap();
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .expect("server did not stop")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    let v = pno_serve::audit::verify(&dir.path().join("audit.log")).unwrap();
+    assert_eq!(
+        v.records, 3,
+        "two infers and one refused infer, flushed at exit"
+    );
+}
+
+#[tokio::test]
+async fn slow_headers_are_cut_off() {
+    let (dir, _) = setup();
+    let mut cfg = config(&dir.path().join("repo"));
+    cfg.limits.header_timeout_ms = 300;
+    let st = state(cfg);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st, async {
+        let _ = rx.await;
+    }));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("connection kept open");
+    assert!(
+        n.is_err() || t.elapsed() >= Duration::from_millis(250),
+        "{n:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // Well-behaved clients are served.
+    let (status, _, _) = http(addr, "GET", "/v2/health/live", b"").await;
+    assert_eq!(status, 200);
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The real-client integration test: the unmodified PyPI `tritonclient[http]` (sync and asyncio)
+# and the Python peer's unchanged smoke.py against a real `pno serve` on 127.0.0.1.
+#   bash crates/pno-serve/tests/tritonclient/run.sh [PNO_BINARY]
+# Creates (or reuses) a venv under $CARGO_TARGET_DIR/../venv-tritonclient, trains a tiny 64² PNO_D
+# (1 epoch, seconds), serves it as model `pno` version 1 with anonymous readers and an operator
+# key, runs check.py and smoke.py, then SIGTERMs the server and expects exit 0 and an audit log
+# that verifies. Exit status non-zero on any failure.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../../../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}"
+PNO="${1:-$CARGO_TARGET_DIR/debug/pno}"
+[ -x "$PNO" ] || { echo "no pno binary at $PNO (run the tests first)" >&2; exit 1; }
+VENV="${TRITON_VENV:-$(dirname "$CARGO_TARGET_DIR")/venv-tritonclient}"
+if ! "$VENV/bin/python" -c "import tritonclient.http, tritonclient.http.aio, numpy" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "tritonclient[http]" numpy
+fi
+"$VENV/bin/python" -c "import importlib.metadata as m; print('tritonclient', m.version('tritonclient'), 'numpy', m.version('numpy'))"
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then kill "$SERVER_PID"; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$PNO" generate darcy --resolution 64 --n 10 --seed 1 --out "$WORK/d64" --quiet
+mkdir -p "$WORK/repo/pno"
+"$PNO" train --config "$ROOT/configs/darcy64_pno_d.toml" --data "$WORK/d64" --out "$WORK/repo/pno/1" --quiet \
+  --set train.epochs=1 --set data.n_train=6 --set data.n_test=2 --set train.batch_size=3 \
+  --set model.hidden_channels=8 --set model.lifting_channels=8 --set model.projection_channels=8 \
+  --set model.n_layers=2 --set model.n_modes=[6,6]
+KEY="$("$PNO" keys create --role operator --keys "$WORK/keys.json" 2>/dev/null)"
+cat > "$WORK/serve.toml" <<TOML
+listen = "127.0.0.1:0"
+repository = "$WORK/repo"
+keys = "$WORK/keys.json"
+anonymous = "reader"
+[audit]
+path = "$WORK/audit.log"
+fsync = "batch"
+[limits]
+max_concurrency = 2
+TOML
+"$PNO" serve --config "$WORK/serve.toml" > "$WORK/stdout" 2> "$WORK/server.log" &
+SERVER_PID=$!
+for _ in $(seq 1 300); do
+  grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+ADDR="$(sed -n 's#.*listening on http://##p' "$WORK/stdout" | head -1)"
+[ -n "$ADDR" ] || { echo "server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
+echo "pno serve on $ADDR"
+
+fails=0
+"$VENV/bin/python" "$HERE/check.py" "$ADDR" "$KEY" pno || fails=$((fails + 1))
+SMOKE="$ROOT/../shared/peers/serve_ref/smoke.py"
+if [ -f "$SMOKE" ]; then
+  echo "== peer smoke.py (unchanged) against pno serve"
+  python3 "$SMOKE" --base "http://$ADDR" --model pno || fails=$((fails + 1))
+else
+  echo "== $SMOKE not found: peer smoke test skipped"
+fi
+
+kill -TERM "$SERVER_PID"
+rc=0; wait "$SERVER_PID" || rc=$?
+SERVER_PID=""
+if [ "$rc" -ne 0 ]; then echo "pno serve exited $rc after SIGTERM" >&2; tail -20 "$WORK/server.log" >&2; fails=$((fails + 1)); fi
+grep -q 'draining' "$WORK/server.log" || { echo "no drain in the server log" >&2; fails=$((fails + 1)); }
+"$PNO" audit verify "$WORK/audit.log" || fails=$((fails + 1))
+if [ "$fails" -ne 0 ]; then
+  echo "tritonclient integration: $fails failing part(s)" >&2
+  tail -30 "$WORK/server.log" >&2
+  exit 1
+fi
+echo "tritonclient integration: passed"
