@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::normal::normal_quantile;
-use crate::quantile::central_level_sorted;
-use crate::view::{Prediction, Real, check_size};
+use crate::quantile::{central_level_ranked, ranks_tile};
+use crate::view::{Prediction, Real, TILE, check_size, target_tile};
 
 /// Number of levels uncertainty-toolbox uses by default (`num_bins=100`).
 pub const DEFAULT_CALIBRATION_LEVELS: usize = 100;
@@ -77,7 +77,7 @@ impl CalibrationCurve {
 /// - Gaussian: `s = |y − μ|/σ` (0 if `y = μ`, `+∞` if `σ = 0` otherwise),
 ///   `t_k = Φ⁻¹(½ + p_k/2)` — exactly uncertainty-toolbox's `get_proportion_lists`;
 /// - samples: `s` = smallest level whose empirical central interval contains `y`
-///   ([`central_level_sorted`]), `t_k = p_k`, i.e. the interval
+///   ([`crate::central_level_sorted`]), `t_k = p_k`, i.e. the interval
 ///   `[Q(½ − p_k/2), Q(½ + p_k/2)]` of linearly interpolated sample quantiles.
 ///
 /// Points are bucketed by binary search, so the cost is O(n·d·log K) after the per-point work.
@@ -120,17 +120,20 @@ pub fn calibration_curve<T: Real, Y: Real>(
                 counts
             })?
         }
-        Prediction::Samples(smp) => smp.map_sorted(|j, sorted| {
-            let mut counts = vec![0usize; levels];
-            for (i, &y) in target[j * d..(j + 1) * d].iter().enumerate() {
-                bucket(
-                    &expected,
-                    central_level_sorted(sorted.point(i), y.into()),
-                    &mut counts,
-                );
-            }
-            counts
-        }),
+        Prediction::Samples(smp) => smp.fold_sorted(
+            || vec![0usize; levels],
+            #[inline(always)]
+            |counts, j, i0, tile| {
+                let y = target_tile(target, j * d + i0, tile.width());
+                let (mut a, mut b) = ([0; TILE], [0; TILE]);
+                ranks_tile(tile, &y, &mut a, &mut b);
+                for c in 0..tile.width() {
+                    let (a, b) = (a[c] as usize, b[c] as usize);
+                    let s = central_level_ranked(tile.m(), a, b, y[c], |k| tile.row(k)[c]);
+                    bucket(&expected, s, counts);
+                }
+            },
+        ),
     };
     let total = shape.len() as f64;
     let mut cum = 0usize;

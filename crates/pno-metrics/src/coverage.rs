@@ -3,7 +3,7 @@
 //! The central interval at nominal level `p` is `[l, u]` with
 //! - Gaussian: `l, u = μ ∓ Φ⁻¹(½ + p/2)·σ`;
 //! - samples: `l = Q(½ − p/2)`, `u = Q(½ + p/2)`, empirical quantiles with linear interpolation
-//!   ([`quantile_sorted`], as `torch.quantile` in the PNO code).
+//!   ([`crate::quantile_sorted`], as `torch.quantile` in the PNO code).
 //!
 //! Coverage uses **strict** inequalities `l < y < u` (the PNO convention; a zero-width interval
 //! never covers).
@@ -12,20 +12,33 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::normal::normal_quantile;
-use crate::quantile::quantile_sorted;
-use crate::view::{Prediction, Real, check_level, mean_of};
+use crate::quantile::QuantileIndex;
+use crate::view::{Prediction, Real, TILE, check_level, mean_of, target_tile};
 
 /// The nominal levels reported by [`crate::Report`] as `coverage_50` … `coverage_99`.
 pub const COVERAGE_LEVELS: [f64; 5] = [0.5, 0.8, 0.9, 0.95, 0.99];
 
-/// For each function, the interval ends at every level: `lo[l·d + i]`, `hi[l·d + i]`.
-pub(crate) fn map_bands<T: Real, R: Send>(
+/// The interval ends of one tile of points (`width` points from `i0` of function `j`) at every
+/// level: `lo[l][c]`, `hi[l][c]` for level `l`, point `i0 + c`, `c < width`.
+pub(crate) struct Bands<'b> {
+    pub(crate) j: usize,
+    pub(crate) i0: usize,
+    pub(crate) width: usize,
+    pub(crate) lo: &'b [[f64; TILE]],
+    pub(crate) hi: &'b [[f64; TILE]],
+}
+
+/// Folds every function's interval ends, tile by tile in point order: `visit(acc, bands)` from
+/// `init()` per function, in parallel over functions; results in function order.
+pub(crate) fn fold_bands<T: Real, A: Send>(
     pred: &Prediction<'_, T>,
     levels: &[f64],
-    f: impl Fn(usize, &[f64], &[f64]) -> R + Sync,
-) -> Vec<R> {
+    init: impl Fn() -> A + Sync,
+    visit: impl Fn(&mut A, &Bands<'_>) + Sync,
+) -> Vec<A> {
     let d = pred.shape().d;
     let nl = levels.len();
+    let buffers = || (vec![[0.0; TILE]; nl], vec![[0.0; TILE]; nl]);
     match pred {
         Prediction::Gaussian(g) => {
             let z: Vec<f64> = levels
@@ -34,38 +47,65 @@ pub(crate) fn map_bands<T: Real, R: Send>(
                 .collect();
             (0..g.shape().n)
                 .into_par_iter()
-                .map_init(
-                    || (vec![0.0; nl * d], vec![0.0; nl * d]),
-                    |(lo, hi), j| {
-                        let r = j * d..(j + 1) * d;
-                        for (i, (&mu, &sd)) in
+                .map_init(buffers, |(lo, hi), j| {
+                    let mut acc = init();
+                    for i0 in (0..d).step_by(TILE) {
+                        let width = TILE.min(d - i0);
+                        let r = j * d + i0..j * d + i0 + width;
+                        for (c, (&mu, &sd)) in
                             g.mean()[r.clone()].iter().zip(&g.std()[r]).enumerate()
                         {
                             let (mu, sd): (f64, f64) = (mu.into(), sd.into());
                             for (l, zl) in z.iter().enumerate() {
-                                lo[l * d + i] = mu - zl * sd;
-                                hi[l * d + i] = mu + zl * sd;
+                                lo[l][c] = mu - zl * sd;
+                                hi[l][c] = mu + zl * sd;
                             }
                         }
-                        f(j, lo, hi)
-                    },
-                )
+                        let (lo, hi) = (&lo[..], &hi[..]);
+                        visit(
+                            &mut acc,
+                            &Bands {
+                                j,
+                                i0,
+                                width,
+                                lo,
+                                hi,
+                            },
+                        );
+                    }
+                    acc
+                })
                 .collect()
         }
         Prediction::Samples(s) => {
-            // one allocation per function; negligible next to the sort in `map_sorted`
-            s.map_sorted(|j, sorted| {
-                let mut lo = vec![0.0; nl * d];
-                let mut hi = vec![0.0; nl * d];
-                for i in 0..d {
-                    let x = sorted.point(i);
-                    for (l, &p) in levels.iter().enumerate() {
-                        lo[l * d + i] = quantile_sorted(x, 0.5 - p / 2.0);
-                        hi[l * d + i] = quantile_sorted(x, 0.5 + p / 2.0);
+            let at = |p: f64| QuantileIndex::new(s.m(), p);
+            let ends: Vec<_> = levels
+                .iter()
+                .map(|p| (at(0.5 - p / 2.0), at(0.5 + p / 2.0)))
+                .collect();
+            let per = s.fold_sorted(
+                || (init(), buffers()),
+                #[inline(always)]
+                |(acc, (lo, hi)), j, i0, tile| {
+                    for (l, (ql, qh)) in ends.iter().enumerate() {
+                        ql.eval_tile(tile, &mut lo[l]);
+                        qh.eval_tile(tile, &mut hi[l]);
                     }
-                }
-                f(j, &lo, &hi)
-            })
+                    let width = tile.width();
+                    let (lo, hi) = (&lo[..], &hi[..]);
+                    visit(
+                        acc,
+                        &Bands {
+                            j,
+                            i0,
+                            width,
+                            lo,
+                            hi,
+                        },
+                    );
+                },
+            );
+            per.into_iter().map(|(acc, _)| acc).collect()
         }
     }
 }
@@ -86,20 +126,20 @@ pub fn coverage_levels<T: Real, Y: Real>(
     let shape = pred.shape();
     shape.check_target("target", target)?;
     let d = shape.d;
-    let per = map_bands(pred, levels, |j, lo, hi| {
-        let y = &target[j * d..(j + 1) * d];
-        (0..levels.len())
-            .map(|l| {
-                y.iter()
-                    .enumerate()
-                    .filter(|&(i, &y)| {
-                        let y: f64 = y.into();
-                        lo[l * d + i] < y && y < hi[l * d + i]
-                    })
-                    .count()
-            })
-            .collect::<Vec<usize>>()
-    });
+    let per = fold_bands(
+        pred,
+        levels,
+        || vec![0usize; levels.len()],
+        #[inline(always)]
+        |counts, b| {
+            let y = target_tile(target, b.j * d + b.i0, b.width);
+            for (count, (lo, hi)) in counts.iter_mut().zip(b.lo.iter().zip(b.hi)) {
+                for c in 0..b.width {
+                    *count += usize::from(lo[c] < y[c] && y[c] < hi[c]);
+                }
+            }
+        },
+    );
     let total = shape.len() as f64;
     Ok((0..levels.len())
         .map(|l| per.iter().map(|c| c[l]).sum::<usize>() as f64 / total)
@@ -130,15 +170,17 @@ pub fn function_coverage<T: Real, Y: Real>(
     let shape = pred.shape();
     shape.check_target("target", target)?;
     let d = shape.d;
-    let inside = map_bands(pred, &[level], |j, lo, hi| {
-        target[j * d..(j + 1) * d]
-            .iter()
-            .enumerate()
-            .all(|(i, &y)| {
-                let y: f64 = y.into();
-                lo[i] < y && y < hi[i]
-            })
-    });
+    let inside = fold_bands(
+        pred,
+        &[level],
+        || true,
+        #[inline(always)]
+        |inside, b| {
+            let y = target_tile(target, b.j * d + b.i0, b.width);
+            let (lo, hi) = (&b.lo[0], &b.hi[0]);
+            *inside &= (0..b.width).all(|c| lo[c] < y[c] && y[c] < hi[c]);
+        },
+    );
     Ok(inside.iter().filter(|&&b| b).count() as f64 / shape.n as f64)
 }
 
@@ -148,9 +190,19 @@ pub fn function_coverage<T: Real, Y: Real>(
 pub fn interval_width<T: Real>(pred: &Prediction<'_, T>, level: f64) -> Result<f64> {
     check_level("level", level)?;
     let d = pred.shape().d;
-    let per = map_bands(pred, &[level], |_, lo, hi| {
-        lo.iter().zip(hi).map(|(l, u)| u - l).sum::<f64>() / d as f64
-    });
+    let per = fold_bands(
+        pred,
+        &[level],
+        || 0.0,
+        #[inline(always)]
+        |sum, b| {
+            let (lo, hi) = (&b.lo[0], &b.hi[0]);
+            for c in 0..b.width {
+                *sum += hi[c] - lo[c];
+            }
+        },
+    );
+    let per: Vec<f64> = per.into_iter().map(|s| s / d as f64).collect();
     Ok(mean_of(&per))
 }
 
@@ -180,19 +232,21 @@ pub fn interval_score_levels<T: Real, Y: Real>(
     let shape = pred.shape();
     shape.check_target("target", target)?;
     let d = shape.d;
-    let per = map_bands(pred, levels, |j, lo, hi| {
-        let y = &target[j * d..(j + 1) * d];
-        levels
-            .iter()
-            .enumerate()
-            .map(|(l, &p)| {
-                y.iter()
-                    .enumerate()
-                    .map(|(i, &y)| winkler_point(lo[l * d + i], hi[l * d + i], y.into(), p))
-                    .sum::<f64>()
-            })
-            .collect::<Vec<f64>>()
-    });
+    let per = fold_bands(
+        pred,
+        levels,
+        || vec![0.0; levels.len()],
+        #[inline(always)]
+        |sums, b| {
+            let y = target_tile(target, b.j * d + b.i0, b.width);
+            for (l, (sum, &p)) in sums.iter_mut().zip(levels).enumerate() {
+                let (lo, hi) = (&b.lo[l], &b.hi[l]);
+                for c in 0..b.width {
+                    *sum += winkler_point(lo[c], hi[c], y[c], p);
+                }
+            }
+        },
+    );
     let total = shape.len() as f64;
     Ok((0..levels.len())
         .map(|l| per.iter().map(|s| s[l]).sum::<f64>() / total)

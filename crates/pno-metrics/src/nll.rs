@@ -47,8 +47,14 @@ pub fn nll_samples<T: Real, Y: Real>(pred: &SamplePred<'_, T>, target: &[Y]) -> 
     check_size("m", 2, pred.m())?;
     pred.shape().check_target("target", target)?;
     let (mu, sd) = pred.mean_std();
+    Ok(nll_of(&mu, &sd, target))
+}
+
+/// Mean Gaussian NLL of the targets under `N(mu, sd²)` pointwise (all `[n, d]`, checked):
+/// [`nll_samples`] from the sample mean and std.
+pub(crate) fn nll_of<Y: Real>(mu: &[f64], sd: &[f64], target: &[Y]) -> f64 {
     let y: Vec<f64> = target.iter().map(|&v| v.into()).collect();
-    Ok(nll_rows(&mu, &sd, &y) / y.len() as f64)
+    nll_rows(mu, sd, &y) / y.len() as f64
 }
 
 #[cfg(test)]

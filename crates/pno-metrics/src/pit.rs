@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::normal::normal_cdf;
-use crate::view::{Prediction, Real, check_size};
+use crate::quantile::ranks_tile;
+use crate::view::{Prediction, Real, TILE, check_size, target_tile};
 
 /// PIT value `F(y)` at every point, `[n, d]` in the target's layout; uniform on [0, 1] for a
 /// calibrated forecast.
@@ -36,19 +37,19 @@ pub fn pit_values<T: Real, Y: Real>(pred: &Prediction<'_, T>, target: &[Y]) -> R
                 })
                 .collect()
         })?,
-        Prediction::Samples(s) => s.map_sorted(|j, sorted| {
-            target[j * d..(j + 1) * d]
-                .iter()
-                .enumerate()
-                .map(|(i, &y)| {
-                    let x = sorted.point(i);
-                    let y: f64 = y.into();
-                    let below = x.partition_point(|&v| v < y);
-                    let at_or_below = x.partition_point(|&v| v <= y);
-                    (below + at_or_below) as f64 / (2 * x.len()) as f64
-                })
-                .collect()
-        }),
+        Prediction::Samples(s) => s.fold_sorted(
+            || Vec::with_capacity(d),
+            #[inline(always)]
+            |row, j, i0, tile| {
+                let y = target_tile(target, j * d + i0, tile.width());
+                let (mut below, mut at_or_below) = ([0; TILE], [0; TILE]);
+                ranks_tile(tile, &y, &mut below, &mut at_or_below);
+                let twice_m = (2 * tile.m()) as f64;
+                row.extend(
+                    (0..tile.width()).map(|c| f64::from(below[c] + at_or_below[c]) / twice_m),
+                );
+            },
+        ),
     };
     Ok(rows.concat())
 }

@@ -1,18 +1,79 @@
 //! Empirical quantiles of sorted draws and the central-interval level that reaches a value.
 
+use crate::view::{SortedTile, TILE};
+
 /// Empirical `q`-quantile of draws sorted ascending, linear interpolation between order
 /// statistics (numpy's default `method="linear"`, `torch.quantile`):
 /// `h = (m − 1)·q`, `Q(q) = x₍⌊h⌋₎ + (h − ⌊h⌋)(x₍⌊h⌋+1₎ − x₍⌊h⌋₎)` (0-based order statistics).
 /// `sorted` must be non-empty; `q` is clamped to [0, 1].
 pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
-    let m = sorted.len();
-    if m == 1 {
-        return sorted[0];
+    let at = QuantileIndex::new(sorted.len(), q);
+    at.eval(sorted[at.lo], sorted[at.hi])
+}
+
+/// Where the linearly interpolated `q`-quantile of `m` sorted draws lies:
+/// `Q(q) = x₍lo₎ + frac·(x₍hi₎ − x₍lo₎)` ([`quantile_sorted`]); depends on `m` and `q` only,
+/// so a tile of points shares it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QuantileIndex {
+    pub(crate) lo: usize,
+    pub(crate) hi: usize,
+    frac: f64,
+}
+
+impl QuantileIndex {
+    /// The interpolation points of the `q`-quantile (`q` clamped to [0, 1]) of `m >= 1` draws.
+    pub(crate) fn new(m: usize, q: f64) -> Self {
+        if m == 1 {
+            return Self {
+                lo: 0,
+                hi: 0,
+                frac: 0.0,
+            };
+        }
+        let h = (m - 1) as f64 * q.clamp(0.0, 1.0);
+        let lo = (h.floor() as usize).min(m - 1);
+        Self {
+            lo,
+            hi: (lo + 1).min(m - 1),
+            frac: h - lo as f64,
+        }
     }
-    let h = (m - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = (h.floor() as usize).min(m - 1);
-    let hi = (lo + 1).min(m - 1);
-    sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
+
+    /// The quantile from the two order statistics `x₍lo₎`, `x₍hi₎`.
+    #[inline(always)]
+    pub(crate) fn eval(&self, x_lo: f64, x_hi: f64) -> f64 {
+        x_lo + self.frac * (x_hi - x_lo)
+    }
+
+    /// The quantile at every point of a tile: `out[c]` for `c < tile.width()`.
+    #[inline(always)]
+    pub(crate) fn eval_tile(&self, tile: &SortedTile<'_>, out: &mut [f64; TILE]) {
+        let (lo, hi) = (tile.row(self.lo), tile.row(self.hi));
+        for ((o, &a), &b) in out.iter_mut().zip(lo).zip(hi).take(tile.width()) {
+            *o = self.eval(a, b);
+        }
+    }
+}
+
+/// Ranks of the targets `y[c]` among each point's draws: `below[c] = #{x_k < y[c]}`,
+/// `at_or_below[c] = #{x_k ≤ y[c]}` for `c < tile.width()` (counted over the rows, vectorised
+/// across points).
+#[inline(always)]
+pub(crate) fn ranks_tile(
+    tile: &SortedTile<'_>,
+    y: &[f64; TILE],
+    below: &mut [u32; TILE],
+    at_or_below: &mut [u32; TILE],
+) {
+    below.fill(0);
+    at_or_below.fill(0);
+    for row in tile.rows() {
+        for (((a, b), &x), &y) in below.iter_mut().zip(at_or_below.iter_mut()).zip(row).zip(y) {
+            *a += u32::from(x < y);
+            *b += u32::from(x <= y);
+        }
+    }
 }
 
 /// Smallest nominal level `p` whose central empirical interval
@@ -23,9 +84,21 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 /// Formula: with `q = Q⁻¹(y)` (inverse of the piecewise-linear quantile function; for ties the
 /// `q` in the flat stretch closest to ½), the level is `|2q − 1|`.
 pub fn central_level_sorted(sorted: &[f64], y: f64) -> f64 {
-    let m = sorted.len();
     let a = sorted.partition_point(|&x| x < y);
     let b = sorted.partition_point(|&x| x <= y);
+    central_level_ranked(sorted.len(), a, b, y, |k| sorted[k])
+}
+
+/// [`central_level_sorted`] from the ranks `a = #{x_k < y}`, `b = #{x_k ≤ y}` of `y` among `m`
+/// sorted draws; `x(k)` is order statistic `k` (0-based; only `a − 1` and `a` are read).
+#[inline(always)]
+pub(crate) fn central_level_ranked(
+    m: usize,
+    a: usize,
+    b: usize,
+    y: f64,
+    x: impl Fn(usize) -> f64,
+) -> f64 {
     if m == 1 {
         return if b > a { 0.0 } else { f64::INFINITY };
     }
@@ -40,7 +113,7 @@ pub fn central_level_sorted(sorted: &[f64], y: f64) -> f64 {
     } else if a == 0 || a == m {
         f64::INFINITY
     } else {
-        let (x0, x1) = (sorted[a - 1], sorted[a]);
+        let (x0, x1) = (x(a - 1), x(a));
         let q = ((a - 1) as f64 + (y - x0) / (x1 - x0)) / mf;
         (2.0 * q - 1.0).abs()
     }

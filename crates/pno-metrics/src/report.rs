@@ -9,14 +9,14 @@ use crate::coverage::{
     COVERAGE_LEVELS, coverage_levels, function_coverage, interval_score, interval_width,
     winkler_point,
 };
-use crate::crps::{Estimator, crps_ensemble_sorted, crps_gaussian};
+use crate::crps::{Estimator, crps_gaussian, crps_tile};
 use crate::domain::Domain;
 use crate::energy::energy_score;
 use crate::error::Result;
-use crate::nll::{nll_gaussian, nll_samples};
-use crate::quantile::{central_level_sorted, quantile_sorted};
-use crate::spread::{sharpness, spread_skill};
-use crate::view::{GaussianPred, Prediction, Real, SamplePred, check_size};
+use crate::nll::{nll_gaussian, nll_of};
+use crate::quantile::{QuantileIndex, central_level_ranked, ranks_tile};
+use crate::spread::{sharpness_of, spread_skill_of};
+use crate::view::{GaussianPred, Prediction, Real, SamplePred, TILE, check_size, target_tile};
 
 /// Every metric of the crate for one model on one test set; field names are the JSON keys.
 ///
@@ -34,12 +34,12 @@ pub struct Report {
     pub mse: f64,
     /// [`h1_rel`] of the mean.
     pub h1_rel: f64,
-    /// Gaussian NLL ([`nll_gaussian`], or [`nll_samples`] from sample mean and std).
+    /// Gaussian NLL ([`nll_gaussian`], or [`crate::nll_samples`] from sample mean and std).
     pub nll: f64,
     /// CRPS: Gaussian closed form ([`crps_gaussian`]) or standard ensemble estimator
-    /// ([`crps_samples`]).
+    /// ([`crate::crps_samples`]).
     pub crps: f64,
-    /// Fair ensemble CRPS ([`crps_fair`]); `null` for a Gaussian prediction.
+    /// Fair ensemble CRPS ([`crate::crps_fair`]); `null` for a Gaussian prediction.
     pub crps_fair: Option<f64>,
     /// Fair energy score with the domain's discretised L² norm ([`energy_score`]); `null` for a
     /// Gaussian prediction.
@@ -64,9 +64,9 @@ pub struct Report {
     pub calibration_error: f64,
     /// Miscalibration area over 100 levels ([`crate::miscalibration_area`]).
     pub miscalibration_area: f64,
-    /// Root mean predictive variance ([`sharpness`]).
+    /// Root mean predictive variance ([`crate::sharpness`]).
     pub sharpness: f64,
-    /// Spread–skill ratio ([`spread_skill`]).
+    /// Spread–skill ratio ([`crate::spread_skill`]).
     pub spread_skill: f64,
 }
 
@@ -124,45 +124,64 @@ fn sorted_metrics<T: Real, Y: Real>(
     let expected: Vec<f64> = (0..levels).map(|k| k as f64 * step).collect();
     // index of 0.95 and 0.9 in COVERAGE_LEVELS
     let (i95, i90) = (3, 2);
-    let per = pred.map_sorted(|j, sorted| {
-        let mut p = SortedPartial {
-            crps: 0.0,
-            crps_fair: 0.0,
-            coverage: [0; COVERAGE_LEVELS.len()],
-            inside_95: true,
-            width_90: 0.0,
-            score_90: 0.0,
-            calibration: vec![0; levels],
-        };
-        for (i, &y) in target[j * d..(j + 1) * d].iter().enumerate() {
-            let x = sorted.point(i);
-            let y: f64 = y.into();
-            p.crps += crps_ensemble_sorted(x, y, Estimator::Standard);
-            p.crps_fair += crps_ensemble_sorted(x, y, Estimator::Fair);
-            for (l, &lv) in COVERAGE_LEVELS.iter().enumerate() {
-                let lo = quantile_sorted(x, 0.5 - lv / 2.0);
-                let hi = quantile_sorted(x, 0.5 + lv / 2.0);
-                let inside = lo < y && y < hi;
-                p.coverage[l] += usize::from(inside);
-                if l == i95 {
-                    p.inside_95 &= inside;
-                }
-                if l == i90 {
-                    p.width_90 += hi - lo;
-                    p.score_90 += winkler_point(lo, hi, y, lv);
+    let at = |p: f64| QuantileIndex::new(pred.m(), p);
+    let ends: Vec<_> = COVERAGE_LEVELS
+        .iter()
+        .map(|p| (at(0.5 - p / 2.0), at(0.5 + p / 2.0)))
+        .collect();
+    let init = || SortedPartial {
+        crps: 0.0,
+        crps_fair: 0.0,
+        coverage: [0; COVERAGE_LEVELS.len()],
+        inside_95: true,
+        width_90: 0.0,
+        score_90: 0.0,
+        calibration: vec![0; levels],
+    };
+    let mut per = pred.fold_sorted(
+        init,
+        #[inline(always)]
+        |p, j, i0, tile| {
+            let w = tile.width();
+            let y = target_tile(target, j * d + i0, w);
+            let (mut standard, mut fair) = ([0.0; TILE], [0.0; TILE]);
+            crps_tile(tile, &y, &mut standard, &mut fair);
+            let (mut lo, mut hi) = ([0.0; TILE], [0.0; TILE]);
+            let mut inside = [[false; TILE]; COVERAGE_LEVELS.len()];
+            for (l, (&lv, (ql, qh))) in COVERAGE_LEVELS.iter().zip(&ends).enumerate() {
+                ql.eval_tile(tile, &mut lo);
+                qh.eval_tile(tile, &mut hi);
+                for c in 0..w {
+                    inside[l][c] = lo[c] < y[c] && y[c] < hi[c];
+                    if l == i90 {
+                        p.width_90 += hi[c] - lo[c];
+                        p.score_90 += winkler_point(lo[c], hi[c], y[c], lv);
+                    }
                 }
             }
-            let s = central_level_sorted(x, y);
-            let k = expected.partition_point(|&tk| tk < s);
-            if k < levels {
-                p.calibration[k] += 1;
+            let (mut a, mut b) = ([0; TILE], [0; TILE]);
+            ranks_tile(tile, &y, &mut a, &mut b);
+            for c in 0..w {
+                p.crps += standard[c];
+                p.crps_fair += fair[c];
+                for (count, inside) in p.coverage.iter_mut().zip(&inside) {
+                    *count += usize::from(inside[c]);
+                }
+                p.inside_95 &= inside[i95][c];
+                let (a, b) = (a[c] as usize, b[c] as usize);
+                let s = central_level_ranked(tile.m(), a, b, y[c], |k| tile.row(k)[c]);
+                let k = expected.partition_point(|&tk| tk < s);
+                if k < levels {
+                    p.calibration[k] += 1;
+                }
             }
-        }
+        },
+    );
+    for p in &mut per {
         p.crps /= d as f64;
         p.crps_fair /= d as f64;
         p.width_90 /= d as f64;
-        p
-    });
+    }
     let total = shape.len() as f64;
     let crps = per.iter().map(|p| p.crps).sum::<f64>() / n as f64;
     let crps_fair = per.iter().map(|p| p.crps_fair).sum::<f64>() / n as f64;
@@ -197,16 +216,20 @@ impl Report {
     ) -> Result<Self> {
         check_size("m", 2, pred.m())?;
         let (crps, crps_fair, intervals) = sorted_metrics(pred, target)?;
+        let energy_score = energy_score(pred, target, domain, Estimator::Fair)?;
+        // one pass for the sample mean and std, shared by nll, the point metrics and spread
+        let (mean, std) = pred.mean_std();
         let probabilistic = Probabilistic {
-            nll: nll_samples(pred, target)?,
+            nll: nll_of(&mean, &std, target),
             crps,
             crps_fair: Some(crps_fair),
-            energy_score: Some(energy_score(pred, target, domain, Estimator::Fair)?),
+            energy_score: Some(energy_score),
         };
         Self::assemble(
             &Prediction::Samples(*pred),
             target,
             domain,
+            (mean, std),
             probabilistic,
             intervals,
         )
@@ -227,20 +250,28 @@ impl Report {
         };
         let prediction = Prediction::Gaussian(*pred);
         let intervals = Intervals::from_prediction(&prediction, target)?;
-        Self::assemble(&prediction, target, domain, probabilistic, intervals)
+        let mean_std = prediction.mean_std();
+        Self::assemble(
+            &prediction,
+            target,
+            domain,
+            mean_std,
+            probabilistic,
+            intervals,
+        )
     }
 
     fn assemble<T: Real, Y: Real>(
         pred: &Prediction<'_, T>,
         target: &[Y],
         domain: &Domain,
+        (mean, std): (Vec<f64>, Vec<f64>),
         p: Probabilistic,
         iv: Intervals,
     ) -> Result<Self> {
         let shape = pred.shape();
         shape.check_target("target", target)?;
         domain.check_points(shape.d)?;
-        let (mean, _) = pred.mean_std();
         let (cov, curve) = (&iv.coverage, &iv.curve);
         let mse = mse(&mean, target, shape)?;
         Ok(Self {
@@ -263,8 +294,8 @@ impl Report {
             interval_score_90: iv.interval_score_90,
             calibration_error: curve.mean_absolute_error(),
             miscalibration_area: curve.miscalibration_area(),
-            sharpness: sharpness(pred),
-            spread_skill: spread_skill(pred, target)?,
+            sharpness: sharpness_of(&std),
+            spread_skill: spread_skill_of(pred, &mean, &std, target),
         })
     }
 }

@@ -9,6 +9,11 @@ use crate::view::{Prediction, Real};
 /// sample std. Lower is sharper; only meaningful next to a calibration metric.
 pub fn sharpness<T: Real>(pred: &Prediction<'_, T>) -> f64 {
     let (_, sd) = pred.mean_std();
+    sharpness_of(&sd)
+}
+
+/// [`sharpness`] from the predictive standard deviations.
+pub(crate) fn sharpness_of(sd: &[f64]) -> f64 {
     (sd.iter().map(|s| s * s).sum::<f64>() / sd.len() as f64).sqrt()
 }
 
@@ -23,6 +28,16 @@ pub fn spread_skill<T: Real, Y: Real>(pred: &Prediction<'_, T>, target: &[Y]) ->
     let shape = pred.shape();
     shape.check_target("target", target)?;
     let (mu, sd) = pred.mean_std();
+    Ok(spread_skill_of(pred, &mu, &sd, target))
+}
+
+/// [`spread_skill`] from the predictive mean and standard deviation `[n, d]` (target checked).
+pub(crate) fn spread_skill_of<T: Real, Y: Real>(
+    pred: &Prediction<'_, T>,
+    mu: &[f64],
+    sd: &[f64],
+    target: &[Y],
+) -> f64 {
     let c = match pred {
         Prediction::Gaussian(_) => 1.0,
         Prediction::Samples(s) => (s.m() as f64 + 1.0) / s.m() as f64,
@@ -38,5 +53,5 @@ pub fn spread_skill<T: Real, Y: Real>(pred: &Prediction<'_, T>, target: &[Y]) ->
         })
         .sum::<f64>()
         / total;
-    Ok((c * var).sqrt() / mse.sqrt())
+    (c * var).sqrt() / mse.sqrt()
 }

@@ -6,6 +6,7 @@
 //! - sample predictions: `[m, n, d]`, **samples first** (neuralop / `pno predict` convention):
 //!   draw `k` of function `j` is `samples[(k*n + j)*d .. (k*n + j + 1)*d]`.
 
+use faer::traits::pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -167,20 +168,6 @@ pub struct SamplePred<'a, T> {
     shape: Shape,
 }
 
-/// The `m` draws of one function, transposed to `[d, m]` in `f64`, each point's draws sorted
-/// ascending. Produced by the crate's parallel per-function pass.
-pub(crate) struct SortedFunction<'b> {
-    pub(crate) m: usize,
-    pub(crate) data: &'b [f64],
-}
-
-impl SortedFunction<'_> {
-    /// The sorted draws at point `i`.
-    pub(crate) fn point(&self, i: usize) -> &[f64] {
-        &self.data[i * self.m..(i + 1) * self.m]
-    }
-}
-
 impl<'a, T: Real> SamplePred<'a, T> {
     /// Validates `samples.len() == m·n·d` (samples-first `[m, n, d]`), `m >= 1`, finiteness.
     ///
@@ -241,24 +228,29 @@ impl<'a, T: Real> SamplePred<'a, T> {
         let per: Vec<(Vec<f64>, Vec<f64>)> = (0..n)
             .into_par_iter()
             .map(|j| {
-                let mut mean = vec![0.0; d];
-                for k in 0..m {
-                    for (acc, &x) in mean.iter_mut().zip(self.draw(k, j)) {
-                        *acc += x.into();
-                    }
-                }
-                let inv = 1.0 / m as f64;
-                mean.iter_mut().for_each(|v| *v *= inv);
-                let mut var = vec![0.0; d];
-                for k in 0..m {
-                    for ((acc, &x), &mu) in var.iter_mut().zip(self.draw(k, j)).zip(&mean) {
-                        let e = x.into() - mu;
-                        *acc += e * e;
-                    }
-                }
-                let denom = if m > 1 { (m - 1) as f64 } else { 1.0 };
-                let std = var.iter().map(|v| (v / denom).sqrt()).collect();
-                (mean, std)
+                vectorized(
+                    #[inline(always)]
+                    || {
+                        let mut mean = vec![0.0; d];
+                        for k in 0..m {
+                            for (acc, &x) in mean.iter_mut().zip(self.draw(k, j)) {
+                                *acc += x.into();
+                            }
+                        }
+                        let inv = 1.0 / m as f64;
+                        mean.iter_mut().for_each(|v| *v *= inv);
+                        let mut var = vec![0.0; d];
+                        for k in 0..m {
+                            for ((acc, &x), &mu) in var.iter_mut().zip(self.draw(k, j)).zip(&mean) {
+                                let e = x.into() - mu;
+                                *acc += e * e;
+                            }
+                        }
+                        let denom = if m > 1 { (m - 1) as f64 } else { 1.0 };
+                        let std = var.iter().map(|v| (v / denom).sqrt()).collect();
+                        (mean, std)
+                    },
+                )
             })
             .collect();
         let mut mean = Vec::with_capacity(n * d);
@@ -270,50 +262,218 @@ impl<'a, T: Real> SamplePred<'a, T> {
         (mean, std)
     }
 
-    /// For each function (in parallel, results in function order), gathers the draws into a
-    /// `[d, m]` `f64` buffer with each point's draws sorted, and calls `f(j, sorted)`.
+    /// Folds every function's draws, point tile by point tile, with each point's draws sorted:
+    /// for each function `j` (in parallel; results in function order, so every reduction over
+    /// functions is deterministic) starts from `init()` and calls `visit(acc, j, i0, tile)` for
+    /// the tiles of points `i0 .. i0 + tile.width()` in ascending order.
     ///
-    /// Points are processed in tiles of [`TILE`]: the `m` draws of a tile are contiguous
-    /// `TILE`-wide rows of the samples-first layout, sorted column-wise by a data-independent
-    /// comparator network (vectorised min/max over the tile), then transposed into the buffer.
-    pub(crate) fn map_sorted<R: Send>(
+    /// How: the draws of a chunk of [`CHUNK`] points are staged row by row (`m` contiguous,
+    /// prefetch-friendly copies out of the samples-first layout); each [`TILE`] of points is then
+    /// sorted column-wise by a data-independent comparator network (vectorised min/max across the
+    /// tile, in `f32` whenever the values are exactly representable in `f32`, else in `f64`),
+    /// widened to `f64`, and handed to `visit` while it is still in L1. Widening after sorting
+    /// gives the same `f64` values as sorting in `f64`. The hot loop runs under runtime SIMD
+    /// dispatch (AVX2/FMA where available, via `pulp`).
+    pub(crate) fn fold_sorted<A: Send>(
         &self,
-        f: impl Fn(usize, &SortedFunction<'_>) -> R + Sync,
-    ) -> Vec<R> {
-        let (n, d, m) = (self.shape.n, self.shape.d, self.m);
+        init: impl Fn() -> A + Sync,
+        visit: impl Fn(&mut A, usize, usize, &SortedTile<'_>) + Sync,
+    ) -> Vec<A> {
+        let (n, m) = (self.shape.n, self.m);
         let net = sorting_network(m);
+        let arch = Arch::new();
         (0..n)
             .into_par_iter()
             .map_init(
-                || (vec![0.0f64; d * m], vec![[0.0f64; TILE]; m]),
-                |(buf, tile), j| {
-                    let mut i0 = 0;
-                    while i0 < d {
-                        let w = TILE.min(d - i0);
-                        for (k, row) in tile.iter_mut().enumerate() {
-                            let start = (k * n + j) * d + i0;
-                            for (dst, &x) in row.iter_mut().zip(&self.samples[start..start + w]) {
-                                *dst = x.into();
-                            }
-                        }
-                        sort_columns(tile, &net);
-                        let out = &mut buf[i0 * m..(i0 + w) * m];
-                        for (k, row) in tile.iter().enumerate() {
-                            for (c, &x) in row[..w].iter().enumerate() {
-                                out[c * m + k] = x;
-                            }
-                        }
-                        i0 += w;
-                    }
-                    f(j, &SortedFunction { m, data: buf })
+                || Scratch::new(m, self.samples[0]),
+                |scratch, j| {
+                    arch.dispatch(FunctionPass {
+                        pred: self,
+                        j,
+                        net: &net,
+                        scratch,
+                        acc: init(),
+                        visit: &visit,
+                    })
                 },
             )
             .collect()
     }
 }
 
-/// Points per tile of [`SamplePred::map_sorted`]: `m` rows of `TILE` `f64` stay in L1.
+/// The pass of [`SamplePred::fold_sorted`] over function `j`, run under runtime SIMD dispatch
+/// (`with_simd` and everything it calls is inlined into the dispatched, feature-enabled function,
+/// so the comparator network and the visitor are vectorised with the widest available
+/// instructions).
+struct FunctionPass<'p, 'a, T, A, V> {
+    pred: &'p SamplePred<'a, T>,
+    j: usize,
+    net: &'p [(usize, usize)],
+    scratch: &'p mut Scratch<T>,
+    acc: A,
+    visit: &'p V,
+}
+
+impl<T: Real, A, V: Fn(&mut A, usize, usize, &SortedTile<'_>)> WithSimd
+    for FunctionPass<'_, '_, T, A, V>
+{
+    type Output = A;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> A {
+        let Self {
+            pred,
+            j,
+            net,
+            scratch: s,
+            mut acc,
+            visit,
+        } = self;
+        let (n, d, m) = (pred.shape.n, pred.shape.d, pred.m);
+        for c0 in (0..d).step_by(CHUNK) {
+            let cw = CHUNK.min(d - c0);
+            for k in 0..m {
+                let src = (k * n + j) * d + c0;
+                s.stage[k * CHUNK..k * CHUNK + cw].copy_from_slice(&pred.samples[src..src + cw]);
+            }
+            for t0 in (0..cw).step_by(TILE) {
+                let w = TILE.min(cw - t0);
+                s.sort_tile(simd, t0, net);
+                visit(&mut acc, j, c0 + t0, &SortedTile { rows: &s.wide, w });
+            }
+        }
+        acc
+    }
+}
+
+/// Runs `f` under runtime SIMD dispatch (`pulp`): mark the closure `#[inline(always)]` and its
+/// loops are compiled for the widest available instruction set (AVX2/FMA), not the baseline
+/// SSE2 of the build target.
+pub(crate) fn vectorized<R>(f: impl FnMut() -> R) -> R {
+    struct Op<F>(F);
+    impl<R, F: FnMut() -> R> WithSimd for Op<F> {
+        type Output = R;
+
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, _simd: S) -> R {
+            // through `FnMut::call_mut`, the closure body itself (no `FnOnce` shim, which would
+            // not be inlined into the dispatched function)
+            let mut f = self.0;
+            f()
+        }
+    }
+    Arch::new().dispatch(Op(f))
+}
+
+/// Points per tile of [`SamplePred::fold_sorted`]: the `m` sorted draws of a tile (`m` rows of
+/// `TILE` values, in `f32` and `f64`) stay in L1.
 pub(crate) const TILE: usize = 32;
+
+/// Points per staged chunk of [`SamplePred::fold_sorted`] (a multiple of [`TILE`]): `m` rows of
+/// `CHUNK` inputs stay in L2, and each row is one long contiguous copy.
+const CHUNK: usize = 512;
+
+/// The `m` sorted draws of `width()` consecutive points of one function: `rows()[k][c]` is the
+/// `k`-th smallest draw (0-based) at the tile's point `c`.
+pub(crate) struct SortedTile<'t> {
+    rows: &'t [[f64; TILE]],
+    w: usize,
+}
+
+impl SortedTile<'_> {
+    /// Number of points in the tile (`TILE`, less at the end of a function).
+    pub(crate) fn width(&self) -> usize {
+        self.w
+    }
+
+    /// Number of draws `m`.
+    pub(crate) fn m(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Order statistic `k` (0-based) at every point: only the first [`Self::width`] are valid.
+    pub(crate) fn row(&self, k: usize) -> &[f64; TILE] {
+        &self.rows[k]
+    }
+
+    /// The `m` order statistics as rows.
+    pub(crate) fn rows(&self) -> &[[f64; TILE]] {
+        self.rows
+    }
+}
+
+/// Per-thread buffers of [`SamplePred::fold_sorted`].
+struct Scratch<T> {
+    /// Staged draws `[m, CHUNK]`.
+    stage: Vec<T>,
+    /// Tile in `f32`, `[m][TILE]`.
+    narrow: Vec<[f32; TILE]>,
+    /// Tile in `f64`, `[m][TILE]`: what the visitor reads.
+    wide: Vec<[f64; TILE]>,
+}
+
+impl<T: Real> Scratch<T> {
+    fn new(m: usize, fill: T) -> Self {
+        Self {
+            stage: vec![fill; m * CHUNK],
+            narrow: vec![[0.0; TILE]; m],
+            wide: vec![[0.0; TILE]; m],
+        }
+    }
+
+    /// Loads the staged points `t0 .. t0 + TILE` into `wide`, sorted per point (columns past the
+    /// end of the function hold stale but finite draws; visitors read only the tile's width).
+    #[inline(always)]
+    fn sort_tile<S: Simd>(&mut self, simd: S, t0: usize, net: &[(usize, usize)]) {
+        let Self {
+            stage,
+            narrow,
+            wide,
+        } = self;
+        if load_tile(stage, t0, narrow) {
+            sort_columns(simd, narrow, net);
+            widen(narrow, wide);
+        } else {
+            load_tile(stage, t0, wide);
+            sort_columns(simd, wide, net);
+        }
+    }
+}
+
+/// Converts staged columns `t0 .. t0 + TILE` (rows of `CHUNK`) into `tile`; true iff every value
+/// is exactly representable (always true for `f64` tiles).
+///
+/// Each row is converted into a local array and stored whole: LLVM cannot tell the scratch
+/// buffers apart and leaves in-place element loops scalar.
+#[inline(always)]
+fn load_tile<T: Real, K: Key>(stage: &[T], t0: usize, tile: &mut [[K; TILE]]) -> bool {
+    let mut exact = true;
+    for (row, staged) in tile.iter_mut().zip(stage.chunks_exact(CHUNK)) {
+        let src = &staged[t0..t0 + TILE];
+        let mut out = *row;
+        for (dst, &x) in out.iter_mut().zip(src) {
+            let v: f64 = x.into();
+            *dst = K::from_f64(v);
+            exact &= (*dst).into() == v;
+        }
+        *row = out;
+    }
+    exact
+}
+
+/// Widens a sorted `f32` tile to `f64` (exact), row by row through a local array (see
+/// [`load_tile`]).
+#[inline(always)]
+fn widen(narrow: &[[f32; TILE]], wide: &mut [[f64; TILE]]) {
+    for (dst, src) in wide.iter_mut().zip(narrow) {
+        let src = *src;
+        let mut out = [0.0; TILE];
+        for (d, s) in out.iter_mut().zip(src) {
+            *d = f64::from(s);
+        }
+        *dst = out;
+    }
+}
 
 /// Comparator pairs `(a, b)`, `a < b`, of Batcher's odd–even merge sort for `m` inputs (valid for
 /// any `m`, as if padded with `+∞` to a power of two).
@@ -339,17 +499,57 @@ pub(crate) fn sorting_network(m: usize) -> Vec<(usize, usize)> {
     net
 }
 
+/// A value the comparator network sorts: finite `f32` or `f64`.
+pub(crate) trait Key: Copy + Into<f64> {
+    /// Rounds an `f64` to the key type.
+    fn from_f64(v: f64) -> Self;
+
+    /// One comparator applied to every column of two tile rows: `lo, hi ← min, max`.
+    fn compare_exchange<S: Simd>(simd: S, lo: &mut [Self; TILE], hi: &mut [Self; TILE]);
+}
+
+/// [`Key::compare_exchange`] with explicit vector min/max (a plain `if` select compiles to
+/// masked stores, several times slower); the scalar tail only runs without SIMD.
+macro_rules! key_impl {
+    ($t:ty, $split:ident, $min:ident, $max:ident) => {
+        impl Key for $t {
+            #[inline(always)]
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+
+            #[inline(always)]
+            fn compare_exchange<S: Simd>(simd: S, lo: &mut [$t; TILE], hi: &mut [$t; TILE]) {
+                let (lo_v, lo_t) = S::$split(lo);
+                let (hi_v, hi_t) = S::$split(hi);
+                for (x, y) in lo_v.iter_mut().zip(hi_v) {
+                    let (p, q) = (*x, *y);
+                    *x = simd.$min(p, q);
+                    *y = simd.$max(p, q);
+                }
+                for (x, y) in lo_t.iter_mut().zip(hi_t) {
+                    let (p, q) = (*x, *y);
+                    *x = p.min(q);
+                    *y = p.max(q);
+                }
+            }
+        }
+    };
+}
+key_impl!(f32, as_mut_simd_f32s, min_f32s, max_f32s);
+key_impl!(f64, as_mut_simd_f64s, min_f64s, max_f64s);
+
 /// Sorts every column of `tile` (rows `[TILE]`) ascending with the comparator network `net`.
-/// Values are finite (checked in [`SamplePred::new`]), so `<` is a total order.
-pub(crate) fn sort_columns(tile: &mut [[f64; TILE]], net: &[(usize, usize)]) {
+/// Values are finite (checked in [`SamplePred::new`]), so min/max are a total order.
+#[inline(always)]
+pub(crate) fn sort_columns<S: Simd, K: Key>(
+    simd: S,
+    tile: &mut [[K; TILE]],
+    net: &[(usize, usize)],
+) {
     for &(a, b) in net {
         let (lo, hi) = tile.split_at_mut(b);
-        let (ra, rb) = (&mut lo[a], &mut hi[0]);
-        for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
-            let (p, q) = (*x, *y);
-            *x = p.min(q);
-            *y = p.max(q);
-        }
+        K::compare_exchange(simd, &mut lo[a], &mut hi[0]);
     }
 }
 
@@ -396,6 +596,16 @@ impl<'a, T> From<SamplePred<'a, T>> for Prediction<'a, T> {
     }
 }
 
+/// The `w <= TILE` values `y[start .. start + w]` in `f64`, zero-padded to a tile.
+#[inline(always)]
+pub(crate) fn target_tile<Y: Real>(y: &[Y], start: usize, w: usize) -> [f64; TILE] {
+    let mut out = [0.0; TILE];
+    for (o, &v) in out.iter_mut().zip(&y[start..start + w]) {
+        *o = v.into();
+    }
+    out
+}
+
 /// Mean of per-function values (summed in function order).
 pub(crate) fn mean_of(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
@@ -404,6 +614,7 @@ pub(crate) fn mean_of(values: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::traits::pulp::Scalar;
 
     #[test]
     fn sorting_network_sorts_columns_for_every_size() {
@@ -426,7 +637,7 @@ mod tests {
             expected
                 .iter_mut()
                 .for_each(|col| col.sort_by(f64::total_cmp));
-            sort_columns(&mut tile, &net);
+            sort_columns(Scalar::new(), &mut tile, &net);
             for (c, col) in expected.iter().enumerate() {
                 let got: Vec<f64> = tile.iter().map(|r| r[c]).collect();
                 assert_eq!(&got, col, "m = {m}, column {c}");
