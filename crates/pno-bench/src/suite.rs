@@ -182,6 +182,18 @@ fn merge(a: &mut Value, b: &Value) {
     }
 }
 
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -288,9 +300,16 @@ impl Suite {
                             gpath.display().to_string(),
                         )
                     })?;
-                    let pde = pno_solvers::canonical_pde(&pde)?;
+                    let pde = pno_solvers::canonical_pde(&pde)
+                        .map_err(|e| err(&key("generator"), "a known PDE", chain(&e)))?;
                     // Build once to validate the parameters now rather than mid-suite.
-                    pno_solvers::build(pde, Value::Object(cfg.clone()))?;
+                    pno_solvers::build(pde, Value::Object(cfg.clone())).map_err(|e| {
+                        err(
+                            &key("set"),
+                            "valid generator parameters (generator file + set)",
+                            chain(&e),
+                        )
+                    })?;
                     let n = n.unwrap_or(0) as usize;
                     if n < 4 {
                         return Err(err(&key("set.n"), "at least 4 samples", n.to_string()));
