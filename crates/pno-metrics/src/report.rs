@@ -41,7 +41,7 @@ pub struct Report {
     pub crps: f64,
     /// Fair ensemble CRPS ([`crate::crps_fair`]); `null` for a Gaussian prediction.
     pub crps_fair: Option<f64>,
-    /// Fair energy score with the domain's discretised L² norm ([`energy_score`]); `null` for a
+    /// Fair energy score with the domain's discretised L² norm ([`crate::energy_score`]); `null` for a
     /// Gaussian prediction.
     pub energy_score: Option<f64>,
     /// Pointwise coverage at 0.5 ([`coverage_levels`]).
