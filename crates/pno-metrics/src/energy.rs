@@ -34,6 +34,22 @@ pub fn energy_score<T: Real, Y: Real>(
     domain: &Domain,
     estimator: Estimator,
 ) -> Result<f64> {
+    Ok(energy_pass(pred, target, domain, estimator, false)?.0)
+}
+
+/// The sample mean and unbiased std `[n, d]`, as [`SamplePred::mean_std`] computes them.
+pub(crate) type Moments = (Vec<f64>, Vec<f64>);
+
+/// [`energy_score`], and with `moments` also the pointwise sample mean and std from the same
+/// read of the draws (the energy score centres on that mean anyway); same arithmetic, in the
+/// same order, as [`SamplePred::mean_std`], so the values are identical.
+pub(crate) fn energy_pass<T: Real, Y: Real>(
+    pred: &SamplePred<'_, T>,
+    target: &[Y],
+    domain: &Domain,
+    estimator: Estimator,
+    moments: bool,
+) -> Result<(f64, Option<Moments>)> {
     let shape = pred.shape();
     shape.check_target("target", target)?;
     domain.check_points(shape.d)?;
@@ -47,7 +63,8 @@ pub fn energy_score<T: Real, Y: Real>(
         Estimator::Standard => 1.0 / (mf * mf),
         Estimator::Fair => 1.0 / (mf * (mf - 1.0)),
     };
-    let per: Vec<f64> = (0..n)
+    let (inv, denom) = (1.0 / mf, if m > 1 { (m - 1) as f64 } else { 1.0 });
+    let per: Vec<(f64, Option<Moments>)> = (0..n)
         .into_par_iter()
         .map_init(
             || {
@@ -57,6 +74,7 @@ pub fn energy_score<T: Real, Y: Real>(
                 )
             },
             |(z, g), j| {
+                let mut mom = moments.then(|| (vec![0.0; d], vec![0.0; d]));
                 for c0 in (0..d).step_by(CHUNK) {
                     let cw = CHUNK.min(d - c0);
                     vectorized(
@@ -72,12 +90,22 @@ pub fn energy_score<T: Real, Y: Real>(
                                     *acc += x.into();
                                 }
                             }
-                            last.iter_mut().for_each(|v| *v /= mf);
+                            last.iter_mut().for_each(|v| *v *= inv);
                             for (k, row) in rows.chunks_exact_mut(CHUNK).enumerate() {
                                 let draw = &pred.draw(k, j)[c0..c0 + cw];
                                 for ((dst, &x), &mu) in row.iter_mut().zip(draw).zip(last.iter()) {
                                     *dst = x.into() - mu;
                                 }
+                            }
+                            if let Some((mean, std)) = mom.as_mut() {
+                                mean[c0..c0 + cw].copy_from_slice(last);
+                                let var = &mut std[c0..c0 + cw];
+                                for row in rows.chunks_exact(CHUNK) {
+                                    for (acc, &e) in var.iter_mut().zip(row) {
+                                        *acc += e * e;
+                                    }
+                                }
+                                var.iter_mut().for_each(|v| *v = (*v / denom).sqrt());
                             }
                             let y = &target[j * d + c0..j * d + c0 + cw];
                             for (v, &t) in last.iter_mut().zip(y) {
@@ -114,9 +142,21 @@ pub fn energy_score<T: Real, Y: Real>(
                         pair += dist(k, l);
                     }
                 }
-                abs / mf - c * pair
+                (abs / mf - c * pair, mom)
             },
         )
         .collect();
-    Ok(mean_of(&per))
+    let es: Vec<f64> = per.iter().map(|p| p.0).collect();
+    let moments = moments.then(|| {
+        let mut mean = Vec::with_capacity(n * d);
+        let mut std = Vec::with_capacity(n * d);
+        for (_, mom) in per {
+            if let Some((mu, sd)) = mom {
+                mean.extend(mu);
+                std.extend(sd);
+            }
+        }
+        (mean, std)
+    });
+    Ok((mean_of(&es), moments))
 }

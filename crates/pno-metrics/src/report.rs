@@ -11,7 +11,7 @@ use crate::coverage::{
 };
 use crate::crps::{Estimator, crps_gaussian, crps_tile};
 use crate::domain::Domain;
-use crate::energy::energy_score;
+use crate::energy::energy_pass;
 use crate::error::Result;
 use crate::nll::{nll_gaussian, nll_of};
 use crate::quantile::{QuantileIndex, central_level_ranked, ranks_tile};
@@ -41,7 +41,7 @@ pub struct Report {
     pub crps: f64,
     /// Fair ensemble CRPS ([`crate::crps_fair`]); `null` for a Gaussian prediction.
     pub crps_fair: Option<f64>,
-    /// Fair energy score with the domain's discretised L² norm ([`energy_score`]); `null` for a
+    /// Fair energy score with the domain's discretised L² norm ([`crate::energy_score`]); `null` for a
     /// Gaussian prediction.
     pub energy_score: Option<f64>,
     /// Pointwise coverage at 0.5 ([`coverage_levels`]).
@@ -216,9 +216,10 @@ impl Report {
     ) -> Result<Self> {
         check_size("m", 2, pred.m())?;
         let (crps, crps_fair, intervals) = sorted_metrics(pred, target)?;
-        let energy_score = energy_score(pred, target, domain, Estimator::Fair)?;
-        // one pass for the sample mean and std, shared by nll, the point metrics and spread
-        let (mean, std) = pred.mean_std();
+        // the energy pass also yields the sample mean and std (shared by nll, the point metrics
+        // and spread), saving one more read of the draws
+        let (energy_score, moments) = energy_pass(pred, target, domain, Estimator::Fair, true)?;
+        let (mean, std) = moments.unwrap_or_else(|| pred.mean_std());
         let probabilistic = Probabilistic {
             nll: nll_of(&mean, &std, target),
             crps,

@@ -273,7 +273,8 @@ impl<'a, T: Real> SamplePred<'a, T> {
     /// tile, in `f32` whenever the values are exactly representable in `f32`, else in `f64`),
     /// widened to `f64`, and handed to `visit` while it is still in L1. Widening after sorting
     /// gives the same `f64` values as sorting in `f64`. The hot loop runs under runtime SIMD
-    /// dispatch (AVX2/FMA where available, via `pulp`).
+    /// dispatch (AVX2/FMA where available, via `pulp`); mark `visit` `#[inline(always)]` so it
+    /// is compiled into the dispatched loop too.
     pub(crate) fn fold_sorted<A: Send>(
         &self,
         init: impl Fn() -> A + Sync,
@@ -643,5 +644,43 @@ mod tests {
                 assert_eq!(&got, col, "m = {m}, column {c}");
             }
         }
+    }
+
+    /// Every point's draws as `fold_sorted` presents them equal the sorted draws, for `f32` and
+    /// `f64` inputs, with ties, partial tiles and chunks (`d` = 600 spans two chunks).
+    #[test]
+    fn fold_sorted_presents_each_points_sorted_draws() {
+        let (m, n, d) = (37, 3, 600);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1001) as f64 / 64.0 - 7.0
+        };
+        let x64: Vec<f64> = (0..m * n * d).map(|_| next()).collect();
+        // not exactly representable in f32: the f64 tile path
+        let x64_inexact: Vec<f64> = x64.iter().map(|v| v + 1e-10).collect();
+        let x32: Vec<f32> = x64.iter().map(|&v| v as f32).collect();
+        fn check<T: Real>(x: &[T], m: usize, n: usize, d: usize) {
+            let pred = SamplePred::new(x, m, n, d).unwrap();
+            let got = pred.fold_sorted(Vec::new, |acc: &mut Vec<Vec<f64>>, _, i0, tile| {
+                assert_eq!(acc.len(), i0);
+                for c in 0..tile.width() {
+                    acc.push(tile.rows().iter().map(|r| r[c]).collect());
+                }
+            });
+            for (j, points) in got.iter().enumerate() {
+                assert_eq!(points.len(), d);
+                for (i, sorted) in points.iter().enumerate() {
+                    let mut want: Vec<f64> = (0..m).map(|k| pred.draw(k, j)[i].into()).collect();
+                    want.sort_by(f64::total_cmp);
+                    assert_eq!(sorted, &want, "function {j}, point {i}");
+                }
+            }
+        }
+        check(&x64, m, n, d);
+        check(&x64_inexact, m, n, d);
+        check(&x32, m, n, d);
     }
 }
