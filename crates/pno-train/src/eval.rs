@@ -300,7 +300,7 @@ pub fn run_fields(trained: &TrainedModel, data: &Path) -> Result<(Fields, Proven
     if fields.cin != trained.file.in_channels || fields.cout != trained.file.out_channels {
         return Err(TrainError::DataShape {
             path: data.to_path_buf(),
-            field: spec.x.clone(),
+            field: spec.x,
             expected: format!(
                 "{} input and {} target channel(s) like the run",
                 trained.file.in_channels, trained.file.out_channels
