@@ -16,8 +16,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/targe
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; exit 1; }
 [ -f "$REF/server.py" ] || { echo "no peer at $REF (set SERVE_REF)" >&2; exit 1; }
 # Same package set as bench/train.sh, so burn's features unify identically.
-cargo build --release --locked -p pno-cli -p pno-train --bins --benches
-PNO=$CARGO_TARGET_DIR/release/pno
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -p pno-cli -p pno-train --bins --benches
+PNO=${PNO:-$CARGO_TARGET_DIR/release/pno}
 WORK=${WORK:-$(dirname "$CARGO_TARGET_DIR")/bench-serve}
 mkdir -p "$WORK"
 export OMP_WAIT_POLICY=PASSIVE RAYON_NUM_THREADS=2
