@@ -16,8 +16,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/targe
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; exit 1; }
 [ -f "$REF/server.py" ] || { echo "no peer at $REF (set SERVE_REF)" >&2; exit 1; }
 # Same package set as bench/train.sh, so burn's features unify identically.
-cargo build --release --locked -p pno-cli -p pno-train --bins --benches
-PNO=$CARGO_TARGET_DIR/release/pno
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -p pno-cli -p pno-train --bins --benches
+PNO=${PNO:-$CARGO_TARGET_DIR/release/pno}
 WORK=${WORK:-$(dirname "$CARGO_TARGET_DIR")/bench-serve}
 mkdir -p "$WORK"
 export OMP_WAIT_POLICY=PASSIVE RAYON_NUM_THREADS=2
@@ -39,42 +39,32 @@ if [ ! -f "$RUN/model.json" ]; then
 fi
 "$PY" "$REF/load.py" body --out "$WORK/body.json" --n-samples 32 >/dev/null
 
-PID=""
-stop() { if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" || true; fi; PID=""; }
-trap stop EXIT
-wait_ready() {  # url
+PIDS=()
+stop_all() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; }
+trap stop_all EXIT
+wait_ready() {  # url pid
   for _ in $(seq 1 600); do
     curl -sf "$1/v2/health/ready" >/dev/null 2>&1 && return 0
-    kill -0 "$PID" 2>/dev/null || return 1
+    kill -0 "$2" 2>/dev/null || return 1
     sleep 0.2
   done
   return 1
 }
-wait_idle() {  # our server: nothing queued or computing (requests left by wrk still run)
+wait_idle() {  # nothing queued or computing (pno-serve drops queued requests whose client left,
+               # but a running forward finishes); the peer has no such metric: a short pause
   local url=$1
   for _ in $(seq 1 600); do
     m=$(curl -sf "$url/metrics" || true)
+    [ -z "$m" ] && { sleep 2; return 0; }
     if echo "$m" | grep -q '^pno_inference_pending_request_count 0$' &&
        echo "$m" | grep -q '^pno_inference_running_count 0$'; then return 0; fi
-    [ -z "$m" ] && return 0
     sleep 0.5
   done
 }
-measure() {  # name url
-  local name=$1 url=$2
-  python3 "$REF/smoke.py" --base "$url" > "$WORK/smoke_$name.txt" || {
-    echo "smoke failed for $name" >&2; tail -5 "$WORK/smoke_$name.txt" >&2; }
-  BODY=$WORK/body.json wrk -t1 -c8 -d"${WARM}s" --timeout 60s -s "$REF/wrk_post.lua" "$url/v2/models/pno/infer" >/dev/null
-  for c in $LEVELS; do
-    wait_idle "$url"; sleep 2
-    local load; load=$(cut -d' ' -f1 /proc/loadavg)
-    local line
-    line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "$REF/wrk_post.lua" \
-      "$url/v2/models/pno/infer" | sed -n 's/^WRKJSON //p')
-    echo "{\"server\":\"$name\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
-  done
-}
 
+# Start every server (idle ones use memory, not CPU), then interleave them level by level so that
+# each pair of measurements sees the same machine load.
+NAMES=(); URLS=()
 port=18431
 for conc in $OURS; do
   cat > "$WORK/serve_$conc.toml" <<TOML
@@ -85,20 +75,38 @@ max_concurrency = $conc
 max_queue = 64
 TOML
   RUST_LOG=warn "$PNO" serve --config "$WORK/serve_$conc.toml" >/dev/null 2>"$WORK/pno_serve_$conc.log" &
-  PID=$!
-  wait_ready "http://127.0.0.1:$port" || { echo "pno serve did not start" >&2; cat "$WORK/pno_serve_$conc.log" >&2; exit 1; }
-  measure "pno-serve c$conc" "http://127.0.0.1:$port"
-  stop
+  PIDS+=($!)
+  wait_ready "http://127.0.0.1:$port" "$!" || { echo "pno serve did not start" >&2; cat "$WORK/pno_serve_$conc.log" >&2; exit 1; }
+  NAMES+=("pno-serve c$conc"); URLS+=("http://127.0.0.1:$port"); port=$((port + 1))
 done
+# server.py imports torch_fno from the folder above it (its own sys.path entry assumes another layout).
 for cfg in $PEERS; do
   w=${cfg%%x*}; rest=${cfg#*x}; t=${rest%%c*}; ic=1
   [[ "$rest" == *c* ]] && ic=${rest#*c}
-  (cd "$REF" && exec "$PY" server.py --port $port --workers "$w" --threads "$t" --infer-conc "$ic") >"$WORK/peer_$cfg.log" 2>&1 &
-  PID=$!
-  wait_ready "http://127.0.0.1:$port" || { echo "peer did not start" >&2; cat "$WORK/peer_$cfg.log" >&2; exit 1; }
-  measure "python $cfg" "http://127.0.0.1:$port"
-  stop
+  (cd "$REF" && PYTHONPATH="$(dirname "$REF")${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" server.py --port $port --workers "$w" --threads "$t" --infer-conc "$ic") >"$WORK/peer_$cfg.log" 2>&1 &
+  PIDS+=($!)
+  wait_ready "http://127.0.0.1:$port" "$!" || { echo "peer did not start" >&2; cat "$WORK/peer_$cfg.log" >&2; exit 1; }
+  NAMES+=("python $cfg"); URLS+=("http://127.0.0.1:$port"); port=$((port + 1))
 done
+for i in "${!NAMES[@]}"; do
+  python3 "$REF/smoke.py" --base "${URLS[$i]}" > "$WORK/smoke_$i.txt" ||
+    { echo "smoke failed for ${NAMES[$i]}" >&2; grep FAIL "$WORK/smoke_$i.txt" >&2; }
+  echo "smoke ${NAMES[$i]}: $(tail -1 "$WORK/smoke_$i.txt")" >&2
+  BODY=$WORK/body.json wrk -t1 -c8 -d"${WARM}s" --timeout 60s -s "$REF/wrk_post.lua" "${URLS[$i]}/v2/models/pno/infer" >/dev/null
+  wait_idle "${URLS[$i]}"
+done
+for c in $LEVELS; do
+  for i in "${!NAMES[@]}"; do
+    wait_idle "${URLS[$i]}"; sleep 2
+    load=$(cut -d' ' -f1 /proc/loadavg)
+    line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "$REF/wrk_post.lua" \
+      "${URLS[$i]}/v2/models/pno/infer" | sed -n 's/^WRKJSON //p')
+    echo "{\"server\":\"${NAMES[$i]}\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
+    wait_idle "${URLS[$i]}"
+  done
+done
+stop_all
+trap - EXIT
 
 python3 - "$OUT" <<'PYEOF'
 import json, sys

@@ -66,12 +66,21 @@ async fn real_socket_serves_and_drains_gracefully() {
         tokio::spawn(
             async move { http(addr, "POST", "/v2/models/pno/infer", body2.as_bytes()).await },
         );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(st.gate().waiting(), 1);
+    let t = std::time::Instant::now();
+    while st.gate().waiting() != 1 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "request never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // … then SIGTERM: readiness false, new requests refused …
     tx.send(()).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(st.is_draining());
+    let t = std::time::Instant::now();
+    while !st.is_draining() {
+        assert!(t.elapsed() < Duration::from_secs(20), "never drained");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(st.readiness().is_err());
     // … the in-flight one still finishes, and the server exits cleanly.
     drop(slot);
