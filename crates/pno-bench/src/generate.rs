@@ -48,11 +48,22 @@ pub struct Written {
     pub threads: usize,
 }
 
+/// The dataset keys of a generator config (everything else is a generator parameter).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatasetKeys {
+    /// `pde`.
+    pub pde: Option<String>,
+    /// `n`.
+    pub n: Option<u64>,
+    /// `seed`.
+    pub seed: Option<u64>,
+    /// `samples_per_file`.
+    pub samples_per_file: Option<u64>,
+}
+
 /// Remove and return the dataset keys (`pde`, `n`, `seed`, `samples_per_file`) of a generator
 /// config, checking their types.
-pub fn take_dataset_keys(
-    cfg: &mut Map<String, Value>,
-) -> std::result::Result<(Option<String>, Option<u64>, Option<u64>, Option<u64>), String> {
+pub fn take_dataset_keys(cfg: &mut Map<String, Value>) -> std::result::Result<DatasetKeys, String> {
     let mut take = |key: &str| -> std::result::Result<Option<u64>, String> {
         match cfg.remove(key) {
             None => Ok(None),
@@ -67,7 +78,12 @@ pub fn take_dataset_keys(
         Some(Value::String(s)) => Some(s),
         Some(v) => return Err(format!("config key `pde`: expected a PDE name, got {v}")),
     };
-    Ok((pde, n, seed, spf))
+    Ok(DatasetKeys {
+        pde,
+        n,
+        seed,
+        samples_per_file: spf,
+    })
 }
 
 /// Generate `job` into the dataset folder `out`; `progress(k)` is called as samples finish.

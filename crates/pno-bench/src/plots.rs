@@ -54,14 +54,11 @@ pub fn ensure_font() -> Result<()> {
 }
 
 type Draw<'a> = dyn Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> std::result::Result<(), String> + 'a;
+type DrawPng<'a> =
+    dyn Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> std::result::Result<(), String> + 'a;
 
 /// Draw one figure twice: `stem.svg` and `stem.png`, `size` pixels. Returns both paths.
-fn both(
-    stem: &Path,
-    size: (u32, u32),
-    svg: &Draw<'_>,
-    png: &dyn Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> std::result::Result<(), String>,
-) -> Result<[PathBuf; 2]> {
+fn both(stem: &Path, size: (u32, u32), svg: &Draw<'_>, png: &DrawPng<'_>) -> Result<[PathBuf; 2]> {
     ensure_font()?;
     let (s, p) = (stem.with_extension("svg"), stem.with_extension("png"));
     let fail = |path: &Path, what: String| BenchError::Plot {

@@ -291,8 +291,9 @@ impl Suite {
                     let Value::Object(mut cfg) = cfgv else {
                         unreachable!("merging objects gives an object")
                     };
-                    let (pde, n, seed, spf) = take_dataset_keys(&mut cfg)
+                    let keys = take_dataset_keys(&mut cfg)
                         .map_err(|e| err(&key("set"), "valid dataset keys", e))?;
+                    let (pde, n, seed, spf) = (keys.pde, keys.n, keys.seed, keys.samples_per_file);
                     let pde = pde.ok_or_else(|| {
                         err(
                             &key("generator"),

@@ -65,8 +65,8 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
     for s in &args.set {
         apply_set(&mut cfg, s)?;
     }
-    let (named, n_cfg, seed_cfg, spf_cfg) =
-        pno_bench::generate::take_dataset_keys(&mut cfg).map_err(anyhow::Error::msg)?;
+    let keys = pno_bench::generate::take_dataset_keys(&mut cfg).map_err(anyhow::Error::msg)?;
+    let (named, n_cfg, seed_cfg, spf_cfg) = (keys.pde, keys.n, keys.seed, keys.samples_per_file);
     if let Some(v) = named {
         let named = pno_solvers::canonical_pde(&v)?;
         if named != pde {

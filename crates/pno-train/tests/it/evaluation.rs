@@ -296,7 +296,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
     // With a tiny bound every trajectory counts as diverged, and the clipped draws stay finite.
     let tight = EvalOptions {
         divergence_factor: 1e-6,
-        ..opts.clone()
+        ..opts
     };
     let e = evaluate(&t, &data, &tight, &device).unwrap();
     assert!(e.rollout.iter().all(|s| s.diverged_fraction == 1.0));
@@ -304,7 +304,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
     // Longer than the trajectories, or a run without windows: refused with the option named.
     let long = EvalOptions {
         rollout: 6,
-        ..opts.clone()
+        ..opts
     };
     let err = evaluate(&t, &data, &long, &device).unwrap_err();
     assert!(err.to_string().contains("--rollout"), "{err}");
