@@ -302,10 +302,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
     assert!(e.rollout.iter().all(|s| s.diverged_fraction == 1.0));
     assert!(e.rollout.iter().all(|s| s.report.crps.is_finite()));
     // Longer than the trajectories, or a run without windows: refused with the option named.
-    let long = EvalOptions {
-        rollout: 6,
-        ..opts
-    };
+    let long = EvalOptions { rollout: 6, ..opts };
     let err = evaluate(&t, &data, &long, &device).unwrap_err();
     assert!(err.to_string().contains("--rollout"), "{err}");
     let e = evaluate(
