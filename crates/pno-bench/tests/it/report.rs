@@ -77,7 +77,15 @@ fn a_suite_runs_resumes_and_writes_every_report_file() {
     assert!(!lines.iter().any(|l| l.contains("generating")), "{lines:?}");
     let r_old: pno_bench::CellResult = serde_json::from_slice(&before).unwrap();
     let r_new = &again[4];
-    assert_eq!(r_old.metrics, r_new.metrics);
+    // Same run, same draws: equal up to the order of parallel sums.
+    assert_eq!(r_old.metrics.len(), r_new.metrics.len());
+    for (k, v) in &r_old.metrics {
+        let (a, b) = (v.as_f64().unwrap(), r_new.metrics[k].as_f64().unwrap());
+        assert!(
+            (a - b).abs() <= 1e-12 * a.abs().max(1e-300),
+            "{k}: {a} vs {b}"
+        );
+    }
 
     let files = write_report(&suite, &again, &out).unwrap();
     for f in &files.files {
@@ -245,11 +253,7 @@ fn tables_aggregate_over_seeds_and_mark_the_best() {
     let t = Table::new("p", &names, &cols, &results);
     assert_eq!(t.best, vec![vec![0], vec![2]]);
     let (m, s, n) = t.cells[0][0].unwrap();
-    assert!(
-        (m - 0.11).abs() < 1e-12
-            && (s - 0.02f64.sqrt() / 10f64.sqrt() * 1.0).abs() < 1e-3
-            && n == 2
-    );
+    assert!((m - 0.11).abs() < 1e-12 && (s - 0.02f64.sqrt() / 10.0).abs() < 1e-12 && n == 2);
     let md = t.markdown();
     assert!(md.contains("| a | **0.1100 ± 0.01414** |"), "{md}");
     assert!(md.contains("| c | 0.3000 | **0.8800** |"), "{md}");
