@@ -137,3 +137,89 @@ fn bench_validates_suites_and_lists_their_cells() {
     assert!(e.contains("samlpes"), "{e}");
     assert!(!std::path::Path::new("unused").exists());
 }
+
+#[test]
+fn a_killed_suite_resumes_to_the_uninterrupted_results() {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("darcy.toml"),
+        "pde = \"darcy\"\nn = 40\nseed = 3\nresolution = 16\n",
+    )
+    .unwrap();
+    let suite = dir.path().join("s.toml");
+    std::fs::write(
+        &suite,
+        r#"[suite]
+name = "k"
+seeds = [0]
+samples = 4
+[[pde]]
+name = "d"
+generator = "darcy.toml"
+data = { n_test = 8, check = false }
+model = { hidden_channels = 6, n_layers = 2, n_modes = [4, 4], lifting_channels = 8, projection_channels = 8 }
+train = { epochs = 40, batch_size = 4, lr = 0.003 }
+[[method]]
+name = "fno"
+model = { kind = "fno" }
+[[method]]
+name = "pno_d"
+model = { kind = "pno_d", dropout = 0.1 }
+"#,
+    )
+    .unwrap();
+    let s = suite.to_str().unwrap();
+    let full = dir.path().join("full");
+    pno_ok(&[
+        "bench",
+        "--suite",
+        s,
+        "--out",
+        full.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args([
+            "bench",
+            "--suite",
+            s,
+            "--out",
+            killed.to_str().unwrap(),
+            "--quiet",
+        ])
+        .spawn()
+        .unwrap();
+    // Kill -9 while the second cell trains (its first checkpoint is indexed).
+    let ckpt = killed.join("cells/d/pno_d/seed0/run/checkpoints/index.json");
+    let t0 = Instant::now();
+    while !ckpt.exists() && t0.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args(["bench", "--suite", s, "--out", killed.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("d/fno/seed0: done earlier, kept"), "{log}");
+    for m in ["fno", "pno_d"] {
+        let read = |root: &std::path::Path| -> serde_json::Value {
+            let p = root.join(format!("cells/d/{m}/seed0/cell.json"));
+            serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+        };
+        let (a, b) = (read(&full), read(&killed));
+        for (k, v) in a["metrics"].as_object().unwrap() {
+            let (x, y) = (v.as_f64().unwrap(), b["metrics"][k].as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-9 * x.abs().max(1e-300),
+                "{m} {k}: {x} vs {y}"
+            );
+        }
+    }
+    assert!(killed.join("index.html").exists());
+}
