@@ -49,6 +49,12 @@ pub enum BenchError {
     /// The data engine failed.
     #[error(transparent)]
     Data(#[from] pno_data::Error),
+    /// Dataset generation failed.
+    #[error(transparent)]
+    Gen(#[from] pno_gen::GenError),
+    /// A run folder could not be read.
+    #[error(transparent)]
+    Run(#[from] pno_run::RunError),
     /// Training, calibration or evaluation failed.
     #[error(transparent)]
     Train(#[from] pno_train::TrainError),

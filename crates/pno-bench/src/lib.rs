@@ -15,7 +15,6 @@
 //! ```
 
 pub mod error;
-pub mod generate;
 pub mod plots;
 pub mod report;
 pub mod runner;

@@ -18,12 +18,11 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use pno_core::Split;
 use pno_models::burn::tensor::Device;
+use pno_run::{CalibrationRecord, load_trained};
 use pno_train::eval::{Curves, RolloutStep};
-use pno_train::{
-    CalibrateOptions, CalibrationRecord, EvalOptions, Quiet, Split, TrainOptions, calibrate,
-    evaluate, load_trained, train,
-};
+use pno_train::{CalibrateOptions, EvalOptions, Quiet, TrainOptions, calibrate, evaluate, train};
 
 use crate::error::{BenchError, Result, io_err};
 use crate::suite::{Cell, DataSource, Suite};
@@ -175,7 +174,7 @@ pub fn ensure_data(
         std::fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
     }
     log(&format!("generating {} ({} × {})", p.name, job.n, job.pde));
-    crate::generate::generate(job, &dir, &|_| {})?;
+    pno_gen::generate(job, &dir, &|_| {})?;
     write_json(&stamp, &want)?;
     Ok(dir)
 }
@@ -255,7 +254,7 @@ pub fn run_cell(
                 &run,
                 data,
                 &CalibrateOptions {
-                    split: Split::Calibration,
+                    split: Some(Split::Calibration),
                     level: conf.level,
                     mode: conf.mode,
                     samples: suite.samples,
@@ -272,7 +271,7 @@ pub fn run_cell(
     let trained = load_trained(&run, &opts.device)?;
     let windowed = trained.file.data.window.is_some();
     let eo = EvalOptions {
-        split: Split::Test,
+        split: Some(Split::Test),
         samples: suite.samples,
         seed: c.seed,
         batch: opts.batch,

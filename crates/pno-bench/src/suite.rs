@@ -34,10 +34,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use pno_train::{ConformalMode, RunConfig};
+use pno_run::ConformalMode;
+use pno_train::RunConfig;
 
 use crate::error::{BenchError, Result, io_err};
-use crate::generate::{Job, take_dataset_keys};
+use pno_gen::{Job, take_dataset_keys};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -292,7 +293,7 @@ impl Suite {
                         unreachable!("merging objects gives an object")
                     };
                     let keys = take_dataset_keys(&mut cfg)
-                        .map_err(|e| err(&key("set"), "valid dataset keys", e))?;
+                        .map_err(|e| err(&key("set"), "valid dataset keys", e.to_string()))?;
                     let (pde, n, seed, spf) = (keys.pde, keys.n, keys.seed, keys.samples_per_file);
                     let pde = pde.ok_or_else(|| {
                         err(

@@ -5,6 +5,10 @@
 //! pno data check data/darcy64
 //! ```
 
+// Doc comments on the argument structs are clap's terminal help text (`[data]` means a TOML
+// table there, `<model>` a placeholder), not rustdoc markup.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod cmd;
 mod config;
 mod device;
@@ -50,11 +54,11 @@ enum Commands {
     /// Train a (probabilistic) neural operator from a TOML config; fault-tolerant, resumable.
     Train(cmd::train::TrainArgs),
     /// Predict mean, std, samples and quantiles with a trained run.
-    Predict(cmd::train::PredictArgs),
+    Predict(cmd::predict::PredictArgs),
     /// Accuracy and uncertainty metrics of a trained run on a dataset split.
     Eval(cmd::eval::EvalArgs),
     /// Split-conformal calibration of a run's predictive spread.
-    Calibrate(cmd::eval::CalibrateArgs),
+    Calibrate(cmd::calibrate::CalibrateArgs),
     /// Run a benchmark suite (methods × PDEs × seeds) and write its report.
     Bench(cmd::bench::BenchArgs),
     /// Serve trained runs over the Open Inference Protocol v2 (REST, JSON and binary tensors).
@@ -71,9 +75,9 @@ fn main() -> ExitCode {
         Commands::Generate(args) => cmd::generate::run(args, cli.json, cli.quiet),
         Commands::Data(args) => cmd::data::run(args, cli.json),
         Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
-        Commands::Predict(args) => cmd::train::run_predict(args, cli.json),
+        Commands::Predict(args) => cmd::predict::run(args, cli.json),
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
-        Commands::Calibrate(args) => cmd::eval::run_calibrate(args, cli.json),
+        Commands::Calibrate(args) => cmd::calibrate::run(args, cli.json),
         Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
         Commands::Serve(args) => cmd::serve::run(args),
         Commands::Keys(args) => cmd::keys::run(args, cli.json),

@@ -21,6 +21,32 @@ pub fn atomic_write_with<F>(path: &Path, fill: F) -> Result<()>
 where
     F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
 {
+    write(path, false, fill)
+}
+
+/// Like [`atomic_write`], for secrets: on Unix the file is created readable and writable by its
+/// owner only (mode 0600) before any byte is written, and keeps that mode after the rename.
+pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write(path, true, |w| w.write_all(bytes))
+}
+
+fn create(path: &Path, private: bool) -> std::io::Result<File> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    opts.open(path)
+}
+
+fn write<F>(path: &Path, private: bool, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut dyn Write) -> std::io::Result<()>,
+{
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => Path::new(".").to_path_buf(),
@@ -44,7 +70,7 @@ where
         }
     };
     let result = (|| {
-        let file = File::create(&tmp).map_err(io("create", &tmp))?;
+        let file = create(&tmp, private).map_err(io("create", &tmp))?;
         let mut w = BufWriter::new(file);
         fill(&mut w).map_err(io("write", &tmp))?;
         let file = w
@@ -92,5 +118,18 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"old");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_private_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keys.json");
+        atomic_write(&p, b"public").unwrap();
+        atomic_write_private(&p, b"secret").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"secret");
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "got {mode:o}");
     }
 }

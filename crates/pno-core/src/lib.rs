@@ -1,10 +1,10 @@
 //! Shared vocabulary of pno-physics-bench.
 //!
-//! Everything the leaf crates (`pno-solvers`, `pno-data`, `pno-metrics`) agree on lives here:
-//! the [`Grid1d`]/[`Grid2d`] sample-point conventions, [`ShardSpec`] for splitting sample index
-//! ranges across cluster jobs, [`SplitFractions`] for train/validation/test splits,
-//! [`atomic_write`] for crash-safe files, and (behind the `testing` feature) explicit
-//! rel+abs tolerance checks.
+//! What the crates above agree on lives here: the [`Grid1d`]/[`Grid2d`] sample-point
+//! conventions, [`ShardSpec`] for splitting sample index ranges across cluster jobs, the
+//! [`Split`] names with contiguous [`SplitFractions`] and the seeded [`SplitPlan`] training
+//! carves, [`seed`] derivation with named salts, [`sha256_hex`] checksums, [`atomic_write`] for
+//! crash-safe files, and (behind the `testing` feature) explicit rel+abs tolerance checks.
 //!
 //! ```
 //! use pno_core::ShardSpec;
@@ -13,15 +13,18 @@
 //! ```
 
 mod atomic;
+mod checksum;
 mod error;
 mod grid;
+pub mod seed;
 mod shard;
 mod split;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use atomic::{atomic_write, atomic_write_with};
+pub use atomic::{atomic_write, atomic_write_private, atomic_write_with};
+pub use checksum::{sha256_file, sha256_hex};
 pub use error::{Error, Result};
 pub use grid::{Grid1d, Grid2d, GridKind};
 pub use shard::ShardSpec;
-pub use split::{Split, SplitFractions};
+pub use split::{Split, SplitFractions, SplitIndices, SplitPlan, split_or_all};

@@ -7,17 +7,17 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use pno_core::{Split, SplitFractions};
+use pno_core::{Split, SplitFractions, SplitIndices, SplitPlan};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::checksum::sha256_file;
 use crate::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::manifest::{MANIFEST_FILE, manifest_file_name};
 use crate::source::{Format, SampleSet, open_any};
 use crate::stats::Moments;
 use crate::tensor::Tensor;
+use pno_core::sha256_file;
 
 /// File name of the stored statistics, next to the manifest.
 pub const STATS_FILE: &str = "stats.json";
@@ -30,11 +30,81 @@ const FINE_BINS: usize = 1000;
 /// At most this many indices are listed in a detail.
 const LIST: usize = 10;
 
+/// The splits the leakage check compares.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LeakageSplits {
+    /// Contiguous fractions in sample order.
+    Fractions(SplitFractions),
+    /// The seeded plan training carves (`pno train` checks its data with its own plan, so the
+    /// gate tests the splits training really uses).
+    Plan(SplitPlan),
+    /// The indices a run recorded (`provenance.json` → `splits`).
+    Indices(SplitIndices),
+}
+
+impl Default for LeakageSplits {
+    fn default() -> Self {
+        Self::Fractions(SplitFractions::default())
+    }
+}
+
+impl LeakageSplits {
+    /// The split of every sample `0..n` (`None`: used by no split).
+    fn labels(&self, n: usize) -> Result<Vec<Option<Split>>> {
+        Ok(match self {
+            Self::Fractions(f) => {
+                f.validate()?;
+                f.labels(n)
+            }
+            Self::Plan(p) => p.carve(n)?.labels(n),
+            Self::Indices(s) => {
+                if let Some(&bad) = Split::ALL
+                    .into_iter()
+                    .flat_map(|sp| s.get(sp))
+                    .find(|&&i| i >= n)
+                {
+                    return Err(pno_core::Error::Invalid {
+                        field: "splits",
+                        expected: format!("sample indices below the dataset's {n} samples"),
+                        got: bad.to_string(),
+                    }
+                    .into());
+                }
+                s.labels(n)
+            }
+        })
+    }
+
+    /// How the splits were laid out, for the report.
+    fn describe(&self, labels: &[Option<Split>]) -> String {
+        let count = |s: Split| labels.iter().filter(|l| **l == Some(s)).count();
+        let parts: Vec<String> = Split::ALL
+            .into_iter()
+            .filter(|&s| count(s) > 0)
+            .map(|s| match self {
+                Self::Fractions(f) => f
+                    .ranges(labels.len())
+                    .into_iter()
+                    .find(|(sp, _)| *sp == s)
+                    .map_or(String::new(), |(_, r)| {
+                        format!("{} {}..{}", s.name(), r.start, r.end)
+                    }),
+                Self::Plan(_) | Self::Indices(_) => format!("{} {}", s.name(), count(s)),
+            })
+            .collect();
+        match self {
+            Self::Fractions(_) => parts.join(", "),
+            Self::Plan(p) => format!("{}; seeded plan, seed {}", parts.join(", "), p.seed),
+            Self::Indices(_) => format!("{}; recorded indices", parts.join(", ")),
+        }
+    }
+}
+
 /// Options of [`check`].
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
-    /// Split fractions, in sample order, for the leakage check (default train 0.8 / test 0.2).
-    pub splits: SplitFractions,
+    /// The splits of the leakage check (default: contiguous train 0.8 / test 0.2).
+    pub splits: LeakageSplits,
     /// Where to write `stats.json` for a non-directory input (directories get `<dir>/stats.json`).
     pub stats_out: Option<PathBuf>,
     /// Whether to write statistics at all when every check passes.
@@ -44,7 +114,7 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         Self {
-            splits: SplitFractions::default(),
+            splits: LeakageSplits::default(),
             stats_out: None,
             write_stats: true,
         }
@@ -239,7 +309,9 @@ fn channel_layout(sample_shape: &[usize], trajectory: bool) -> (usize, usize) {
 /// When every check passes and `opts.write_stats`, writes `stats.json` next to the manifest
 /// (or to `opts.stats_out` for a single-file input).
 pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
-    opts.splits.validate()?;
+    if let LeakageSplits::Fractions(f) = &opts.splits {
+        f.validate()?;
+    }
     let mut checks = Vec::new();
     let is_dir = path.is_dir();
     let (chunks, format, n_samples, trajectory, stored) = if is_dir {
@@ -548,13 +620,8 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
     });
 
     // Duplicates and leakage on the input tensor (the first one).
-    let ranges = opts.splits.ranges(n_samples);
-    let split_of = |i: usize| {
-        ranges
-            .iter()
-            .find(|(_, r)| r.contains(&i))
-            .map_or(Split::Test, |(s, _)| *s)
-    };
+    let labels = opts.splits.labels(n_samples)?;
+    let split_of = |i: usize| labels.get(i).copied().flatten();
     let mut seen: HashMap<[u8; 16], usize> = HashMap::new();
     let mut dups = Vec::new();
     let mut leaks = Vec::new();
@@ -565,7 +632,9 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
         match seen.get(h) {
             Some(&j) => {
                 let (sj, si) = (split_of(j), split_of(i));
-                if sj != si {
+                if let (Some(sj), Some(si)) = (sj, si)
+                    && sj != si
+                {
                     n_leaks += 1;
                     if leaks.len() < LIST {
                         leaks.push(format!(
@@ -603,27 +672,19 @@ pub fn check(path: &Path, opts: &CheckOptions) -> Result<CheckReport> {
             ),
         )
     });
-    let split_desc: Vec<String> = ranges
-        .iter()
-        .filter(|(_, r)| !r.is_empty())
-        .map(|(s, r)| format!("{} {}..{}", s.name(), r.start, r.end))
-        .collect();
+    let split_desc = opts.splits.describe(&labels);
     checks.push(if n_leaks == 0 {
         result(
             "leakage",
             Status::Pass,
-            format!(
-                "no identical {input} across splits ({})",
-                split_desc.join(", ")
-            ),
+            format!("no identical {input} across splits ({split_desc})"),
         )
     } else {
         result(
             "leakage",
             Status::Fail,
             format!(
-                "{n_leaks} identical {input} across splits ({}): {}",
-                split_desc.join(", "),
+                "{n_leaks} identical {input} across splits ({split_desc}): {}",
                 leaks.join(", ")
             ),
         )

@@ -4,11 +4,11 @@ use std::path::Path;
 
 use pno_core::ShardSpec;
 
-use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
 use crate::manifest::{DatasetHeader, MANIFEST_FILE, Manifest, TensorSpec};
 use crate::source::{Format, open_any};
 use crate::writer::DatasetWriter;
+use pno_core::sha256_file;
 
 /// Target size of one safetensors file written by [`convert`].
 const FILE_BYTES: usize = 64 << 20;

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use pno_core::ShardSpec;
 use safetensors::{Dtype, SafeTensors};
 
-use crate::checksum::sha256_file;
 use crate::error::{Error, Result};
 use crate::manifest::{FileEntry, MANIFEST_FILE, Manifest};
 use crate::tensor::{Tensor, TensorData, numel};
+use pno_core::sha256_file;
 
 /// A dataset folder in our format, presented as one dataset in sample order.
 #[derive(Debug, Clone)]

@@ -9,7 +9,6 @@
 //!   `UnitGaussianNormalizer`).
 
 mod check;
-mod checksum;
 mod convert;
 mod dataset;
 mod error;
@@ -27,8 +26,8 @@ mod tensor;
 mod writer;
 
 pub use check::{
-    CheckOptions, CheckReport, CheckResult, HISTOGRAM_BINS, QUANTILE_LEVELS, STATS_FILE, Status,
-    check,
+    CheckOptions, CheckReport, CheckResult, HISTOGRAM_BINS, LeakageSplits, QUANTILE_LEVELS,
+    STATS_FILE, Status, check,
 };
 pub use convert::convert;
 pub use hdf5::{Hdf5Contents, read_hdf5};
@@ -38,7 +37,6 @@ pub use npz::{read_npz, write_npz};
 pub use pt::{PtContents, read_pt};
 pub use source::{Format, SUPPORTED_FORMATS, SampleSet, Source, open_any};
 
-pub use checksum::{sha256_file, sha256_hex};
 pub use dataset::{Dataset, merge};
 pub use error::{Error, Result};
 pub use manifest::{
@@ -46,6 +44,7 @@ pub use manifest::{
     TensorSpec, manifest_file_name,
 };
 pub use normalizer::Normalizer;
+pub use pno_core::{sha256_file, sha256_hex};
 pub use stats::Moments;
 pub use tensor::{DType, Tensor, TensorData, f16_to_f32};
 pub use writer::DatasetWriter;

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use pno_core::ShardSpec;
 use safetensors::{Dtype, tensor::TensorView};
 
-use crate::checksum::sha256_hex;
 use crate::error::{Error, Result};
 use crate::manifest::{
     DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, Manifest, TensorEntry,
@@ -14,6 +13,7 @@ use crate::manifest::{
 };
 use crate::stats::Moments;
 use crate::tensor::numel;
+use pno_core::sha256_hex;
 
 /// Writes one dataset (or one shard of it) in our format.
 ///

@@ -6,7 +6,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::noise::mix_seed;
+use pno_core::seed::{mix, salt};
 
 /// Source of initial parameter values; each call draws from a fresh stream keyed by a name.
 #[derive(Debug, Clone)]
@@ -23,7 +23,7 @@ impl Init {
 
     fn rng(&mut self) -> ChaCha8Rng {
         self.counter += 1;
-        ChaCha8Rng::seed_from_u64(mix_seed(&[self.seed, self.counter, 3]))
+        ChaCha8Rng::seed_from_u64(mix(&[self.seed, self.counter, salt::INIT]))
     }
 
     /// A parameter with entries uniform on `[-bound, bound]`.

@@ -9,7 +9,8 @@ use crate::deeponet::DeepOnet;
 use crate::error::{ModelError, Result};
 use crate::fno::{Fno, Head, Pass};
 use crate::laplace::LaplacePosterior;
-use crate::noise::{Noise, mix_seed};
+use crate::noise::Noise;
+use pno_core::seed::{mix, salt};
 
 /// One network (exactly one of the fields is set).
 #[derive(Module, Debug)]
@@ -77,7 +78,8 @@ pub struct Model {
     pub spec: ModelSpec,
 }
 
-/// A predictive distribution for a batch, on the host, in the model's (normalised) units.
+/// A predictive distribution for a batch, on the host: in the model's (normalised) units from
+/// [`Model::predict`], in physical units from a trained run's `predict` (`pno-run`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Predictive {
     /// Draws `[samples, batch, out, points]`, row-major.
@@ -140,7 +142,7 @@ impl ModelSpec {
     pub fn init(&self, seed: u64, device: &Device) -> Model {
         let members = (0..self.n_members)
             .map(|k| {
-                let s = mix_seed(&[seed, k as u64, 17]);
+                let s = mix(&[seed, k as u64, salt::MEMBER]);
                 match &self.backbone {
                     BackboneSpec::Fno(f) => Network {
                         fno: Some(f.init(s, device)),

@@ -8,30 +8,11 @@
 //! same seed. Tensors are built on the host and uploaded, so burn's global RNG is never used.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use pno_core::seed::{mix, salt};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
-
-/// Mixes integers into one 64-bit seed (SplitMix64 finaliser over a running hash).
-pub fn mix_seed(parts: &[u64]) -> u64 {
-    let mut h: u64 = 0x9E37_79B9_7F4A_7C15;
-    for &p in parts {
-        h ^= p
-            .wrapping_add(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(h << 6)
-            .wrapping_add(h >> 2);
-        h = splitmix(h);
-    }
-    h
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// Per-row random streams for one stochastic forward pass over a batch.
 #[derive(Debug, Clone)]
@@ -58,9 +39,9 @@ impl Noise {
     ) -> Self {
         let rows = keys
             .into_iter()
-            .map(|(d, r)| ChaCha8Rng::seed_from_u64(mix_seed(&[seed, d, r, 1])))
+            .map(|(d, r)| ChaCha8Rng::seed_from_u64(mix(&[seed, d, r, salt::DRAW])))
             .collect();
-        let shared = ChaCha8Rng::seed_from_u64(mix_seed(&[seed, shared_draw, 0, 2]));
+        let shared = ChaCha8Rng::seed_from_u64(mix(&[seed, shared_draw, 0, salt::SHARED_DRAW]));
         Self { rows, shared }
     }
 

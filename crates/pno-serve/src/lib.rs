@@ -7,7 +7,7 @@
 //! (`<repository>/<model>/<version>/` run folders written by `pno train`) with version policies,
 //! load and unload; and wraps it in API keys with roles, rate limits and lockout, a concurrency
 //! gate with a bounded queue, deadlines, input validation, a hash-chained audit log and
-//! Prometheus metrics. Predictions go through `pno_train::TrainedModel::predict`, so a seed gives
+//! Prometheus metrics. Predictions go through `pno_run::TrainedModel::predict`, so a seed gives
 //! the same numbers as `pno predict`.
 
 pub mod audit;

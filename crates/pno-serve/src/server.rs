@@ -897,9 +897,15 @@ async fn infer_inner(
         let _e = compute_span.enter();
         let t = Instant::now();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            model
-                .model
-                .predict(x, n, &grid, n_samples, seed, batch, &device)
+            let req = pno_run::PredictRequest {
+                x: &x,
+                n,
+                grid: &grid,
+                n_samples,
+                seed,
+                batch,
+            };
+            model.model.predict(&req, &device)
         }));
         (r, t.elapsed())
     });

@@ -223,7 +223,7 @@ pub struct BurgersGenerator {
 
 /// Builds the Burgers generator from a raw config.
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let c: BurgersConfig = crate::registry::parse("burgers", config)?;
+    let c: BurgersConfig = crate::generator::parse_config("burgers", config)?;
     Ok(Box::new(c.validate()?))
 }
 
@@ -366,7 +366,7 @@ mod tests {
     use pno_core::testing::{assert_close, rel_l2};
 
     fn make(c: serde_json::Value) -> BurgersGenerator {
-        crate::registry::parse::<BurgersConfig>("burgers", c)
+        crate::generator::parse_config::<BurgersConfig>("burgers", c)
             .unwrap()
             .validate()
             .unwrap()

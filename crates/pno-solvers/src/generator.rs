@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Name and per-sample shape of one generated tensor (channels-first).
 ///
@@ -71,6 +71,17 @@ pub(crate) fn all_finite(v: &[f64]) -> bool {
         }
     }
     acc.iter().all(|a| *a == 0.0) && chunks.remainder().iter().all(|x| x.is_finite())
+}
+
+/// Deserialises a PDE config, mapping serde's message (which names the key) into [`Error`].
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
+    pde: &str,
+    config: serde_json::Value,
+) -> Result<T> {
+    serde_json::from_value(config).map_err(|source| Error::Deserialize {
+        pde: pde.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ pub struct KsGenerator {
 
 /// Builds the KS generator from a raw config.
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let c: KsConfig = crate::registry::parse("ks", config)?;
+    let c: KsConfig = crate::generator::parse_config("ks", config)?;
     Ok(Box::new(c.validate()?))
 }
 
@@ -345,7 +345,7 @@ mod tests {
     use pno_core::testing::rel_l2;
 
     fn make(c: serde_json::Value) -> KsGenerator {
-        crate::registry::parse::<KsConfig>("ks", c)
+        crate::generator::parse_config::<KsConfig>("ks", c)
             .unwrap()
             .validate()
             .unwrap()

@@ -197,7 +197,7 @@ pub struct NavierStokesGenerator {
 
 /// Builds the Navier–Stokes generator from a raw config.
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let c: NavierStokesConfig = crate::registry::parse("navier_stokes", config)?;
+    let c: NavierStokesConfig = crate::generator::parse_config("navier_stokes", config)?;
     Ok(Box::new(c.validate()?))
 }
 
@@ -613,7 +613,7 @@ mod tests {
     use pno_core::testing::{assert_close, rel_l2};
 
     fn make(c: serde_json::Value) -> NavierStokesGenerator {
-        crate::registry::parse::<NavierStokesConfig>("navier_stokes", c)
+        crate::generator::parse_config::<NavierStokesConfig>("navier_stokes", c)
             .unwrap()
             .validate()
             .unwrap()

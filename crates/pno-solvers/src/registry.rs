@@ -39,14 +39,3 @@ pub fn build(pde: &str, config: serde_json::Value) -> Result<Box<dyn Generator>>
         _ => crate::wave::build(config),
     }
 }
-
-/// Deserialises a PDE config, mapping serde's message (which names the key) into [`Error`].
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    pde: &str,
-    config: serde_json::Value,
-) -> Result<T> {
-    serde_json::from_value(config).map_err(|source| Error::Deserialize {
-        pde: pde.to_string(),
-        source,
-    })
-}

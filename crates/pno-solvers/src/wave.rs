@@ -483,7 +483,7 @@ impl Generator for Wave {
 
 /// Builds the wave generator from a raw config (see [`WaveConfig`]).
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let cfg: WaveConfig = crate::registry::parse("wave", config)?;
+    let cfg: WaveConfig = crate::generator::parse_config("wave", config)?;
     Ok(Box::new(Wave::new(cfg.validate()?)))
 }
 
@@ -494,7 +494,7 @@ mod tests {
     use pno_core::testing::{assert_close, rel_l2};
 
     fn wave(json: serde_json::Value) -> Wave {
-        let cfg: WaveConfig = crate::registry::parse("wave", json).unwrap();
+        let cfg: WaveConfig = crate::generator::parse_config("wave", json).unwrap();
         Wave::new(cfg.validate().unwrap())
     }
 

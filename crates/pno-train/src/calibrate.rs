@@ -23,33 +23,19 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
+use pno_core::Split;
 use pno_metrics::{SamplePred, coverage, quantile_sorted};
 use pno_models::burn::tensor::Device;
+use pno_run::{CalibrationRecord, ConformalMode, TrainedModel};
 
 use crate::error::Result;
-use crate::eval::{Split, option_err, run_fields, split_indices};
-use crate::run::{ModelFile, TrainedModel, read_json, write_json};
-
-/// How the conformal quantile is taken.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "mode")]
-pub enum ConformalMode {
-    /// Pooled point scores: expected pointwise coverage ≈ level.
-    Pointwise,
-    /// Per-function scores: P(a function has ≥ level of its points covered) ≥ 1 − δ.
-    Function {
-        /// Allowed fraction of functions below the level.
-        delta: f64,
-    },
-}
+use crate::eval::{Draws, SplitPrediction, option_err, predict_on_split};
 
 /// Options of [`calibrate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrateOptions {
-    /// Calibration samples.
-    pub split: Split,
+    /// Calibration samples (`None`: every sample of the file).
+    pub split: Option<Split>,
     /// Nominal central-interval level `1 − α`.
     pub level: f64,
     /// Quantile rule.
@@ -65,7 +51,7 @@ pub struct CalibrateOptions {
 impl Default for CalibrateOptions {
     fn default() -> Self {
         Self {
-            split: Split::Calibration,
+            split: Some(Split::Calibration),
             level: 0.9,
             mode: ConformalMode::Pointwise,
             samples: 100,
@@ -73,30 +59,6 @@ impl Default for CalibrateOptions {
             batch: 16,
         }
     }
-}
-
-/// What `pno calibrate` recorded (`model.json` → `calibration`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CalibrationRecord {
-    /// Nominal level.
-    pub level: f64,
-    /// Quantile rule.
-    #[serde(flatten)]
-    pub mode: ConformalMode,
-    /// Spread scale `k` (applied to the uncalibrated draws).
-    pub spread_scale: f64,
-    /// Split used.
-    pub split: Split,
-    /// Calibration functions.
-    pub n_functions: usize,
-    /// Draws per function.
-    pub n_samples: usize,
-    /// SHA-256 of the calibration data.
-    pub data_sha256: String,
-    /// Pointwise coverage at `level` on the calibration samples before scaling.
-    pub coverage_before: f64,
-    /// … and after.
-    pub coverage_after: f64,
 }
 
 /// The `⌈(count + 1)·p⌉`-th smallest of `v` (the finite-sample conformal quantile); `+∞` when
@@ -169,21 +131,27 @@ pub fn calibrate(
     if opts.samples < 2 {
         return Err(option_err("--samples", "at least 2", opts.samples));
     }
-    let mut trained: TrainedModel = crate::run::load_trained(run_dir, device)?;
+    let mut trained: TrainedModel = pno_run::load_trained(run_dir, device)?;
     trained.model.spread_scale = 1.0;
-    let (fields, prov) = run_fields(&trained, data)?;
-    let (idx, split) = split_indices(&trained, &prov, fields.n, opts.split)?;
-    let (x, y) = fields.gather(&idx);
-    let n = idx.len();
-    let pred = trained.predict(
-        x,
-        n,
-        &fields.grid,
-        opts.samples,
-        opts.seed,
-        opts.batch,
+    let SplitPrediction {
+        prov,
+        indices,
+        split,
+        y,
+        pred,
+        ..
+    } = predict_on_split(
+        &trained,
+        data,
+        opts.split,
+        Draws {
+            samples: opts.samples,
+            seed: opts.seed,
+            batch: opts.batch,
+        },
         device,
     )?;
+    let n = indices.len();
     if pred.std.iter().all(|&s| s == 0.0) {
         return Err(option_err(
             "--run",
@@ -240,10 +208,6 @@ pub fn calibrate(
         coverage_before: before,
         coverage_after: after,
     };
-    let path = trained.run.model();
-    let mut file: ModelFile = read_json(&path, "model.json")?;
-    file.spread_scale = k;
-    file.calibration = Some(record.clone());
-    write_json(&path, &file)?;
+    trained.run.set_calibration(&record)?;
     Ok(record)
 }

@@ -1,4 +1,4 @@
-//! Atomic, checksummed checkpoints and weight files.
+//! Atomic, checksummed training checkpoints.
 //!
 //! A checkpoint is one safetensors file holding the model parameters (`model.<name>`), the
 //! optimiser moments (`optim.m.<name>`, `optim.v.<name>`) and, in its metadata, the JSON
@@ -12,10 +12,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 use pno_models::weights::NamedTensor;
+
+use pno_core::{atomic_write, sha256_hex};
+use pno_run::{from_safetensors, to_safetensors};
 
 use crate::error::{Result, TrainError, io_err};
 
@@ -55,99 +57,6 @@ pub struct IndexEntry {
     pub epoch: usize,
     /// SHA-256 of the file.
     pub sha256: String,
-}
-
-/// SHA-256 of bytes, lowercase hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let d = sha2::Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Serialise named tensors (f32) with string metadata to safetensors bytes.
-pub fn to_safetensors(
-    tensors: &BTreeMap<String, NamedTensor>,
-    metadata: BTreeMap<String, String>,
-) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .iter()
-        .map(|(k, t)| {
-            (
-                k.clone(),
-                t.shape.clone(),
-                t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let mut views = Vec::with_capacity(bytes.len());
-    for (k, shape, b) in &bytes {
-        let view =
-            TensorView::new(Dtype::F32, shape.clone(), b).map_err(|e| TrainError::Corrupt {
-                path: PathBuf::from(k),
-                what: "tensor".into(),
-                expected: "a consistent shape".into(),
-                got: e.to_string(),
-            })?;
-        views.push((k.clone(), view));
-    }
-    let meta: std::collections::HashMap<String, String> = metadata.into_iter().collect();
-    safetensors::serialize(views, Some(meta)).map_err(|e| TrainError::Corrupt {
-        path: PathBuf::new(),
-        what: "safetensors serialisation".into(),
-        expected: "success".into(),
-        got: e.to_string(),
-    })
-}
-
-/// Parse safetensors bytes into named f32 tensors and metadata.
-pub fn from_safetensors(
-    bytes: &[u8],
-    path: &Path,
-) -> Result<(BTreeMap<String, NamedTensor>, BTreeMap<String, String>)> {
-    let corrupt = |what: &str, got: String| TrainError::Corrupt {
-        path: path.to_path_buf(),
-        what: what.into(),
-        expected: "a safetensors file written by pno".into(),
-        got,
-    };
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
-        .map_err(|e| corrupt("header", e.to_string()))?;
-    let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| corrupt("header", e.to_string()))?;
-    let mut out = BTreeMap::new();
-    for (name, view) in st.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(corrupt(
-                &format!("tensor {name}"),
-                format!("dtype {:?}", view.dtype()),
-            ));
-        }
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        out.insert(
-            name,
-            NamedTensor {
-                shape: view.shape().to_vec(),
-                values,
-            },
-        );
-    }
-    let metadata = meta
-        .metadata()
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    Ok((out, metadata))
-}
-
-/// Write `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    pno_core::atomic_write(path, bytes)?;
-    Ok(())
 }
 
 /// The checkpoint folder of a run.
@@ -215,7 +124,7 @@ impl Checkpoints {
         let bytes = to_safetensors(tensors, meta)?;
         let file = format!("ckpt-{:06}.safetensors", state.epoch);
         let path = self.dir.join(&file);
-        write_atomic(&path, &bytes)?;
+        atomic_write(&path, &bytes)?;
         let mut index = self.index().unwrap_or_default();
         index.retain(|e| e.file != file);
         index.push(IndexEntry {
@@ -227,7 +136,7 @@ impl Checkpoints {
         let drop = index.len().saturating_sub(self.keep);
         let removed: Vec<IndexEntry> = index.drain(..drop).collect();
         let json = serde_json::to_vec_pretty(&index).unwrap_or_default();
-        write_atomic(&self.index_path(), &json)?;
+        atomic_write(&self.index_path(), &json)?;
         for e in removed {
             let _ = std::fs::remove_file(self.dir.join(e.file));
         }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use pno_models::ModelConfig;
+use pno_run::{DataSpec, Window, WindowLayout};
 
 use crate::error::{Result, TrainError, config_err};
 
@@ -213,82 +214,6 @@ pub struct TrainSpec {
     pub eval_batch: usize,
 }
 
-/// Validated `[data]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DataSpec {
-    /// Input tensor.
-    pub x: String,
-    /// Target tensor.
-    pub y: String,
-    /// Training-sample limit.
-    pub n_train: Option<usize>,
-    /// Held-out test samples at the end.
-    pub n_test: usize,
-    /// Validation fraction.
-    pub val_fraction: f64,
-    /// Subsampling stride.
-    pub subsample: usize,
-    /// Normalise.
-    pub normalize: bool,
-    /// Run the quality gate.
-    pub check: bool,
-    /// Domain length per axis.
-    pub domain_length: f64,
-    /// Periodic domain.
-    pub periodic: bool,
-    /// Calibration samples carved from the training part.
-    #[serde(default)]
-    pub n_calibration: usize,
-    /// Windows cut from trajectories (`None`: the tensors are input/target pairs).
-    #[serde(default)]
-    pub window: Option<Window>,
-}
-
-/// How trajectory frames are laid out as model fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WindowLayout {
-    /// Frames × channels become the channels of a field on the spatial grid.
-    Channels,
-    /// Time becomes the first axis of a `(t, x)` field (1-D data, one channel).
-    Field,
-}
-
-/// Validated `[data.window]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Window {
-    /// Input frames.
-    pub t_in: usize,
-    /// Target frames.
-    pub t_out: usize,
-    /// Temporal stride.
-    pub stride: usize,
-    /// First input frame.
-    pub start: usize,
-    /// Layout.
-    pub layout: WindowLayout,
-}
-
-impl Window {
-    /// Frame indices (in the stored trajectory) of rollout step `step` (0 = the input window,
-    /// k ≥ 1 = the k-th predicted window).
-    pub fn frames(&self, step: usize) -> Vec<usize> {
-        let (first, len) = if step == 0 {
-            (0, self.t_in)
-        } else {
-            (self.t_in + (step - 1) * self.t_out, self.t_out)
-        };
-        (first..first + len)
-            .map(|k| self.start + k * self.stride)
-            .collect()
-    }
-
-    /// Frames a trajectory needs for `steps` rollout steps.
-    pub fn frames_needed(&self, steps: usize) -> usize {
-        self.start + (self.t_in + steps.max(1) * self.t_out - 1) * self.stride + 1
-    }
-}
-
 fn window_spec(w: &WindowConfig, d: &DataConfig) -> Result<Window> {
     let count = |key: &str, v: Option<usize>, min: usize| -> Result<usize> {
         let v = v.unwrap_or(1.max(min));
@@ -367,6 +292,11 @@ impl RunConfig {
                 got: e.into_inner().to_string(),
             }
         })
+    }
+
+    /// The run's seed (`train.seed`, default 0): weights, data order, splits.
+    pub fn seed(&self) -> u64 {
+        self.train.seed.unwrap_or(0)
     }
 
     /// Validate `[data]`.
@@ -570,7 +500,7 @@ impl RunConfig {
             return Err(config_err("train.eval_batch", "at least 1", 0));
         }
         Ok(TrainSpec {
-            seed: t.seed.unwrap_or(0),
+            seed: self.seed(),
             epochs,
             batch_size,
             adamw,

@@ -1,15 +1,10 @@
 //! Loading training fields from any format of the data engine, with provenance and splits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use pno_data::{CheckOptions, Format, LeakageSplits, Tensor, open_any};
+use pno_run::{DataSpec, Provenance, Window, WindowLayout};
 
-use pno_data::{CheckOptions, Format, Tensor, open_any};
-
-use crate::config::{DataSpec, Window, WindowLayout};
 use crate::error::{Result, TrainError};
 
 /// Input/target pairs in memory, channels-first, spatial axes flattened.
@@ -45,90 +40,6 @@ impl Fields {
             y.extend_from_slice(&self.y[i * dy..(i + 1) * dy]);
         }
         (x, y)
-    }
-}
-
-/// Where the data came from (recorded in every run).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// Path as given.
-    pub path: PathBuf,
-    /// Format.
-    pub format: String,
-    /// SHA-256 of the file (or of the dataset's manifest).
-    pub sha256: String,
-    /// Samples in the file.
-    pub n_samples: usize,
-    /// Input and target tensor names.
-    pub tensors: [String; 2],
-    /// Grid after subsampling.
-    pub grid: Vec<usize>,
-}
-
-/// Train/validation/test sample indices.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Splits {
-    /// Training samples.
-    pub train: Vec<usize>,
-    /// Validation samples.
-    pub val: Vec<usize>,
-    /// Test samples (the last `n_test`).
-    pub test: Vec<usize>,
-    /// Conformal-calibration samples (never trained or validated on).
-    #[serde(default)]
-    pub calibration: Vec<usize>,
-}
-
-impl Splits {
-    /// Carve the splits: the last `n_test` samples are the test split; a seeded permutation of
-    /// the rest gives `n_calibration` calibration samples, then `round(val_fraction · rest)`
-    /// validation samples and the training samples (optionally the first `n_train` of them),
-    /// each sorted.
-    pub fn carve(n: usize, spec: &DataSpec, seed: u64) -> Result<Self> {
-        if spec.n_test >= n {
-            return Err(crate::error::config_err(
-                "data.n_test",
-                format!("fewer than the {n} samples"),
-                spec.n_test,
-            ));
-        }
-        let pool = n - spec.n_test;
-        let mut perm: Vec<usize> = (0..pool).collect();
-        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(pno_models::noise::mix_seed(
-            &[seed, 0x5eed],
-        )));
-        if spec.n_calibration >= pool {
-            return Err(crate::error::config_err(
-                "data.n_calibration",
-                format!("fewer than the {pool} samples left after the test split"),
-                spec.n_calibration,
-            ));
-        }
-        let mut calibration = perm[..spec.n_calibration].to_vec();
-        let perm = &perm[spec.n_calibration..];
-        let rest = perm.len();
-        let n_val = ((rest as f64) * spec.val_fraction).round() as usize;
-        let mut val = perm[..n_val].to_vec();
-        let mut train = perm[n_val..].to_vec();
-        if let Some(k) = spec.n_train {
-            train.truncate(k);
-        }
-        if train.is_empty() {
-            return Err(crate::error::config_err(
-                "data.val_fraction",
-                "a split that leaves training samples",
-                spec.val_fraction,
-            ));
-        }
-        train.sort_unstable();
-        val.sort_unstable();
-        calibration.sort_unstable();
-        Ok(Self {
-            train,
-            val,
-            test: (pool..n).collect(),
-            calibration,
-        })
     }
 }
 
@@ -196,13 +107,14 @@ fn subsample(
     (out, new)
 }
 
-fn quality_gate(path: &Path, spec: &DataSpec) -> Result<()> {
+fn quality_gate(path: &Path, spec: &DataSpec, splits: &LeakageSplits) -> Result<()> {
     if !spec.check {
         return Ok(());
     }
     let report = pno_data::check(
         path,
         &CheckOptions {
+            splits: splits.clone(),
             write_stats: false,
             ..CheckOptions::default()
         },
@@ -281,15 +193,20 @@ fn provenance(
     })
 }
 
-/// Read `spec.x`/`spec.y` from any supported dataset at `path` (running the quality gate first
-/// when `spec.check`). With `spec.window`, the pairs are windows cut from the trajectories of
-/// `spec.x` (see [`Series::fields`]).
-pub fn load_fields(path: &Path, spec: &DataSpec) -> Result<(Fields, Provenance)> {
+/// Read `spec.x`/`spec.y` from any supported dataset at `path`, running the quality gate first
+/// when `spec.check` (its leakage check compares `splits`: training passes the plan it carves,
+/// so the gate tests the splits training really uses). With `spec.window`, the pairs are
+/// windows cut from the trajectories of `spec.x` (see [`Series::fields`]).
+pub fn load_fields(
+    path: &Path,
+    spec: &DataSpec,
+    splits: &LeakageSplits,
+) -> Result<(Fields, Provenance)> {
     if let Some(w) = &spec.window {
-        let (series, prov) = load_series(path, spec)?;
+        let (series, prov) = load_series(path, spec, splits)?;
         return Ok((series.fields(w, 1, path, &spec.x)?, prov));
     }
-    quality_gate(path, spec)?;
+    quality_gate(path, spec, splits)?;
     let source = open_any(path)?;
     let set = source.to_samples()?;
     let (tx, ty) = (
@@ -425,8 +342,12 @@ impl Series {
 /// Read the trajectory tensor `spec.x` — `[n, frames, x]`, `[n, frames, c, x]` or
 /// `[n, frames, c, h, w]` — from any supported dataset (quality gate first when `spec.check`),
 /// subsampled in space by `spec.subsample`.
-pub fn load_series(path: &Path, spec: &DataSpec) -> Result<(Series, Provenance)> {
-    quality_gate(path, spec)?;
+pub fn load_series(
+    path: &Path,
+    spec: &DataSpec,
+    splits: &LeakageSplits,
+) -> Result<(Series, Provenance)> {
+    quality_gate(path, spec, splits)?;
     let source = open_any(path)?;
     let set = source.to_samples()?;
     let t = find_tensor(&set, &spec.x, path)?;

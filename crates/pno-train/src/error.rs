@@ -21,6 +21,9 @@ pub enum TrainError {
     /// The model rejected its configuration or input.
     #[error(transparent)]
     Model(#[from] pno_models::ModelError),
+    /// A run folder could not be read or written.
+    #[error(transparent)]
+    Run(#[from] pno_run::RunError),
     /// The data engine failed (unreadable file, failed quality check…).
     #[error(transparent)]
     Data(#[from] pno_data::Error),

@@ -4,72 +4,23 @@
 //! for runs trained on trajectory windows.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use pno_core::Split;
+use pno_core::seed::{mix, salt};
+use pno_data::LeakageSplits;
 use pno_metrics::{
     CalibrationCurve, Domain, PitHistogram, Prediction as MetricInput, Report, SamplePred,
     calibration_curve, pit_histogram, pit_values,
 };
+use pno_models::Predictive;
 use pno_models::burn::tensor::Device;
-use pno_models::noise::mix_seed;
+use pno_run::{DataSpec, PredictRequest, Provenance, TrainedModel};
 
-use crate::config::DataSpec;
-use crate::data::{Fields, Provenance, Series, load_fields, load_series};
+use crate::data::{Fields, Series, load_fields, load_series};
 use crate::error::{Result, TrainError};
-use crate::predict::Prediction;
-use crate::run::{ProvenanceFile, TrainedModel, read_json};
-
-/// Which samples of a dataset to evaluate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Split {
-    /// The recorded held-out test samples (every sample of another file).
-    Test,
-    /// The recorded validation samples.
-    Val,
-    /// The recorded training samples.
-    Train,
-    /// The recorded conformal-calibration samples (`data.n_calibration`).
-    Calibration,
-    /// Every sample of the file.
-    All,
-}
-
-impl Split {
-    /// The CLI name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Split::Test => "test",
-            Split::Val => "val",
-            Split::Train => "train",
-            Split::Calibration => "calibration",
-            Split::All => "all",
-        }
-    }
-}
-
-impl FromStr for Split {
-    type Err = TrainError;
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "test" => Split::Test,
-            "val" => Split::Val,
-            "train" => Split::Train,
-            "calibration" => Split::Calibration,
-            "all" => Split::All,
-            o => {
-                return Err(option_err(
-                    "--split",
-                    "test, val, train, calibration or all",
-                    format!("{o:?}"),
-                ));
-            }
-        })
-    }
-}
 
 pub(crate) fn option_err(
     option: &str,
@@ -83,24 +34,26 @@ pub(crate) fn option_err(
     }
 }
 
-/// The sample indices of `split` in a dataset of `n` samples whose provenance is `prov`, and the
-/// split actually used: on the file the run was trained on (same SHA-256) the recorded split; on
-/// any other file `test` and `all` mean every sample and the other splits are refused.
-pub fn split_indices(
+fn split_name(split: Option<Split>) -> &'static str {
+    split.map_or("all", |s| s.name())
+}
+
+/// The sample indices of `split` (`None`: every sample) in a dataset of `n` samples whose
+/// provenance is `prov`, and the split actually used: on the file the run was trained on (same
+/// SHA-256) the recorded split; on any other file `test` and all mean every sample and the
+/// other splits are refused.
+pub(crate) fn split_indices(
     trained: &TrainedModel,
     prov: &Provenance,
     n: usize,
-    split: Split,
-) -> Result<(Vec<usize>, Split)> {
-    let recorded: ProvenanceFile = read_json(&trained.run.provenance(), "provenance.json")?;
+    split: Option<Split>,
+) -> Result<(Vec<usize>, Option<Split>)> {
+    let recorded = trained.run.read_provenance()?;
     let same = recorded.data.sha256 == prov.sha256;
     let (idx, used) = match (split, same) {
-        (Split::All, _) | (Split::Test, false) => ((0..n).collect(), Split::All),
-        (Split::Test, true) => (recorded.splits.test, Split::Test),
-        (Split::Val, true) => (recorded.splits.val, Split::Val),
-        (Split::Train, true) => (recorded.splits.train, Split::Train),
-        (Split::Calibration, true) => (recorded.splits.calibration, Split::Calibration),
-        (s, false) => {
+        (None, _) | (Some(Split::Test), false) => ((0..n).collect(), None),
+        (Some(s), true) => (recorded.splits.get(s).to_vec(), Some(s)),
+        (Some(s), false) => {
             return Err(option_err(
                 &format!("--split {}", s.name()),
                 format!(
@@ -113,13 +66,15 @@ pub fn split_indices(
     };
     if idx.is_empty() {
         let hint = match split {
-            Split::Calibration => "train with data.n_calibration > 0, or use --split val",
+            Some(Split::Calibration) => {
+                "train with data.n_calibration > 0, or use --split validation"
+            }
             _ => "use --split all, or a separate test file",
         };
         return Err(option_err(
             "--split",
             format!("a split with samples ({hint})"),
-            format!("{} is empty", split.name()),
+            format!("{} is empty", split_name(split)),
         ));
     }
     if let Some(&bad) = idx.iter().find(|&&i| i >= n) {
@@ -135,8 +90,8 @@ pub fn split_indices(
 /// Options of [`evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalOptions {
-    /// Which samples.
-    pub split: Split,
+    /// Which samples (`None`: every sample of the file).
+    pub split: Option<Split>,
     /// Predictive draws per input (≥ 2).
     pub samples: usize,
     /// Seed of the draws.
@@ -155,7 +110,7 @@ pub struct EvalOptions {
 impl Default for EvalOptions {
     fn default() -> Self {
         Self {
-            split: Split::Test,
+            split: Some(Split::Test),
             samples: 100,
             seed: 0,
             batch: 16,
@@ -263,8 +218,8 @@ pub struct Evaluation {
     pub n: usize,
     /// Model grid.
     pub grid: Vec<usize>,
-    /// The split used.
-    pub split: Split,
+    /// The split used (`None`: every sample of the file).
+    pub split: Option<Split>,
     /// Sample indices in the file.
     pub indices: Vec<usize>,
     /// Calibration curves.
@@ -275,8 +230,8 @@ pub struct Evaluation {
     pub x: Vec<f32>,
     /// Targets `[n, out, points]`.
     pub y: Vec<f32>,
-    /// The prediction.
-    pub pred: Prediction,
+    /// The prediction (physical units).
+    pub pred: Predictive,
     /// Rollout steps (`rollout > 0`).
     pub rollout: Vec<RolloutStep>,
     /// Seconds spent predicting (one-step evaluation).
@@ -296,7 +251,7 @@ fn domain(spec: &DataSpec, grid: &[usize], channels: usize) -> Result<Domain> {
 pub fn run_fields(trained: &TrainedModel, data: &Path) -> Result<(Fields, Provenance)> {
     let mut spec = trained.file.data.clone();
     spec.check = false;
-    let (fields, prov) = load_fields(data, &spec)?;
+    let (fields, prov) = load_fields(data, &spec, &LeakageSplits::default())?;
     if fields.cin != trained.file.in_channels || fields.cout != trained.file.out_channels {
         return Err(TrainError::DataShape {
             path: data.to_path_buf(),
@@ -309,6 +264,76 @@ pub fn run_fields(trained: &TrainedModel, data: &Path) -> Result<(Fields, Proven
         });
     }
     Ok((fields, prov))
+}
+
+/// A prediction on one split of a dataset (what evaluation and calibration both start from).
+#[derive(Debug, Clone)]
+pub struct SplitPrediction {
+    /// Every field of the file.
+    pub fields: Fields,
+    /// Where the file came from.
+    pub prov: Provenance,
+    /// The indices predicted.
+    pub indices: Vec<usize>,
+    /// The split actually used (`None`: every sample).
+    pub split: Option<Split>,
+    /// Inputs `[n, in, points]` of the split.
+    pub x: Vec<f32>,
+    /// Targets `[n, out, points]` of the split.
+    pub y: Vec<f32>,
+    /// The prediction (physical units).
+    pub pred: Predictive,
+}
+
+/// How many predictive draws, under which seed, in passes of how many inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draws {
+    /// Draws per input.
+    pub samples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Inputs per forward pass.
+    pub batch: usize,
+}
+
+/// Load `data` for the run, choose `split` (the recorded split on the training file; every
+/// sample of another file for `test` or `None`) and predict it.
+pub fn predict_on_split(
+    trained: &TrainedModel,
+    data: &Path,
+    split: Option<Split>,
+    draws: Draws,
+    device: &Device,
+) -> Result<SplitPrediction> {
+    let (fields, prov) = run_fields(trained, data)?;
+    let (indices, split) = split_indices(trained, &prov, fields.n, split)?;
+    let (x, y) = fields.gather(&indices);
+    let req = PredictRequest {
+        x: &x,
+        n: indices.len(),
+        grid: &fields.grid,
+        n_samples: draws.samples,
+        seed: draws.seed,
+        batch: draws.batch,
+    };
+    let pred = trained.predict(&req, device)?;
+    Ok(SplitPrediction {
+        fields,
+        prov,
+        indices,
+        split,
+        x,
+        y,
+        pred,
+    })
+}
+
+fn draws(opts: &EvalOptions) -> Draws {
+    Draws {
+        samples: opts.samples,
+        seed: opts.seed,
+        batch: opts.batch,
+    }
 }
 
 /// Evaluate `trained` on `opts.split` of `data`.
@@ -328,22 +353,19 @@ pub fn evaluate(
     if opts.curve_levels < 2 {
         return Err(option_err("curve levels", "at least 2", opts.curve_levels));
     }
-    let (fields, prov) = run_fields(trained, data)?;
-    let (indices, split) = split_indices(trained, &prov, fields.n, opts.split)?;
-    let (x, y) = fields.gather(&indices);
-    let n = indices.len();
     let t0 = Instant::now();
-    let pred = trained.predict(
-        x.clone(),
-        n,
-        &fields.grid,
-        opts.samples,
-        opts.seed,
-        opts.batch,
-        device,
-    )?;
+    let SplitPrediction {
+        fields,
+        indices,
+        split,
+        x,
+        y,
+        pred,
+        ..
+    } = predict_on_split(trained, data, opts.split, draws(opts), device)?;
     let predict_seconds = t0.elapsed().as_secs_f64();
-    let d = pred.channels * fields.points();
+    let n = indices.len();
+    let d = pred.per_function();
     let sp = SamplePred::new(&pred.samples, opts.samples, n, d)?;
     let spec = &trained.file.data;
     let report = Report::from_samples(&sp, &y, &domain(spec, &fields.grid, pred.channels)?)?;
@@ -401,7 +423,7 @@ pub fn rollout(
     }
     let mut s = spec.clone();
     s.check = false;
-    let (series, _) = load_series(data, &s)?;
+    let (series, _) = load_series(data, &s, &LeakageSplits::default())?;
     let steps = opts.rollout;
     let need = w.frames_needed(steps);
     if need > series.frames {
@@ -435,16 +457,26 @@ pub fn rollout(
     let mut diverged = vec![false; m * n];
     let mut out = Vec::with_capacity(steps);
     for k in 1..=steps {
-        let mut draws = if k == 1 {
-            trained
-                .predict(x0.clone(), n, &grid, m, opts.seed, opts.batch, device)?
-                .samples
+        let req = if k == 1 {
+            PredictRequest {
+                x: &x0,
+                n,
+                grid: &grid,
+                n_samples: m,
+                seed: opts.seed,
+                batch: opts.batch,
+            }
         } else {
-            let seed = mix_seed(&[opts.seed, 0x7011, k as u64]);
-            trained
-                .predict(inputs.clone(), m * n, &grid, 1, seed, opts.batch, device)?
-                .samples
+            PredictRequest {
+                x: &inputs,
+                n: m * n,
+                grid: &grid,
+                n_samples: 1,
+                seed: mix(&[opts.seed, salt::ROLLOUT, k as u64]),
+                batch: opts.batch,
+            }
         };
+        let mut draws = trained.predict(&req, device)?.samples;
         for (r, row) in draws.chunks_mut(d).enumerate() {
             let mut bad = false;
             for v in row.iter_mut() {

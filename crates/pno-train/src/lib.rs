@@ -1,7 +1,11 @@
-//! Training and inference runs for neural operators: data loading with provenance, splits and
-//! normalisation; a seeded, fault-tolerant training loop (NaN/Inf guards with rollback, global
-//! gradient clipping, atomic checksummed checkpoints, exact resume); self-contained run folders;
-//! prediction in physical units.
+//! Training, evaluation and calibration of neural operators on top of the run artifact
+//! (`pno-run`): data loading with provenance, splits and normalisation; a seeded,
+//! fault-tolerant training loop (NaN/Inf guards with rollback, global gradient clipping, atomic
+//! checksummed checkpoints, exact resume) that writes run folders; evaluation of a run with
+//! every metric and calibration curve; split-conformal calibration of its spread.
+//!
+//! Module order (no cycles): `config` → `data` → {`checkpoint`, `optim`} → `trainer`;
+//! `data` → `eval` → `calibrate`. Everything reads and writes runs through `pno-run`.
 
 pub mod calibrate;
 pub mod checkpoint;
@@ -10,14 +14,10 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod optim;
-pub mod predict;
-pub mod run;
 pub mod trainer;
 
-pub use calibrate::{CalibrateOptions, CalibrationRecord, ConformalMode, calibrate};
+pub use calibrate::{CalibrateOptions, calibrate};
 pub use config::RunConfig;
 pub use error::{Result, TrainError};
-pub use eval::{EvalOptions, Evaluation, Split, evaluate};
-pub use predict::Prediction;
-pub use run::{TrainedModel, load_trained};
+pub use eval::{EvalOptions, Evaluation, evaluate};
 pub use trainer::{Progress, Quiet, Summary, TrainOptions, train};

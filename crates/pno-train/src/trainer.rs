@@ -4,7 +4,8 @@
 //! Determinism: the data order of epoch `e` is a ChaCha8 permutation keyed by `(seed, e)`, the
 //! dropout masks and noise of a step by `(seed, step, sample index)`, and the weights by the
 //! seed, so a run resumed from the checkpoint after epoch `e` replays epochs `e+1…` exactly as
-//! the uninterrupted run would (on the CPU backend; bit-identical up to float reduction order).
+//! the uninterrupted run would: on the CPU backend the weights come out bit-identical (other
+//! backends may reorder float reductions).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,16 +24,21 @@ use pno_models::burn::tensor::{Device, Tensor, TensorData};
 use pno_models::config::BackboneSpec;
 use pno_models::laplace::LaplaceStats;
 use pno_models::losses::{self, LossGrid};
-use pno_models::noise::mix_seed;
 use pno_models::weights::{NamedTensor, load_named, named_tensors};
 use pno_models::{Kind, Model, ModelSpec};
 
-use crate::checkpoint::{Checkpoints, TrainState, sha256_hex, to_safetensors, write_atomic};
+use pno_core::seed::{mix, salt};
+use pno_core::{SplitIndices, atomic_write, sha256_hex};
+use pno_data::LeakageSplits;
+use pno_run::{
+    FORMAT, ModelFile, Normalizers, ProvenanceFile, RunDir, read_json, to_safetensors, write_json,
+};
+
+use crate::checkpoint::{Checkpoints, TrainState};
 use crate::config::{Loss, RunConfig, Schedule, TrainSpec};
-use crate::data::{Fields, Splits, load_fields};
+use crate::data::{Fields, load_fields};
 use crate::error::{Result, TrainError, io_err};
 use crate::optim::{AdamConfig, AdamState, StepOutcome, adam_step};
-use crate::run::{ModelFile, Normalizers, ProvenanceFile, RunDir, read_json, write_json};
 
 /// How a training run is started.
 #[derive(Debug, Clone)]
@@ -243,7 +249,7 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
 
 struct Prepared {
     fields: Fields,
-    splits: Splits,
+    splits: SplitIndices,
     spec: ModelSpec,
     ts: TrainSpec,
     lg: LossGrid,
@@ -272,7 +278,7 @@ fn validate(model: &Model, p: &Prepared, idx: &[usize], device: &Device) -> (f64
     }
     let pts = p.fields.points();
     let (mut loss, mut rel, mut n) = (0.0, 0.0, 0usize);
-    let val_seed = mix_seed(&[p.ts.seed, 0x7a1]);
+    let val_seed = mix(&[p.ts.seed, salt::VALIDATION]);
     for chunk in idx.chunks(p.ts.eval_batch.max(1)) {
         let (x, y) = p.fields.gather(chunk);
         let b = chunk.len();
@@ -311,7 +317,7 @@ fn save_weights(run: &RunDir, model: &Model) -> Result<String> {
     meta.insert("format".to_string(), "pno-weights-1".to_string());
     meta.insert("kind".to_string(), model.spec.kind.name().to_string());
     let bytes = to_safetensors(&named_tensors(model), meta)?;
-    write_atomic(&run.weights(), &bytes)?;
+    atomic_write(&run.weights(), &bytes)?;
     Ok(sha256_hex(&bytes))
 }
 
@@ -357,14 +363,16 @@ pub fn train(
         c
     };
     let ds = config.data_spec()?;
-    let (mut fields, prov) = load_fields(&opts.data, &ds)?;
+    // The quality gate's leakage check compares the very splits carved below.
+    let gate = LeakageSplits::Plan(ds.plan(config.seed()));
+    let (mut fields, prov) = load_fields(&opts.data, &ds, &gate)?;
     let spec = config
         .model
         .validate(fields.cin, fields.cout, &fields.grid)?;
     let gaussian_head = matches!(&spec.backbone, BackboneSpec::Fno(f) if f.std_head)
         || matches!(&spec.backbone, BackboneSpec::Deeponet(d) if d.std_head);
     let ts = config.train_spec(spec.kind, gaussian_head)?;
-    let splits = Splits::carve(fields.n, &ds, ts.seed)?;
+    let splits = ds.plan(ts.seed).carve(fields.n)?;
     if opts.resume {
         let old: ProvenanceFile = read_json(&run.provenance(), "provenance.json")?;
         if old.data.sha256 != prov.sha256 {
@@ -393,9 +401,9 @@ pub fn train(
         lg,
     };
     let mut file = ModelFile {
-        format: "pno-run-1".into(),
+        format: FORMAT.into(),
         model: spec.clone(),
-        train: ts.clone(),
+        train: serde_json::to_value(&ts).unwrap_or_default(),
         data: ds,
         in_channels: p.fields.cin,
         out_channels: p.fields.cout,
@@ -492,10 +500,10 @@ pub fn train(
         let epoch = state.epoch;
         let lr = schedule_lr(&ts, epoch, &state);
         let mut order = p.splits.train.clone();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix_seed(&[
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(&[
             ts.seed,
             epoch as u64,
-            0xe9,
+            salt::EPOCH_ORDER,
         ])));
         let batches: Vec<&[usize]> = order.chunks(ts.batch_size).collect();
         progress.epoch_start(epoch + 1, ts.epochs, batches.len());
@@ -508,7 +516,7 @@ pub fn train(
             let x = tensor3(x, [b, p.fields.cin, pts], &device);
             let y = tensor3(y, [b, p.fields.cout, pts], &device);
             let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
-            let step_seed = mix_seed(&[ts.seed, state.step, 0x57e9]);
+            let step_seed = mix(&[ts.seed, state.step, salt::TRAIN_STEP]);
             let (loss, _) = batch_loss(
                 &model,
                 x,
@@ -660,7 +668,7 @@ pub fn train(
         last_good = (model.clone(), adam.clone(), state.clone());
     }
     // Report on the best weights.
-    let best = crate::run::load_trained(&opts.out, &device.clone().inner())?;
+    let best = pno_run::load_trained(&opts.out, &device.clone().inner())?;
     let (_, val_rel) = validate(&best.model, &p, &p.splits.val, &device.clone().inner());
     let summary = Summary {
         run: opts.out.clone(),
@@ -694,7 +702,7 @@ fn finish(
         return Ok(());
     }
     progress.event("fitting the last-layer Laplace posterior on the best weights");
-    let best = crate::run::load_weights(&run.dir, &device.clone().inner(), false)?;
+    let best = pno_run::load_weights(&run.dir, &device.clone().inner(), false)?;
     let stats = laplace_stats(&best.model, p, &device.clone().inner());
     let post = stats.fit()?;
     write_json(&run.laplace(), &post)?;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use pno_core::SplitFractions;
-use pno_data::CheckOptions;
+use pno_data::{CheckOptions, LeakageSplits};
 
 /// Arguments of `pno data`.
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,8 @@ const DATA_EXAMPLES: &str = "\
 Examples:
   pno data info data/darcy64
   pno data convert darcy_train_16.pt data/darcy16
-  pno data check data/darcy64 --splits train=0.8,test=0.2";
+  pno data check data/darcy64 --splits train=0.8,test=0.2
+  pno data check data/darcy64 --run runs/pno_d          # the splits that run trained on";
 
 #[derive(clap::Subcommand, Debug)]
 enum DataCmd {
@@ -54,10 +55,14 @@ Examples:
     #[command(after_help = "\
 On success, writes summary statistics (per tensor and channel: moments, quantiles,
 histogram) to <dir>/stats.json, or to --stats-out for a single-file input.
+The leakage check compares contiguous --splits fractions, or with --run the exact
+(seeded) splits a training run recorded — `pno train` itself gates its data with the
+splits it is about to carve.
 
 Examples:
   pno data check data/darcy64
   pno data check data/darcy64 --splits train=0.7,validation=0.1,test=0.2 --json
+  pno data check data/darcy64 --run runs/pno_d
   pno data check burgers_train_16.pt --stats-out burgers_stats.json")]
     Check {
         /// Dataset folder or file.
@@ -65,6 +70,9 @@ Examples:
         /// Split fractions in sample order, for the leakage check.
         #[arg(long, value_parser = parse_splits, default_value = "train=0.8,test=0.2")]
         splits: SplitFractions,
+        /// Check leakage across the splits this training run recorded instead.
+        #[arg(long, value_name = "RUN", conflicts_with = "splits")]
+        run: Option<PathBuf>,
         /// Where to write statistics for a single-file input.
         #[arg(long)]
         stats_out: Option<PathBuf>,
@@ -148,8 +156,20 @@ pub(crate) fn run(args: DataArgs, json: bool) -> anyhow::Result<()> {
         DataCmd::Check {
             path,
             splits,
+            run,
             stats_out,
         } => {
+            let splits = match run {
+                None => LeakageSplits::Fractions(splits),
+                Some(run) => {
+                    let prov = pno_run::RunDir::new(&run)
+                        .read_provenance()
+                        .with_context(|| {
+                            format!("--run {}: reading the recorded splits", run.display())
+                        })?;
+                    LeakageSplits::Indices(prov.splits)
+                }
+            };
             let opts = CheckOptions {
                 splits,
                 stats_out,

@@ -1,5 +1,4 @@
-//! `pno eval` and `pno calibrate`: metrics of a trained run on a dataset split, and
-//! split-conformal calibration of its predictive spread.
+//! `pno eval`: metrics of a trained run on a dataset split.
 
 use std::path::PathBuf;
 
@@ -8,10 +7,10 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use pno_data::{NpyData, write_npz};
-use pno_train::{
-    CalibrateOptions, ConformalMode, EvalOptions, Evaluation, Split, calibrate, evaluate,
-    load_trained,
-};
+use pno_run::load_trained;
+use pno_train::{EvalOptions, Evaluation, evaluate};
+
+use crate::cmd::opts::{DrawOpts, SplitArg, split_name};
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -22,7 +21,7 @@ Examples:
   pno eval --run runs/ks_pno_r --data data/ks --rollout 5 --json            # autoregressive
 
 On the dataset the run was trained on, --split picks the recorded test/val/train/calibration
-samples; on any other file every sample is evaluated. Metrics are in physical units
+samples; on any other file every sample is evaluated (--split all: every sample). Metrics are in physical units
 (the run's normaliser is inverted): rel_l2, l2_abs, rmse, mse, h1_rel, nll, crps,
 crps_fair, energy_score, coverage_50..99, function_coverage_95, interval_width_90,
 interval_score_90, calibration_error, miscalibration_area, sharpness, spread_skill;
@@ -36,27 +35,17 @@ pub(crate) struct EvalArgs {
     /// Dataset (any supported format) holding the run's input and target tensors.
     #[arg(long, short)]
     data: PathBuf,
-    /// test, val, train, calibration or all.
-    #[arg(long, default_value = "test")]
-    split: String,
-    /// Predictive draws per input (at least 2).
-    #[arg(long, short, default_value_t = 100)]
-    samples: usize,
-    /// Seed of the draws.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Inputs per forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
+    /// Which samples.
+    #[arg(long, value_enum, default_value = "test")]
+    split: SplitArg,
+    #[command(flatten)]
+    draws: DrawOpts,
     /// Autoregressive rollout steps (runs trained on trajectory windows).
     #[arg(long, default_value_t = 0)]
     rollout: usize,
     /// Also write input, mean, std, samples and target to this .npz.
     #[arg(long, value_name = "FILE.npz")]
     save_predictions: Option<PathBuf>,
-    /// Backend: cpu, or cuda / cuda:N in a CUDA build.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 /// The JSON object of an evaluation: the metric keys at the top level, then the context.
@@ -71,7 +60,7 @@ pub(crate) fn evaluation_json(e: &Evaluation, kind: &str, n_samples: usize) -> R
         m.insert("n".into(), json!(e.n));
         m.insert("n_samples".into(), json!(n_samples));
         m.insert("resolution".into(), json!(e.grid));
-        m.insert("split".into(), json!(e.split.name()));
+        m.insert("split".into(), json!(split_name(e.split)));
         m.insert("kind".into(), json!(kind));
         m.insert("predict_seconds".into(), json!(e.predict_seconds));
         m.insert("curves".into(), serde_json::to_value(&e.curves)?);
@@ -83,15 +72,14 @@ pub(crate) fn evaluation_json(e: &Evaluation, kind: &str, n_samples: usize) -> R
 }
 
 pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
-    let split: Split = args.split.parse()?;
-    let device = crate::device::select_device(&args.device)?;
+    let device = args.draws.device()?;
     let trained = load_trained(&args.run, &device)
         .with_context(|| format!("loading run {}", args.run.display()))?;
     let opts = EvalOptions {
-        split,
-        samples: args.samples,
-        seed: args.seed,
-        batch: args.batch,
+        split: args.split.split(),
+        samples: args.draws.samples,
+        seed: args.draws.seed,
+        batch: args.draws.batch,
         rollout: args.rollout,
         ..EvalOptions::default()
     };
@@ -111,7 +99,7 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
         };
         let field = shape(e.pred.channels);
         let input = shape(trained.file.in_channels);
-        let mut sshape = vec![args.samples];
+        let mut sshape = vec![args.draws.samples];
         sshape.extend(&field);
         write_npz(
             path,
@@ -126,7 +114,7 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     }
     let kind = trained.file.model.kind.name();
-    let obj = evaluation_json(&e, kind, args.samples)?;
+    let obj = evaluation_json(&e, kind, args.draws.samples)?;
     if json_out {
         println!("{obj}");
         return Ok(());
@@ -134,10 +122,10 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
     println!(
         "{kind} on {} ({} split, {} functions, grid {:?}, {} draws)",
         args.data.display(),
-        e.split.name(),
+        split_name(e.split),
         e.n,
         e.grid,
-        args.samples
+        args.draws.samples
     );
     if let Some(m) = obj.as_object() {
         for (k, v) in m {
@@ -157,85 +145,6 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
                 s.step, s.report.rel_l2, s.report.crps, s.report.coverage_90, s.diverged_fraction
             );
         }
-    }
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-#[command(after_help = "\
-Examples:
-  pno calibrate --run runs/darcy64_pno_d --data data/darcy64                 # data.n_calibration samples
-  pno calibrate --run runs/darcy64_pno_d --data data/darcy64 --split val --level 0.95
-  pno calibrate --run runs/darcy64_pno_d --data data/darcy64 --mode function --delta 0.1
-
-Split-conformal scaling of the predictive spread about the mean: the scale is stored in the
-run's model.json (with a record of how it was obtained) and applied by predict, eval and
-serve. --mode pointwise: the expected fraction of covered points is the level; --mode
-function: with probability ≥ 1 − delta a new function has at least that fraction covered.
-Calibrate on samples the model never trained on (train with data.n_calibration > 0).")]
-pub(crate) struct CalibrateArgs {
-    /// Run folder written by `pno train` (its model.json is updated).
-    #[arg(long)]
-    run: PathBuf,
-    /// Dataset holding the calibration samples.
-    #[arg(long, short)]
-    data: PathBuf,
-    /// calibration (default), val, test or all.
-    #[arg(long, default_value = "calibration")]
-    split: String,
-    /// Nominal central-interval level.
-    #[arg(long, default_value_t = 0.9)]
-    level: f64,
-    /// pointwise or function.
-    #[arg(long, default_value = "pointwise")]
-    mode: String,
-    /// Function mode: allowed fraction of functions below the level.
-    #[arg(long, default_value_t = 0.1)]
-    delta: f64,
-    /// Predictive draws per input.
-    #[arg(long, short, default_value_t = 100)]
-    samples: usize,
-    /// Seed of the draws.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Inputs per forward pass.
-    #[arg(long, default_value_t = 16)]
-    batch: usize,
-    /// Backend: cpu, or cuda / cuda:N in a CUDA build.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-}
-
-pub(crate) fn run_calibrate(args: CalibrateArgs, json_out: bool) -> Result<()> {
-    let mode = match args.mode.as_str() {
-        "pointwise" => ConformalMode::Pointwise,
-        "function" => ConformalMode::Function { delta: args.delta },
-        o => anyhow::bail!("--mode: expected pointwise or function, got {o:?}"),
-    };
-    let device = crate::device::select_device(&args.device)?;
-    let opts = CalibrateOptions {
-        split: args.split.parse()?,
-        level: args.level,
-        mode,
-        samples: args.samples,
-        seed: args.seed,
-        batch: args.batch,
-    };
-    let rec = calibrate(&args.run, &args.data, &opts, &device)
-        .with_context(|| format!("calibrating {}", args.run.display()))?;
-    if json_out {
-        println!("{}", serde_json::to_string(&rec)?);
-    } else {
-        println!(
-            "{}: spread scale {:.4} from {} {} functions; coverage at {} on them {:.3} -> {:.3}",
-            args.run.display(),
-            rec.spread_scale,
-            rec.n_functions,
-            rec.split.name(),
-            rec.level,
-            rec.coverage_before,
-            rec.coverage_after
-        );
     }
     Ok(())
 }

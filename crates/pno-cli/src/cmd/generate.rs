@@ -65,7 +65,7 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
     for s in &args.set {
         apply_set(&mut cfg, s)?;
     }
-    let keys = pno_bench::generate::take_dataset_keys(&mut cfg).map_err(anyhow::Error::msg)?;
+    let keys = pno_gen::take_dataset_keys(&mut cfg)?;
     let (named, n_cfg, seed_cfg, spf_cfg) = (keys.pde, keys.n, keys.seed, keys.samples_per_file);
     if let Some(v) = named {
         let named = pno_solvers::canonical_pde(&v)?;
@@ -88,7 +88,7 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
     if args.threads == Some(0) {
         bail!("--threads: expected at least 1, got 0");
     }
-    let job = pno_bench::generate::Job {
+    let job = pno_gen::Job {
         pde,
         params: cfg,
         n,
@@ -99,7 +99,7 @@ pub(crate) fn run(args: GenerateArgs, json: bool, quiet: bool) -> Result<()> {
     };
     let range = args.shard.range(n);
     let pb = bar(range.len() as u64, pde, quiet || json);
-    let w = pno_bench::generate::generate(&job, &args.out, &|k| pb.inc(k))
+    let w = pno_gen::generate(&job, &args.out, &|k| pb.inc(k))
         .with_context(|| format!("generating {pde} into {}", args.out.display()))?;
     pb.finish_and_clear();
     let (secs, count, threads) = (w.seconds, w.samples, w.threads);

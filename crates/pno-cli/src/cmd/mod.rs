@@ -2,9 +2,12 @@
 
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod calibrate;
 pub(crate) mod data;
 pub(crate) mod eval;
 pub(crate) mod generate;
 pub(crate) mod keys;
+pub(crate) mod opts;
+pub(crate) mod predict;
 pub(crate) mod serve;
 pub(crate) mod train;

@@ -199,9 +199,7 @@ fn kill_dash_nine_then_resume_matches_the_uninterrupted_run() {
     // Compare the weights tensor by tensor through safetensors.
     let load = |p: &Path| {
         let bytes = std::fs::read(p.join("weights.safetensors")).unwrap();
-        pno_train::checkpoint::from_safetensors(&bytes, p)
-            .unwrap()
-            .0
+        pno_run::from_safetensors(&bytes, p).unwrap().0
     };
     let (a, b) = (load(Path::new(&full)), load(&run));
     let mut worst = 0.0f32;

@@ -185,12 +185,12 @@ fn check_leakage_and_duplicates_detected() {
     assert!(d.detail.contains("1 = 5"), "{}", d.detail);
     // With a 0.95/0.05 split both copies are in train: no leakage.
     let opts = CheckOptions {
-        splits: SplitFractions {
+        splits: pno_data::LeakageSplits::Fractions(SplitFractions {
             train: 0.95,
             validation: 0.0,
             calibration: 0.0,
             test: 0.05,
-        },
+        }),
         ..CheckOptions::default()
     };
     assert!(check(dir.path(), &opts).unwrap().passed());

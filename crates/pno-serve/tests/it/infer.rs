@@ -28,10 +28,8 @@ async fn json_infer_matches_pno_predict_for_the_same_seed() {
     assert_eq!(outs[0]["datatype"], "FP32");
     // The path `pno predict` takes.
     let device = Device::flex();
-    let t = pno_train::load_trained(&dir.path().join("repo/pno/1"), &device).unwrap();
-    let p = t
-        .predict(x.clone(), 2, &[S, S], 6, 42, 16, &device)
-        .unwrap();
+    let t = pno_run::load_trained(&dir.path().join("repo/pno/1"), &device).unwrap();
+    let p = t.predict(&predict_req(&x, 2, 6, 42), &device).unwrap();
     assert_eq!(floats(&outs[0]["data"]), p.mean);
     assert_eq!(floats(&outs[1]["data"]), p.std);
     assert!(p.std.iter().all(|s| *s > 0.0));
@@ -71,8 +69,8 @@ async fn quantiles_samples_and_output_selection() {
     assert_eq!(outs[1]["shape"], json!([5, 1, 1, S, S]));
     assert_eq!(v["parameters"]["quantile_levels"], "0.1,0.5,0.9");
     let device = Device::flex();
-    let t = pno_train::load_trained(&dir.path().join("repo/pno/1"), &device).unwrap();
-    let p = t.predict(x, 1, &[S, S], 5, 7, 16, &device).unwrap();
+    let t = pno_run::load_trained(&dir.path().join("repo/pno/1"), &device).unwrap();
+    let p = t.predict(&predict_req(&x, 1, 5, 7), &device).unwrap();
     assert_eq!(floats(&outs[0]["data"]), p.quantiles(&[0.1, 0.5, 0.9]));
     assert_eq!(floats(&outs[1]["data"]), p.samples);
     // Levels as a comma-separated string (tritonclient parameters are scalars); default
@@ -351,5 +349,17 @@ async fn no_input_causes_a_5xx() {
             "case {i} on {route}: {}",
             r.status()
         );
+    }
+}
+
+/// The request `pno predict` makes for `n` inputs of the fixture grid.
+fn predict_req(x: &[f32], n: usize, n_samples: usize, seed: u64) -> pno_run::PredictRequest<'_> {
+    pno_run::PredictRequest {
+        x,
+        n,
+        grid: &[S, S],
+        n_samples,
+        seed,
+        batch: 16,
     }
 }

@@ -26,7 +26,7 @@ pub(crate) const S: usize = 16;
 pub(crate) fn fixture_run() -> PathBuf {
     let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pno-serve-fixture-v2");
     let run = base.join("run");
-    if pno_train::load_trained(&run, &Device::flex()).is_ok() {
+    if pno_run::load_trained(&run, &Device::flex()).is_ok() {
         return run;
     }
     std::fs::create_dir_all(&base).unwrap();

@@ -520,7 +520,7 @@ impl Generator for Darcy {
 
 /// Builds the Darcy generator from a raw config (see [`DarcyConfig`]).
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let cfg: DarcyConfig = crate::registry::parse("darcy", config)?;
+    let cfg: DarcyConfig = crate::generator::parse_config("darcy", config)?;
     let params = cfg.validate()?;
     Ok(Box::new(Darcy::new(params)?))
 }
@@ -532,7 +532,7 @@ mod tests {
     use pno_core::testing::{assert_close, rel_l2};
 
     fn fno(json: serde_json::Value) -> Darcy {
-        let cfg: DarcyConfig = crate::registry::parse("darcy", json).unwrap();
+        let cfg: DarcyConfig = crate::generator::parse_config("darcy", json).unwrap();
         Darcy::new(cfg.validate().unwrap()).unwrap()
     }
 
@@ -759,7 +759,7 @@ mod tests {
         assert_eq!(g.parameters()["a_neg"], 0.1);
         let toml_cfg: serde_json::Value =
             toml::from_str("recipe = \"fno\"\nresolution = 85\nsolve_resolution = 421\n").unwrap();
-        let cfg: DarcyConfig = crate::registry::parse("darcy", toml_cfg).unwrap();
+        let cfg: DarcyConfig = crate::generator::parse_config("darcy", toml_cfg).unwrap();
         assert_eq!(cfg.validate().unwrap().solve_resolution, 421);
     }
 }

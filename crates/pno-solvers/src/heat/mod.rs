@@ -475,7 +475,7 @@ impl Generator for Heat {
 
 /// Builds the heat generator from a raw config (see [`HeatConfig`]).
 pub fn build(config: serde_json::Value) -> Result<Box<dyn Generator>> {
-    let cfg: HeatConfig = crate::registry::parse("heat", config)?;
+    let cfg: HeatConfig = crate::generator::parse_config("heat", config)?;
     Ok(Box::new(Heat::new(cfg.validate()?)))
 }
 
@@ -486,7 +486,7 @@ mod tests {
     use pno_core::testing::{assert_close, rel_l2};
 
     fn heat(json: serde_json::Value) -> Heat {
-        let cfg: HeatConfig = crate::registry::parse("heat", json).unwrap();
+        let cfg: HeatConfig = crate::generator::parse_config("heat", json).unwrap();
         Heat::new(cfg.validate().unwrap())
     }
 

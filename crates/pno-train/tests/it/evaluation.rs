@@ -2,12 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
+use pno_core::Split;
+use pno_data::LeakageSplits;
 use pno_data::{NpyData, write_npz};
 use pno_models::burn::tensor::Device;
+use pno_run::{ConformalMode, load_trained};
 use pno_train::data::load_fields;
 use pno_train::{
-    CalibrateOptions, ConformalMode, EvalOptions, Quiet, RunConfig, Split, TrainOptions, calibrate,
-    evaluate, load_trained, train,
+    CalibrateOptions, EvalOptions, Quiet, RunConfig, TrainOptions, calibrate, evaluate, train,
 };
 
 /// Trajectories `u[i, t, 0, x]` of travelling waves on 32 periodic points: each frame is the
@@ -91,7 +93,7 @@ fn windows_are_cut_from_the_recorded_frames() {
     assert_eq!(w.frames(1), vec![5, 7, 9]);
     assert_eq!(w.frames(2), vec![11, 13, 15]);
     assert_eq!(w.frames_needed(1), 10);
-    let (f, _) = load_fields(&path, &spec).unwrap();
+    let (f, _) = load_fields(&path, &spec, &LeakageSplits::default()).unwrap();
     assert_eq!((f.n, f.cin, f.cout, f.grid.clone()), (3, 4, 6, vec![8]));
     // Sample 2, input channel 3 = frame 3, channel 1; target channel 4 = frame 9, channel 0.
     let at = |v: &[f32], ch: usize, chans: usize, x: usize| v[(2 * chans + ch) * s + x];
@@ -114,7 +116,7 @@ fn windows_are_cut_from_the_recorded_frames() {
     let cfg = RunConfig::from_value(serde_json::json!({"data": {"check": false,
         "window": {"t_in": 4, "t_out": 4, "layout": "field"}}}))
     .unwrap();
-    let (f, _) = load_fields(&one, &cfg.data_spec().unwrap()).unwrap();
+    let (f, _) = load_fields(&one, &cfg.data_spec().unwrap(), &LeakageSplits::default()).unwrap();
     assert_eq!((f.cin, f.cout, f.grid.clone()), (1, 1, vec![4, 8]));
     assert_eq!(f.y[0], u[4 * s]);
 
@@ -122,7 +124,7 @@ fn windows_are_cut_from_the_recorded_frames() {
     let cfg = RunConfig::from_value(serde_json::json!({"data": {"check": false,
         "window": {"t_in": 8, "t_out": 8}}}))
     .unwrap();
-    let e = load_fields(&path, &cfg.data_spec().unwrap()).unwrap_err();
+    let e = load_fields(&path, &cfg.data_spec().unwrap(), &LeakageSplits::default()).unwrap_err();
     assert!(
         e.to_string().contains("16 frames") && e.to_string().contains("data.window"),
         "{e}"
@@ -167,7 +169,7 @@ fn conformal_scaling_reaches_the_nominal_coverage_on_held_out_functions() {
         &device,
     )
     .unwrap();
-    assert_eq!(rec.split, Split::Calibration);
+    assert_eq!(rec.split, Some(Split::Calibration));
     assert_eq!(rec.n_functions, 80);
     // On the calibration points the conformal quantile covers ⌈(N+1)·0.9⌉/N of them.
     assert!(
@@ -309,7 +311,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
         &t,
         &data,
         &EvalOptions {
-            split: Split::Calibration,
+            split: Some(Split::Calibration),
             ..opts
         },
         &device,

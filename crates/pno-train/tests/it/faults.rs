@@ -4,7 +4,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use pno_data::{NpyData, write_npz};
-use pno_train::checkpoint::from_safetensors;
+use pno_run::from_safetensors;
 use pno_train::{Progress, Quiet, TrainError, TrainOptions, train};
 
 use crate::{config, synthetic};

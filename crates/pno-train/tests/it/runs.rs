@@ -1,7 +1,8 @@
 //! The run-folder contract for every model kind, and prediction from it.
 
 use pno_models::burn::tensor::Device;
-use pno_train::{Quiet, TrainOptions, load_trained, train};
+use pno_run::{PredictRequest, load_trained};
+use pno_train::{Quiet, TrainOptions, train};
 
 use crate::{config, synthetic};
 
@@ -62,15 +63,19 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
         let device = Device::flex();
         let t = load_trained(&out, &device).unwrap();
         let x: Vec<f32> = (0..2 * 256).map(|i| (i as f32 * 0.01).sin()).collect();
-        let p = t
-            .predict(x.clone(), 2, &[16, 16], 5, 1, 4, &device)
-            .unwrap();
+        let req = |batch| PredictRequest {
+            x: &x,
+            n: 2,
+            grid: &[16, 16],
+            n_samples: 5,
+            seed: 1,
+            batch,
+        };
+        let p = t.predict(&req(4), &device).unwrap();
         assert_eq!(p.samples.len(), 5 * 2 * 256);
         assert!(p.mean.iter().chain(&p.std).all(|v| v.is_finite()), "{kind}");
         // Same seed, same output; batch size does not matter.
-        let q = t
-            .predict(x.clone(), 2, &[16, 16], 5, 1, 1, &device)
-            .unwrap();
+        let q = t.predict(&req(1), &device).unwrap();
         let diff = p
             .samples
             .iter()
@@ -80,7 +85,15 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
         // Zero-shot super-resolution for the FNO family.
         if kind != "deeponet" {
             let x32: Vec<f32> = (0..32 * 32).map(|i| (i as f32 * 0.003).cos()).collect();
-            let p32 = t.predict(x32, 1, &[32, 32], 3, 0, 1, &device).unwrap();
+            let r32 = PredictRequest {
+                x: &x32,
+                n: 1,
+                grid: &[32, 32],
+                n_samples: 3,
+                seed: 0,
+                batch: 1,
+            };
+            let p32 = t.predict(&r32, &device).unwrap();
             assert_eq!(p32.mean.len(), 32 * 32);
         }
     }

@@ -1,6 +1,9 @@
 //! Writing a seeded dataset with one of the built-in PDE generators (what `pno generate` and the
-//! suites run): samples are computed in parallel in chunks and written in index order by a
-//! writer thread, so memory stays bounded and the files do not depend on the thread count.
+//! benchmark suites run): samples are computed in parallel in chunks and written in index order
+//! by a writer thread, so memory stays bounded and the files do not depend on the thread count.
+//!
+//! Sits between the solvers and the dataset format (which never depend on each other) and below
+//! the benchmark harness and the CLI.
 
 use std::path::Path;
 use std::time::Instant;
@@ -10,7 +13,41 @@ use pno_data::{DatasetHeader, DatasetWriter, TensorSpec};
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::error::{BenchError, Result};
+/// What can go wrong generating a dataset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GenError {
+    /// A dataset key of the generator config has a bad value.
+    #[error("config key `{key}`: expected {expected}, got {got}")]
+    Key {
+        /// The key.
+        key: &'static str,
+        /// Expectation.
+        expected: &'static str,
+        /// What was found.
+        got: String,
+    },
+    /// The generator refused its parameters or failed on a sample (a CFL violation…).
+    #[error(transparent)]
+    Solver(#[from] pno_solvers::Error),
+    /// The dataset could not be written.
+    #[error(transparent)]
+    Data(#[from] pno_data::Error),
+    /// The worker threads or the writer thread failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// Operation.
+        op: &'static str,
+        /// Output folder.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for `pno-gen`.
+pub type Result<T, E = GenError> = std::result::Result<T, E>;
 
 /// A generation job.
 #[derive(Debug, Clone)]
@@ -63,12 +100,14 @@ pub struct DatasetKeys {
 
 /// Remove and return the dataset keys (`pde`, `n`, `seed`, `samples_per_file`) of a generator
 /// config, checking their types.
-pub fn take_dataset_keys(cfg: &mut Map<String, Value>) -> std::result::Result<DatasetKeys, String> {
-    let mut take = |key: &str| -> std::result::Result<Option<u64>, String> {
+pub fn take_dataset_keys(cfg: &mut Map<String, Value>) -> Result<DatasetKeys> {
+    let mut take = |key: &'static str| -> Result<Option<u64>> {
         match cfg.remove(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                format!("config key `{key}`: expected a non-negative integer, got {v}")
+            Some(v) => v.as_u64().map(Some).ok_or_else(|| GenError::Key {
+                key,
+                expected: "a non-negative integer",
+                got: v.to_string(),
             }),
         }
     };
@@ -76,7 +115,13 @@ pub fn take_dataset_keys(cfg: &mut Map<String, Value>) -> std::result::Result<Da
     let pde = match cfg.remove("pde") {
         None => None,
         Some(Value::String(s)) => Some(s),
-        Some(v) => return Err(format!("config key `pde`: expected a PDE name, got {v}")),
+        Some(v) => {
+            return Err(GenError::Key {
+                key: "pde",
+                expected: "a PDE name",
+                got: v.to_string(),
+            });
+        }
     };
     Ok(DatasetKeys {
         pde,
@@ -117,7 +162,7 @@ pub fn generate(job: &Job, out: &Path, progress: &(dyn Fn(u64) + Sync)) -> Resul
     if let Some(t) = job.threads {
         b = b.num_threads(t);
     }
-    let pool = b.build().map_err(|e| BenchError::Io {
+    let pool = b.build().map_err(|e| GenError::Io {
         op: "start worker threads for",
         path: out.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
@@ -170,7 +215,7 @@ pub fn generate(job: &Job, out: &Path, progress: &(dyn Fn(u64) + Sync)) -> Resul
             next = end;
         }
         drop(tx);
-        let written = writer_thread.join().map_err(|_| BenchError::Io {
+        let written = writer_thread.join().map_err(|_| GenError::Io {
             op: "write",
             path: out.to_path_buf(),
             source: std::io::Error::other("the dataset writer thread panicked"),

@@ -1,0 +1,211 @@
+//! A trained model loaded from its run folder, and prediction in physical units.
+
+use std::path::Path;
+
+use pno_models::burn::tensor::Device;
+use pno_models::laplace::LaplacePosterior;
+use pno_models::{Model, ModelError, Predictive};
+
+use crate::dir::RunDir;
+use crate::error::{Result, RunError, io_err};
+use crate::files::{FORMAT, ModelFile, Normalizers, read_json};
+use crate::weights::from_safetensors;
+
+/// A trained model loaded from its run folder, ready to predict.
+#[derive(Debug)]
+pub struct TrainedModel {
+    /// The model (weights, Laplace posterior and spread scale applied).
+    pub model: Model,
+    /// `model.json`.
+    pub file: ModelFile,
+    /// `normalizer.json`.
+    pub normalizers: Normalizers,
+    /// The run folder.
+    pub run: RunDir,
+}
+
+/// Load a run for inference: checks the format tag, verifies the weights checksum, the shapes
+/// of every tensor and the finiteness of every value; a corrupt, mismatched or
+/// unknown-format run is refused with the file named.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<TrainedModel> {
+    load_weights(dir, device, true)
+}
+
+/// [`load_trained`], optionally without the Laplace posterior (while it is being fitted).
+pub fn load_weights(dir: &Path, device: &Device, with_posterior: bool) -> Result<TrainedModel> {
+    let run = RunDir::new(dir);
+    if !run.model().exists() {
+        return Err(RunError::Corrupt {
+            path: dir.to_path_buf(),
+            what: "run folder".into(),
+            expected: "model.json, normalizer.json and weights.safetensors written by `pno train`"
+                .into(),
+            got: "no model.json".into(),
+        });
+    }
+    let tag: serde_json::Value = read_json(&run.model(), "model.json")?;
+    let format = tag.get("format").and_then(|f| f.as_str()).unwrap_or("");
+    if format != FORMAT {
+        return Err(RunError::Format {
+            path: run.model(),
+            expected: FORMAT,
+            got: format.to_string(),
+        });
+    }
+    let file: ModelFile = serde_json::from_value(tag).map_err(|e| RunError::Corrupt {
+        path: run.model(),
+        what: "model.json".into(),
+        expected: "the JSON pno writes".into(),
+        got: e.to_string(),
+    })?;
+    let normalizers: Normalizers = read_json(&run.normalizer(), "normalizer.json")?;
+    let bytes = std::fs::read(run.weights()).map_err(io_err("read", &run.weights()))?;
+    let sum = pno_core::sha256_hex(&bytes);
+    if sum != file.weights_sha256 {
+        return Err(RunError::Corrupt {
+            path: run.weights(),
+            what: "checksum".into(),
+            expected: format!("sha256 {} (model.json)", file.weights_sha256),
+            got: sum,
+        });
+    }
+    let (tensors, _) = from_safetensors(&bytes, &run.weights())?;
+    let mut model = file.model.init(0, device);
+    model = pno_models::weights::load_named(model, &tensors).map_err(|e| match e {
+        ModelError::Weights {
+            name,
+            expected,
+            got,
+        } => RunError::Corrupt {
+            path: run.weights(),
+            what: format!("tensor {name}"),
+            expected,
+            got,
+        },
+        other => RunError::Model(other),
+    })?;
+    if with_posterior && file.model.kind == pno_models::Kind::Laplace {
+        let post: LaplacePosterior = read_json(&run.laplace(), "laplace.json")?;
+        model.laplace = Some(post);
+    }
+    if !(file.spread_scale.is_finite() && file.spread_scale > 0.0) {
+        return Err(RunError::Corrupt {
+            path: run.model(),
+            what: "spread_scale".into(),
+            expected: "a positive number".into(),
+            got: file.spread_scale.to_string(),
+        });
+    }
+    model.spread_scale = file.spread_scale;
+    Ok(TrainedModel {
+        model,
+        file,
+        normalizers,
+        run,
+    })
+}
+
+/// What to predict: inputs `x[n, in, points]` in physical units on `grid`.
+#[derive(Debug, Clone, Copy)]
+pub struct PredictRequest<'a> {
+    /// Input values `[n, in_channels, points]`, row-major.
+    pub x: &'a [f32],
+    /// Inputs.
+    pub n: usize,
+    /// Spatial grid of the inputs (any resolution the model accepts).
+    pub grid: &'a [usize],
+    /// Predictive draws per input.
+    pub n_samples: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Inputs per forward pass (≥ 1).
+    pub batch: usize,
+}
+
+impl TrainedModel {
+    /// Predict in physical units: the inputs are normalised with the run's input normaliser,
+    /// and the draws, mean, std and aleatoric variance are mapped back with its target
+    /// normaliser. Row `i` of the request uses noise stream `i`, so the same seed gives the same
+    /// draws whatever the batching. Non-finite inputs and wrong sizes are refused.
+    pub fn predict(&self, req: &PredictRequest<'_>, device: &Device) -> Result<Predictive> {
+        let PredictRequest {
+            n,
+            grid,
+            n_samples,
+            seed,
+            ..
+        } = *req;
+        let cin = self.file.in_channels;
+        let p: usize = grid.iter().product();
+        if req.x.len() != n * cin * p || n == 0 {
+            return Err(RunError::Model(ModelError::Input {
+                what: "x".into(),
+                expected: format!(
+                    "[n, {cin}, {grid:?}] with n ≥ 1 ({} values per sample)",
+                    cin * p
+                ),
+                got: format!("{} values for n = {n}", req.x.len()),
+            }));
+        }
+        if let Some(i) = req.x.iter().position(|v| !v.is_finite()) {
+            return Err(RunError::Model(ModelError::Input {
+                what: "x".into(),
+                expected: "finite values".into(),
+                got: format!("{} in sample {}", req.x[i], i / (cin * p)),
+            }));
+        }
+        let mut x = req.x.to_vec();
+        if let Some(nx) = &self.normalizers.x {
+            nx.transform(&mut x, cin, p)?;
+        }
+        let cout = self.file.out_channels;
+        let d = cout * p;
+        let mut samples = vec![0.0f32; n_samples * n * d];
+        let (mut mean, mut std) = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
+        let mut alea: Option<Vec<f32>> = None;
+        let batch = req.batch.max(1);
+        let max_rows = (4096 * 1024 / (p.max(1) * 64)).clamp(batch, 4096);
+        for start in (0..n).step_by(batch) {
+            let b = batch.min(n - start);
+            let xt = Model::tensor(
+                x[start * cin * p..(start + b) * cin * p].to_vec(),
+                [b, cin, p],
+                device,
+            );
+            let pr = self
+                .model
+                .predict(xt, grid, n_samples, seed, start as u64, max_rows)?;
+            for s in 0..n_samples {
+                let src = &pr.samples[s * b * d..(s + 1) * b * d];
+                samples[(s * n + start) * d..(s * n + start + b) * d].copy_from_slice(src);
+            }
+            mean[start * d..(start + b) * d].copy_from_slice(&pr.mean);
+            std[start * d..(start + b) * d].copy_from_slice(&pr.std);
+            if let Some(a) = pr.aleatoric_var {
+                alea.get_or_insert_with(|| vec![0.0; n * d])[start * d..(start + b) * d]
+                    .copy_from_slice(&a);
+            }
+        }
+        if let Some(ny) = &self.normalizers.y {
+            ny.inverse_transform(&mut mean, cout, p)?;
+            ny.inverse_std(&mut std, cout, p)?;
+            ny.inverse_transform(&mut samples, cout, p)?;
+            if let Some(a) = &mut alea {
+                // Variances scale with the square of the std factor.
+                let mut s: Vec<f32> = a.iter().map(|v| v.max(0.0).sqrt()).collect();
+                ny.inverse_std(&mut s, cout, p)?;
+                a.iter_mut().zip(s).for_each(|(v, s)| *v = s * s);
+            }
+        }
+        Ok(Predictive {
+            samples,
+            n_samples,
+            batch: n,
+            channels: cout,
+            grid: grid.to_vec(),
+            mean,
+            std,
+            aleatoric_var: alea,
+        })
+    }
+}
