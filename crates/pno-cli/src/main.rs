@@ -43,6 +43,8 @@ Examples:
   pno predict --run runs/pno_d --input data/darcy64 --samples 100 --out pred.npz
   pno calibrate --run runs/pno_d --data data/darcy64
   pno eval --run runs/pno_d --data data/darcy64 --split test --samples 100
+  pno eval --run runs/pno_d --data data/darcy64 --gate configs/gate_darcy64.toml
+  pno promote --run runs/pno_d --repository models --model darcy --gate configs/gate_darcy64.toml
   pno bench --suite configs/suite_smoke.toml --out reports/smoke";
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +61,8 @@ enum Commands {
     Eval(cmd::eval::EvalArgs),
     /// Split-conformal calibration of a run's predictive spread.
     Calibrate(cmd::calibrate::CalibrateArgs),
+    /// Gate a challenger run against the champion and publish it as the next version.
+    Promote(cmd::promote::PromoteArgs),
     /// Run a benchmark suite (methods × PDEs × seeds) and write its report.
     Bench(cmd::bench::BenchArgs),
     /// Serve trained runs over the Open Inference Protocol v2 (REST, JSON and binary tensors).
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Commands::Predict(args) => cmd::predict::run(args, cli.json),
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
         Commands::Calibrate(args) => cmd::calibrate::run(args, cli.json),
+        Commands::Promote(args) => cmd::promote::run(args, cli.json),
         Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
         Commands::Serve(args) => cmd::serve::run(args),
         Commands::Keys(args) => cmd::keys::run(args, cli.json),

@@ -67,6 +67,20 @@ impl RunDir {
         self.dir.join("summary.json")
     }
 
+    /// `gate.json` (a promoted version's gate record).
+    pub fn gate(&self) -> PathBuf {
+        self.dir.join(crate::repository::GATE_FILE)
+    }
+
+    /// The gate record, when the folder has one.
+    pub fn read_gate(&self) -> Result<Option<crate::gate::GateRecord>> {
+        let p = self.gate();
+        if !p.exists() {
+            return Ok(None);
+        }
+        read_json(&p, "gate.json").map(Some)
+    }
+
     /// `model.json`, parsed.
     pub fn read_model_file(&self) -> Result<ModelFile> {
         read_json(&self.model(), "model.json")

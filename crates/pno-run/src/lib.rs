@@ -3,7 +3,8 @@
 //! `pno train` writes a run through this crate; `pno eval`, `pno calibrate`, `pno predict`, the
 //! benchmark harness and the server read it through this crate. It owns the files
 //! ([`RunDir`]: `model.json`, `config.json`, `normalizer.json`, `weights.safetensors`,
-//! `provenance.json`, the [`CalibrationRecord`]), the [`FORMAT`] tag (a run of another format
+//! `provenance.json`, the [`CalibrationRecord`], a promoted version's [`GateRecord`]), the model
+//! repository layout ([`versions`], [`publish`]), the [`FORMAT`] tag (a run of another format
 //! is refused with a clear message), the data setup ([`DataSpec`]), and [`TrainedModel`] with
 //! its [`TrainedModel::predict`] in physical units — the one code path behind `pno predict` and
 //! the server, so a seed gives the same numbers in both.
@@ -15,6 +16,8 @@ mod calibration;
 mod dir;
 mod error;
 mod files;
+mod gate;
+mod repository;
 mod spec;
 mod trained;
 mod weights;
@@ -25,6 +28,8 @@ pub use error::{Result, RunError};
 pub use files::{
     FORMAT, ModelFile, Normalizers, Provenance, ProvenanceFile, read_json, write_json,
 };
+pub use gate::{ChampionRecord, GateRecord, GateRow};
+pub use repository::{GATE_FILE, check_model_name, publish, version_dir, versions};
 pub use spec::{DataSpec, Window, WindowLayout};
 pub use trained::{PredictRequest, TrainedModel, load_trained, load_weights};
 pub use weights::{from_safetensors, to_safetensors};

@@ -144,6 +144,7 @@ pub fn calibrate(
         &trained,
         data,
         opts.split,
+        None,
         Draws {
             samples: opts.samples,
             seed: opts.seed,

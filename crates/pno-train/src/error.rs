@@ -40,6 +40,18 @@ pub enum TrainError {
         /// What was found.
         got: String,
     },
+    /// A gate file has an unknown key or a bad value.
+    #[error("gate file {path}: key `{key}`: expected {expected}, got {got}")]
+    Gate {
+        /// The gate file.
+        path: PathBuf,
+        /// Dotted key.
+        key: String,
+        /// Expectation.
+        expected: String,
+        /// What was found.
+        got: String,
+    },
     /// The data does not fit the task.
     #[error("data {path}: `{field}`: expected {expected}, got {got}")]
     DataShape {

@@ -105,6 +105,9 @@ pub struct EvalOptions {
     pub divergence_factor: f64,
     /// Levels of the calibration curves (≥ 2).
     pub curve_levels: usize,
+    /// Evaluate exactly these sample indices instead of `split` (a champion judged on the
+    /// challenger's frozen samples); `split` then only labels the result.
+    pub indices: Option<Vec<usize>>,
 }
 
 impl Default for EvalOptions {
@@ -117,6 +120,7 @@ impl Default for EvalOptions {
             rollout: 0,
             divergence_factor: 10.0,
             curve_levels: 21,
+            indices: None,
         }
     }
 }
@@ -302,11 +306,27 @@ pub fn predict_on_split(
     trained: &TrainedModel,
     data: &Path,
     split: Option<Split>,
+    indices: Option<&[usize]>,
     draws: Draws,
     device: &Device,
 ) -> Result<SplitPrediction> {
     let (fields, prov) = run_fields(trained, data)?;
-    let (indices, split) = split_indices(trained, &prov, fields.n, split)?;
+    let (indices, split) = match indices {
+        None => split_indices(trained, &prov, fields.n, split)?,
+        Some(idx) => {
+            if let Some(&bad) = idx.iter().find(|&&i| i >= fields.n) {
+                return Err(option_err(
+                    "indices",
+                    format!("sample indices below the file's {} samples", fields.n),
+                    bad,
+                ));
+            }
+            if idx.is_empty() {
+                return Err(option_err("indices", "at least one sample", "none"));
+            }
+            (idx.to_vec(), split)
+        }
+    };
     let (x, y) = fields.gather(&indices);
     let req = PredictRequest {
         x: &x,
@@ -362,7 +382,14 @@ pub fn evaluate(
         y,
         pred,
         ..
-    } = predict_on_split(trained, data, opts.split, draws(opts), device)?;
+    } = predict_on_split(
+        trained,
+        data,
+        opts.split,
+        opts.indices.as_deref(),
+        draws(opts),
+        device,
+    )?;
     let predict_seconds = t0.elapsed().as_secs_f64();
     let n = indices.len();
     let d = pred.per_function();

@@ -5,7 +5,7 @@
 //! every metric and calibration curve; split-conformal calibration of its spread.
 //!
 //! Module order (no cycles): `config` → `data` → {`checkpoint`, `optim`} → `trainer`;
-//! `data` → `eval` → `calibrate`. Everything reads and writes runs through `pno-run`.
+//! `data` → `eval` → {`calibrate`, `gate` → `promote`}. Everything reads and writes runs through `pno-run`.
 
 pub mod calibrate;
 pub mod checkpoint;
@@ -13,11 +13,15 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod gate;
 pub mod optim;
+pub mod promote;
 pub mod trainer;
 
 pub use calibrate::{CalibrateOptions, calibrate};
 pub use config::RunConfig;
 pub use error::{Result, TrainError};
 pub use eval::{EvalOptions, Evaluation, evaluate};
+pub use gate::{Evidence, Gate};
+pub use promote::{PromoteOptions, Promotion, promote};
 pub use trainer::{Progress, Quiet, Summary, TrainOptions, train};

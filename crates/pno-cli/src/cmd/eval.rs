@@ -7,8 +7,10 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use pno_data::{NpyData, write_npz};
-use pno_run::load_trained;
-use pno_train::{EvalOptions, Evaluation, evaluate};
+use pno_run::{GateRow, load_trained};
+use pno_train::gate::measure;
+use pno_train::promote::{champion_evidence, data_sha};
+use pno_train::{EvalOptions, Evaluation, Evidence, Gate, evaluate};
 
 use crate::cmd::opts::{DrawOpts, SplitArg, split_name};
 
@@ -27,7 +29,13 @@ crps_fair, energy_score, coverage_50..99, function_coverage_95, interval_width_9
 interval_score_90, calibration_error, miscalibration_area, sharpness, spread_skill;
 models that separate data noise add total_var, aleatoric_var, epistemic_var and
 aleatoric_fraction (law of total variance). --rollout K (runs trained on [data.window])
-adds per-step metrics and the fraction of sample trajectories that diverged.")]
+adds per-step metrics and the fraction of sample trajectories that diverged.
+
+--gate FILE.toml checks the metrics against thresholds (absolute bounds, nominal coverage
+inside its binomial confidence interval, p99 predict latency and peak memory, and with
+--champion RUN non-inferiority margins against a champion evaluated on the same samples):
+it prints a pass/fail table (or `gate` in --json) and exits with status 2 on failure.
+  pno eval --run runs/v2 --data data/darcy64 --gate configs/gate_darcy.toml --champion runs/v1")]
 pub(crate) struct EvalArgs {
     /// Run folder written by `pno train`.
     #[arg(long)]
@@ -46,6 +54,13 @@ pub(crate) struct EvalArgs {
     /// Also write input, mean, std, samples and target to this .npz.
     #[arg(long, value_name = "FILE.npz")]
     save_predictions: Option<PathBuf>,
+    /// Quality gate (TOML): print a pass/fail table and exit non-zero on failure.
+    #[arg(long, value_name = "FILE.toml")]
+    gate: Option<PathBuf>,
+    /// Champion run (or repository version folder) for the gate's relative checks, evaluated on
+    /// the same samples, seed and draws.
+    #[arg(long, value_name = "RUN", requires = "gate")]
+    champion: Option<PathBuf>,
 }
 
 /// The JSON object of an evaluation: the metric keys at the top level, then the context.
@@ -114,10 +129,46 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     }
     let kind = trained.file.model.kind.name();
-    let obj = evaluation_json(&e, kind, args.draws.samples)?;
+    let mut obj = evaluation_json(&e, kind, args.draws.samples)?;
+    let verdict = match &args.gate {
+        None => None,
+        Some(path) => {
+            let (gate, _) = Gate::load(path)?;
+            let mut evidence = Evidence::of(&e)?;
+            if let Some(p) = &gate.performance {
+                evidence.performance = Some(measure(
+                    &trained,
+                    &e.x,
+                    &e.grid,
+                    p,
+                    args.draws.samples,
+                    &device,
+                )?);
+            }
+            let champion = match &args.champion {
+                None => None,
+                Some(dir) => {
+                    let sha = data_sha(&trained, &args.data)?;
+                    Some(
+                        champion_evidence(dir, &args.data, &sha, &e, &opts, &device)
+                            .with_context(|| format!("evaluating champion {}", dir.display()))?,
+                    )
+                }
+            };
+            let rows = gate.check(&evidence, champion.as_ref());
+            let passed = rows.iter().all(|r| r.passed);
+            if let Some(m) = obj.as_object_mut() {
+                m.insert(
+                    "gate".into(),
+                    json!({"file": path, "passed": passed, "rows": rows, "relative_checked": champion.is_some()}),
+                );
+            }
+            Some((rows, passed, gate.has_relative() && champion.is_none()))
+        }
+    };
     if json_out {
         println!("{obj}");
-        return Ok(());
+        return gate_exit(verdict.as_ref());
     }
     println!(
         "{kind} on {} ({} split, {} functions, grid {:?}, {} draws)",
@@ -146,5 +197,49 @@ pub(crate) fn run(args: EvalArgs, json_out: bool) -> Result<()> {
             );
         }
     }
-    Ok(())
+    if let Some((rows, _, skipped)) = &verdict {
+        print_gate(rows, *skipped);
+    }
+    gate_exit(verdict.as_ref())
+}
+
+/// Exit status 2 (with the failing checks named) when a gate failed.
+fn gate_exit(verdict: Option<&(Vec<GateRow>, bool, bool)>) -> Result<()> {
+    match verdict {
+        Some((rows, false, _)) => {
+            let failed: Vec<&str> = rows
+                .iter()
+                .filter(|r| !r.passed)
+                .map(|r| r.check.as_str())
+                .collect();
+            eprintln!("error: gate failed: {}", failed.join("; "));
+            std::process::exit(2);
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The pass/fail table of a gate.
+pub(crate) fn print_gate(rows: &[GateRow], relative_skipped: bool) {
+    println!("  gate:");
+    println!(
+        "    {:<4}  {:<48}  {:>12}  {:>12}  threshold",
+        "", "check", "value", "champion"
+    );
+    for r in rows {
+        let champion = r.champion.map_or(String::new(), |c| format!("{c:.6}"));
+        println!(
+            "    {:<4}  {:<48}  {:>12.6}  {:>12}  {}",
+            if r.passed { "PASS" } else { "FAIL" },
+            r.check,
+            r.value,
+            champion,
+            r.threshold
+        );
+    }
+    if relative_skipped {
+        println!("    (no champion given: relative checks skipped; pass --champion RUN)");
+    }
+    let ok = rows.iter().all(|r| r.passed);
+    println!("  verdict: {}", if ok { "PASS" } else { "FAIL" });
 }

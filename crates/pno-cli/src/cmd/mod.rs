@@ -9,5 +9,6 @@ pub(crate) mod generate;
 pub(crate) mod keys;
 pub(crate) mod opts;
 pub(crate) mod predict;
+pub(crate) mod promote;
 pub(crate) mod serve;
 pub(crate) mod train;

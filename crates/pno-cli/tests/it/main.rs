@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod generate;
+mod promote;
 mod serve;
 mod train;
 

@@ -298,13 +298,16 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
     // With a tiny bound every trajectory counts as diverged, and the clipped draws stay finite.
     let tight = EvalOptions {
         divergence_factor: 1e-6,
-        ..opts
+        ..opts.clone()
     };
     let e = evaluate(&t, &data, &tight, &device).unwrap();
     assert!(e.rollout.iter().all(|s| s.diverged_fraction == 1.0));
     assert!(e.rollout.iter().all(|s| s.report.crps.is_finite()));
     // Longer than the trajectories, or a run without windows: refused with the option named.
-    let long = EvalOptions { rollout: 6, ..opts };
+    let long = EvalOptions {
+        rollout: 6,
+        ..opts.clone()
+    };
     let err = evaluate(&t, &data, &long, &device).unwrap_err();
     assert!(err.to_string().contains("--rollout"), "{err}");
     let e = evaluate(
@@ -312,7 +315,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
         &data,
         &EvalOptions {
             split: Some(Split::Calibration),
-            ..opts
+            ..opts.clone()
         },
         &device,
     )

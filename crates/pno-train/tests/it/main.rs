@@ -3,6 +3,7 @@
 
 mod evaluation;
 mod faults;
+mod gate;
 mod runs;
 
 use std::path::{Path, PathBuf};
