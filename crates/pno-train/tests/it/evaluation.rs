@@ -315,7 +315,7 @@ fn rollouts_propagate_each_draw_and_count_divergence() {
         &data,
         &EvalOptions {
             split: Some(Split::Calibration),
-            ..opts.clone()
+            ..opts
         },
         &device,
     )
