@@ -1,0 +1,395 @@
+//! The audit log: one JSON record per line, each carrying the SHA-256 of the previous record
+//! (`prev`) and its own (`hash`, over the exact bytes of the record without `hash`). Editing any
+//! byte breaks the record's own hash, its JSON, or the next record's `prev`; [`verify`] names the
+//! first bad record. The log rotates into numbered segments (`audit.log.000001`, …, then the
+//! active `audit.log`); the chain and the sequence run across segments. What a chain alone cannot
+//! show — a truncated tail or a wholesale rewrite — a signed checkpoint of its Merkle tree does
+//! ([`crate::checkpoint`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{AuditError, Result, io_err};
+use crate::merkle::{Hash, leaf_hash};
+
+/// The `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// When the audit log is flushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every record.
+    Always,
+    /// After every `fsync_every` records, and at shutdown.
+    Batch,
+    /// Only at shutdown (the OS decides otherwise).
+    Never,
+}
+
+/// What happened (the caller's part of a record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AuditEvent {
+    /// Key id or `anonymous`.
+    pub actor: String,
+    /// The actor's role (`reader`, `operator`, `admin`, or `none`).
+    pub role: String,
+    /// Client address.
+    pub client: String,
+    /// Action, e.g. `infer`, `model.load`, `keys.create`.
+    pub action: String,
+    /// Model name.
+    pub model: Option<String>,
+    /// Model version.
+    pub version: Option<String>,
+    /// `ok` or `error`.
+    pub outcome: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Request id.
+    pub request_id: String,
+    /// SHA-256 of the request body, when there was one.
+    pub input_sha256: Option<String>,
+}
+
+/// A record as stored (without its `hash`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// 0-based sequence number (across segments).
+    pub seq: u64,
+    /// Milliseconds since the Unix epoch.
+    pub ts_ms: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    /// Hash of the previous record.
+    pub prev: String,
+}
+
+/// How a log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogOptions {
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+    /// Records between fsyncs with [`FsyncPolicy::Batch`].
+    pub every: usize,
+    /// Start a new segment once the active file reaches this size (None: never rotate).
+    pub segment_bytes: Option<u64>,
+}
+
+struct Writer {
+    file: File,
+    seq: u64,
+    prev: String,
+    unsynced: usize,
+    bytes: u64,
+}
+
+/// An open audit log.
+pub struct AuditLog {
+    path: PathBuf,
+    opts: LogOptions,
+    w: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// The result of checking a whole log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Records checked.
+    pub records: u64,
+    /// Hash of the last record (the chain head).
+    pub head: String,
+    /// The Merkle tree hash over every record (RFC 9162), the value a checkpoint signs.
+    pub root: Hash,
+    /// Segment files read, in order.
+    pub segments: Vec<PathBuf>,
+}
+
+fn encode(rec: &AuditRecord) -> std::result::Result<(String, String), serde_json::Error> {
+    let body = serde_json::to_string(rec)?;
+    let hash = hex::encode(Sha256::digest(body.as_bytes()));
+    let mut line = body;
+    line.pop(); // the closing brace
+    line.push_str(",\"hash\":\"");
+    line.push_str(&hash);
+    line.push_str("\"}\n");
+    Ok((line, hash))
+}
+
+/// The segment files of the log at `path`, oldest first: `path.000001`, `path.000002`, …, then
+/// `path` itself when it exists.
+pub fn segments(path: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if dir.exists() {
+        let mut numbered: Vec<(u64, PathBuf)> = std::fs::read_dir(&dir)
+            .map_err(io_err("list", &dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let f = e.file_name().into_string().ok()?;
+                let n: u64 = f.strip_prefix(&name)?.strip_prefix('.')?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .collect();
+        numbered.sort();
+        out.extend(numbered.into_iter().map(|(_, p)| p));
+    }
+    if path.exists() {
+        out.push(path.to_path_buf());
+    }
+    Ok(out)
+}
+
+/// Streams over every record of every segment, checking JSON shape, sequence, `prev` links,
+/// hashes and canonical form; `each(record_line, record)` sees every good record. Memory stays
+/// constant whatever the log's size. The error names the segment and the first bad record.
+pub fn scan(path: &Path, mut each: impl FnMut(&[u8], &AuditRecord)) -> Result<Verified> {
+    let segs = segments(path)?;
+    let mut prev = GENESIS.to_string();
+    let mut n = 0u64;
+    let mut frontier = crate::checkpoint::Frontier::default();
+    let mut buf = Vec::new();
+    for seg in &segs {
+        let file = File::open(seg).map_err(io_err("open", seg))?;
+        let mut r = BufReader::with_capacity(1 << 16, file);
+        let mut line = 0usize;
+        loop {
+            buf.clear();
+            let got = r.read_until(b'\n', &mut buf).map_err(io_err("read", seg))?;
+            if got == 0 {
+                break;
+            }
+            line += 1;
+            let bad = |what: String| AuditError::Record {
+                path: seg.clone(),
+                line,
+                what,
+            };
+            if buf.last() != Some(&b'\n') {
+                return Err(bad("incomplete last record (no newline)".into()));
+            }
+            let raw = &buf[..buf.len() - 1];
+            let text = std::str::from_utf8(raw).map_err(|_| bad("not UTF-8".into()))?;
+            // The stored hash is the last field, exactly `,"hash":"<64 hex>"}`.
+            const TAIL: usize = ",\"hash\":\"".len() + 64 + 2;
+            if text.len() < TAIL + 2 || !text.is_char_boundary(text.len() - TAIL) {
+                return Err(bad("malformed record".into()));
+            }
+            let (head, tail) = text.split_at(text.len() - TAIL);
+            let stored = tail
+                .strip_prefix(",\"hash\":\"")
+                .and_then(|t| t.strip_suffix("\"}"))
+                .ok_or_else(|| bad("malformed hash field".into()))?;
+            let body = format!("{head}}}");
+            let rec: AuditRecord =
+                serde_json::from_str(&body).map_err(|e| bad(format!("malformed record: {e}")))?;
+            let hash = hex::encode(Sha256::digest(body.as_bytes()));
+            if hash != stored {
+                return Err(bad(format!(
+                    "hash mismatch: stored {stored}, content hashes to {hash}"
+                )));
+            }
+            if rec.seq != n {
+                return Err(bad(format!("sequence: expected {n}, got {}", rec.seq)));
+            }
+            if rec.prev != prev {
+                return Err(bad(format!(
+                    "chain broken: prev is {}, previous record hashes to {prev}",
+                    rec.prev
+                )));
+            }
+            // The record must be exactly what we would write (no reformatting).
+            let (again, _) = encode(&rec).map_err(|e| bad(e.to_string()))?;
+            if again.trim_end_matches('\n') != text {
+                return Err(bad("record is not in canonical form".into()));
+            }
+            frontier.push(leaf_hash(raw));
+            each(raw, &rec);
+            prev = hash;
+            n += 1;
+        }
+    }
+    Ok(Verified {
+        records: n,
+        head: prev,
+        root: frontier.root(),
+        segments: segs,
+    })
+}
+
+/// Check every record of a log (all segments): see [`scan`]. A log with no segment at all is
+/// an error (nothing to verify).
+pub fn verify(path: &Path) -> Result<Verified> {
+    if segments(path)?.is_empty() {
+        return Err(AuditError::Io {
+            op: "read",
+            path: path.to_path_buf(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    scan(path, |_, _| {})
+}
+
+/// The Merkle leaf hashes of every record, in order (for proofs).
+pub fn leaves(path: &Path) -> Result<Vec<Hash>> {
+    let mut out = Vec::new();
+    scan(path, |raw, _| out.push(leaf_hash(raw)))?;
+    Ok(out)
+}
+
+impl AuditLog {
+    /// Open (or create) a log for appending with `fsync` every `every` records and no rotation;
+    /// an existing log is verified first and refused when its chain is broken.
+    pub fn open(path: &Path, fsync: FsyncPolicy, every: usize) -> Result<Self> {
+        Self::open_with(
+            path,
+            LogOptions {
+                fsync,
+                every,
+                segment_bytes: None,
+            },
+        )
+    }
+
+    /// [`AuditLog::open`] with every option.
+    pub fn open_with(path: &Path, opts: LogOptions) -> Result<Self> {
+        let v = scan(path, |_, _| {})?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err("open", path))?;
+        let bytes = file.metadata().map_err(io_err("stat", path))?.len();
+        Ok(Self {
+            path: path.to_path_buf(),
+            opts: LogOptions {
+                every: opts.every.max(1),
+                ..opts
+            },
+            w: Mutex::new(Writer {
+                file,
+                seq: v.records,
+                prev: v.head,
+                unsynced: 0,
+                bytes,
+            }),
+        })
+    }
+
+    /// The log file (the active segment).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Append one record (fsync according to the policy; rotate first when the active segment
+    /// is full).
+    pub fn append(&self, event: AuditEvent) -> Result<()> {
+        let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(max) = self.opts.segment_bytes
+            && w.bytes >= max
+        {
+            self.rotate(&mut w)?;
+        }
+        let ts_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let rec = AuditRecord {
+            seq: w.seq,
+            ts_ms,
+            event,
+            prev: w.prev.clone(),
+        };
+        let (line, hash) = encode(&rec).map_err(|e| AuditError::Record {
+            path: self.path.clone(),
+            line: rec.seq as usize + 1,
+            what: e.to_string(),
+        })?;
+        w.file
+            .write_all(line.as_bytes())
+            .map_err(io_err("append", &self.path))?;
+        w.seq += 1;
+        w.prev = hash;
+        w.unsynced += 1;
+        w.bytes += line.len() as u64;
+        let sync = match self.opts.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Batch => w.unsynced >= self.opts.every,
+            FsyncPolicy::Never => false,
+        };
+        if sync {
+            w.file.sync_data().map_err(io_err("fsync", &self.path))?;
+            w.unsynced = 0;
+        }
+        Ok(())
+    }
+
+    /// Closes the active segment as the next numbered one and starts a new active file.
+    fn rotate(&self, w: &mut Writer) -> Result<()> {
+        w.file.sync_all().map_err(io_err("fsync", &self.path))?;
+        let next = segments(&self.path)?
+            .iter()
+            .filter_map(|p| p.extension()?.to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let closed = PathBuf::from(format!("{}.{next:06}", self.path.display()));
+        std::fs::rename(&self.path, &closed).map_err(io_err("rotate into", &closed))?;
+        w.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err("open", &self.path))?;
+        if let Some(dir) = self.path.parent()
+            && let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })
+        {
+            let _ = d.sync_all();
+        }
+        w.bytes = 0;
+        w.unsynced = 0;
+        Ok(())
+    }
+
+    /// Flush everything to disk (at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
+        w.file.flush().map_err(io_err("flush", &self.path))?;
+        w.file.sync_all().map_err(io_err("fsync", &self.path))?;
+        w.unsynced = 0;
+        Ok(())
+    }
+
+    /// Records written so far (including those found at open).
+    pub fn len(&self) -> u64 {
+        self.w.lock().unwrap_or_else(|p| p.into_inner()).seq
+    }
+
+    /// True when no record was ever written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
