@@ -12,6 +12,8 @@ pub mod eval;
 pub mod optim;
 pub mod predict;
 pub mod run;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trainer;
 
 pub use calibrate::{CalibrateOptions, CalibrationRecord, ConformalMode, calibrate};
