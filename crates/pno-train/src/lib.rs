@@ -16,6 +16,8 @@ pub mod eval;
 pub mod gate;
 pub mod optim;
 pub mod promote;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod trainer;
 
 pub use calibrate::{CalibrateOptions, calibrate};

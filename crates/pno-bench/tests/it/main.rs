@@ -7,6 +7,8 @@ mod suite;
 
 use std::path::{Path, PathBuf};
 
+use pno_bench::{CellResult, RunOptions, Suite, run_suite};
+
 /// Write `text` as `name` in `dir` and return the path.
 pub(crate) fn file(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
@@ -66,4 +68,37 @@ conformal = {{ level = 0.9 }}
 "#
         ),
     )
+}
+
+/// Options every test runs cells with (CPU, batch 8).
+pub(crate) fn opts() -> RunOptions {
+    RunOptions {
+        device: pno_models::burn::tensor::Device::flex(),
+        batch: 8,
+    }
+}
+
+/// A finished run of the tiny suite (seeds 0 and 1) in a folder of the test's own.
+pub(crate) struct Finished {
+    /// Holds the suite files and `out/`; removed on drop.
+    pub(crate) _dir: tempfile::TempDir,
+    pub(crate) suite: Suite,
+    pub(crate) out: PathBuf,
+    /// The 12 cell results, in cell order.
+    pub(crate) results: Vec<CellResult>,
+}
+
+/// Runs the tiny suite (seeds 0 and 1; under a second on this CPU backend) in a fresh folder,
+/// one per test.
+pub(crate) fn finished_suite() -> Finished {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = Suite::load(&tiny_suite(dir.path(), "[0, 1]")).unwrap();
+    let out = dir.path().join("out");
+    let results = run_suite(&suite, &out, &opts(), &mut |_| {}).unwrap();
+    Finished {
+        _dir: dir,
+        suite,
+        out,
+        results,
+    }
 }

@@ -1,41 +1,18 @@
 //! `pno calibrate`, `pno eval --rollout` and `pno bench` as a user runs them.
 
-use crate::{config, pno_err, pno_ok};
+use crate::{assert_errors_name, config, darcy, pno_err, pno_ok, tiny_train};
 
 #[test]
 fn calibrate_stores_the_scale_that_eval_then_applies() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("d16").display().to_string();
-    pno_ok(&[
-        "generate",
-        "darcy",
-        "--resolution",
-        "16",
-        "--n",
-        "48",
-        "--seed",
-        "2",
-        "--out",
-        &data,
-        "--quiet",
-    ]);
+    let data = darcy(&dir.path().join("d16"), 16, 48, 2);
     let run = dir.path().join("run").display().to_string();
-    pno_ok(&[
-        "train",
-        "--config",
-        &config("darcy16_mc_dropout.toml"),
-        "--data",
+    tiny_train(
+        "darcy16_mc_dropout.toml",
         &data,
-        "--out",
         &run,
-        "--quiet",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "data.n_test=8",
-        "--set",
-        "data.n_calibration=12",
-    ]);
+        &["train.epochs=2", "data.n_test=8", "data.n_calibration=12"],
+    );
     let eval = |extra: &[&str]| -> serde_json::Value {
         let mut a = vec![
             "eval",
@@ -86,30 +63,27 @@ fn calibrate_stores_the_scale_that_eval_then_applies() {
     );
     assert!((a - b).abs() <= 1e-6 * b, "{a} vs {b}");
     // Calibration samples must exist, options must make sense, rollouts need windows.
-    let e = pno_err(&[
-        "calibrate",
-        "--run",
-        &run,
-        "--data",
-        &data,
-        "--level",
-        "1.5",
+    let (run, data) = (run.as_str(), data.as_str());
+    let calibrate_args = ["calibrate", "--run", run, "--data", data];
+    let eval_args = ["eval", "--run", run, "--data", data];
+    assert_errors_name(&[
+        (
+            &[&calibrate_args[..], &["--level", "1.5"]].concat(),
+            &["--level"],
+        ),
+        (
+            &[&calibrate_args[..], &["--mode", "loose"]].concat(),
+            &["--mode"],
+        ),
+        (
+            &[&eval_args[..], &["--rollout", "2"]].concat(),
+            &["--rollout", "data.window"],
+        ),
+        (
+            &[&eval_args[..], &["--split", "nope"]].concat(),
+            &["--split"],
+        ),
     ]);
-    assert!(e.contains("--level"), "{e}");
-    let e = pno_err(&[
-        "calibrate",
-        "--run",
-        &run,
-        "--data",
-        &data,
-        "--mode",
-        "loose",
-    ]);
-    assert!(e.contains("--mode"), "{e}");
-    let e = pno_err(&["eval", "--run", &run, "--data", &data, "--rollout", "2"]);
-    assert!(e.contains("--rollout") && e.contains("data.window"), "{e}");
-    let e = pno_err(&["eval", "--run", &run, "--data", &data, "--split", "nope"]);
-    assert!(e.contains("--split"), "{e}");
 }
 
 #[test]

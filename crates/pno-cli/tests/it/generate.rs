@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use crate::{config, pno_err, pno_ok};
+use crate::{assert_errors_name, config, pno_err, pno_ok};
 
 /// All files of a folder (name → bytes), ignoring `stats.json` written by `data check`.
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -115,19 +115,21 @@ fn generate_bad_values_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x");
     let out = out.to_str().unwrap();
-    let err = pno_err(&gen_args("maxwell", out, &[]));
-    assert!(err.contains("maxwell") && err.contains("darcy"), "{err}");
-    let err = pno_err(&gen_args("darcy", out, &["--resolution", "1"]));
-    assert!(err.contains("resolution"), "{err}");
-    let err = pno_err(&gen_args("darcy", out, &["--shard", "4/4"]));
-    assert!(err.contains("shard"), "{err}");
-    let err = pno_err(&gen_args("darcy", out, &["--n", "0"]));
-    assert!(err.contains("--n"), "{err}");
-    let err = pno_err(&gen_args("heat", out, &["--set", "nu=-1"]));
-    assert!(err.contains("nu"), "{err}");
     let missing = config("does-not-exist.toml");
-    let err = pno_err(&gen_args("heat", out, &["--config", missing.as_str()]));
-    assert!(err.contains("does-not-exist.toml"), "{err}");
+    assert_errors_name(&[
+        (&gen_args("maxwell", out, &[]), &["maxwell", "darcy"]),
+        (
+            &gen_args("darcy", out, &["--resolution", "1"]),
+            &["resolution"],
+        ),
+        (&gen_args("darcy", out, &["--shard", "4/4"]), &["shard"]),
+        (&gen_args("darcy", out, &["--n", "0"]), &["--n"]),
+        (&gen_args("heat", out, &["--set", "nu=-1"]), &["nu"]),
+        (
+            &gen_args("heat", out, &["--config", missing.as_str()]),
+            &["does-not-exist.toml"],
+        ),
+    ]);
 }
 
 #[test]
@@ -238,12 +240,50 @@ fn generate_solver_failure_leaves_no_partial_output() {
             "forcing_amplitude=50",
         ],
     ));
+    // "generating navier_stokes into <out>: navier_stokes sample <k> became non-finite at
+    // t = <t>: advective CFL number ... exceeds 1 (dt = 5e-1, N = 16); reduce dt"
+    let number_after = |key: &str| -> f64 {
+        let at = err
+            .find(key)
+            .unwrap_or_else(|| panic!("no {key:?} in: {err}"))
+            + key.len();
+        let rest = &err[at..];
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | '-' | '+')))
+            .unwrap_or(rest.len());
+        rest[..end]
+            .parse()
+            .unwrap_or_else(|_| panic!("no number after {key:?} in: {err}"))
+    };
+    let sample = number_after("navier_stokes sample ");
     assert!(
-        err.to_lowercase().contains("cfl") || err.contains("dt"),
-        "{err}"
+        sample.fract() == 0.0 && (0.0..20.0).contains(&sample),
+        "sample {sample} is not one of the 20: {err}"
     );
-    let left: Vec<_> = fs::read_dir(&out)
-        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let t = number_after("became non-finite at t = ");
+    assert!(t > 0.0 && t <= 5.0, "time {t} outside (0, t_final]: {err}");
+    for needle in [
+        out.to_str().unwrap(),
+        "CFL",
+        "exceeds 1",
+        "dt = 5e-1",
+        "reduce dt",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing: {err}");
+    }
+    // The output folder is absent or empty, and nothing else (temporary files) was written.
+    let names = |d: &Path| -> Vec<String> {
+        fs::read_dir(d)
+            .map(|d| {
+                d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(names(&out).is_empty(), "left behind: {:?}", names(&out));
+    let beside: Vec<String> = names(dir.path())
+        .into_iter()
+        .filter(|n| n != "ns")
+        .collect();
+    assert!(beside.is_empty(), "left beside the output: {beside:?}");
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `pno` binary: real processes, real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod bench;
 mod data;
 mod generate;
@@ -49,4 +50,56 @@ pub(crate) fn config(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
+}
+
+/// Generates `n` Darcy samples at `res`×`res` with `seed` into the new dataset folder `out` and
+/// returns `out` as an argument.
+pub(crate) fn darcy(out: &Path, res: usize, n: usize, seed: u64) -> String {
+    let out = out.display().to_string();
+    pno_ok(&[
+        "generate",
+        "darcy",
+        "--resolution",
+        &res.to_string(),
+        "--n",
+        &n.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        &out,
+        "--quiet",
+    ]);
+    out
+}
+
+/// Arguments of `pno train --config configs/<config> --data <data> --out <out> --quiet` with one
+/// `--set` per entry of `sets` (`"train.epochs=1"`, ...).
+pub(crate) fn train_args(config_name: &str, data: &str, out: &str, sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["train", "--config", &config(config_name), "--data", data]
+        .into_iter()
+        .chain(["--out", out, "--quiet"])
+        .map(str::to_string)
+        .collect();
+    for s in sets {
+        args.extend(["--set".to_string(), (*s).to_string()]);
+    }
+    args
+}
+
+/// Trains `configs/<config>` on `data` into `out`, shrunk by the `--set` overrides `sets`, and
+/// asserts success.
+pub(crate) fn tiny_train(config_name: &str, data: &str, out: &str, sets: &[&str]) {
+    let args = train_args(config_name, data, out, sets);
+    pno_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// One row per error case: `pno <args>` fails and its stderr names every needle.
+pub(crate) fn assert_errors_name(cases: &[(&[&str], &[&str])]) {
+    for (args, needles) in cases {
+        let err = pno_err(args);
+        assert!(
+            needles.iter().all(|n| err.contains(n)),
+            "pno {args:?}: stderr must name {needles:?}:\n{err}"
+        );
+    }
 }

@@ -5,25 +5,7 @@
 
 use std::path::Path;
 
-use crate::{pno, pno_err, pno_ok};
-
-fn generate(dir: &Path, name: &str, n: usize, seed: u64) -> String {
-    let out = dir.join(name).display().to_string();
-    pno_ok(&[
-        "generate",
-        "darcy",
-        "--resolution",
-        "16",
-        "--n",
-        &n.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--out",
-        &out,
-        "--quiet",
-    ]);
-    out
-}
+use crate::{darcy, pno, pno_err, pno_ok};
 
 /// The training data with each input replaced by another sample's (targets kept): valid files
 /// that teach the model nothing about the operator.
@@ -99,8 +81,8 @@ crps = { rel_margin = 0.25 }
 fn promote_refuses_a_corrupted_challenger_and_publishes_a_better_one() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let clean = generate(d, "clean", 64, 1);
-    let heldout = generate(d, "heldout", 16, 2);
+    let clean = darcy(&d.join("clean"), 16, 64, 1);
+    let heldout = darcy(&d.join("heldout"), 16, 16, 2);
     let gate = d.join("gate.toml");
     std::fs::write(&gate, GATE).unwrap();
     let gate = gate.to_str().unwrap();

@@ -8,52 +8,28 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{config, pno_err, pno_ok};
+use crate::{assert_errors_name, darcy, pno_err, pno_ok, tiny_train};
 
 /// A repository `<dir>/repo/pno/1/` holding a 1-epoch PNO_D run on 16² Darcy.
 fn repository(dir: &Path) -> String {
-    let data = dir.join("d16").display().to_string();
-    pno_ok(&[
-        "generate",
-        "darcy",
-        "--resolution",
-        "16",
-        "--n",
-        "16",
-        "--seed",
-        "1",
-        "--out",
-        &data,
-        "--quiet",
-    ]);
+    let data = darcy(&dir.join("d16"), 16, 16, 1);
     let run = dir.join("repo/pno/1");
     std::fs::create_dir_all(run.parent().unwrap()).unwrap();
-    pno_ok(&[
-        "train",
-        "--config",
-        &config("darcy16_pno_d.toml"),
-        "--data",
+    tiny_train(
+        "darcy16_pno_d.toml",
         &data,
-        "--out",
         run.to_str().unwrap(),
-        "--quiet",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "data.n_train=8",
-        "--set",
-        "data.n_test=4",
-        "--set",
-        "train.batch_size=4",
-        "--set",
-        "model.hidden_channels=8",
-        "--set",
-        "model.lifting_channels=8",
-        "--set",
-        "model.projection_channels=8",
-        "--set",
-        "model.n_layers=2",
-    ]);
+        &[
+            "train.epochs=1",
+            "data.n_train=8",
+            "data.n_test=4",
+            "train.batch_size=4",
+            "model.hidden_channels=8",
+            "model.lifting_channels=8",
+            "model.projection_channels=8",
+            "model.n_layers=2",
+        ],
+    );
     dir.join("repo").display().to_string()
 }
 
@@ -94,22 +70,23 @@ fn bad_configs_are_refused_at_start_naming_the_key() {
         let err = pno_err(&["serve", "--config", cfg.to_str().unwrap()]);
         assert!(err.contains(key), "{text:?}: {err}");
     }
-    let err = pno_err(&[
-        "serve",
-        "--repository",
-        dir.path().to_str().unwrap(),
-        "--listen",
-        "1.2.3",
+    let repo = dir.path().to_str().unwrap();
+    assert_errors_name(&[
+        (
+            &["serve", "--repository", repo, "--listen", "1.2.3"],
+            &["listen"],
+        ),
+        (
+            &[
+                "serve",
+                "--repository",
+                "/no/such/repo",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &["/no/such/repo"],
+        ),
     ]);
-    assert!(err.contains("listen"), "{err}");
-    let err = pno_err(&[
-        "serve",
-        "--repository",
-        "/no/such/repo",
-        "--listen",
-        "127.0.0.1:0",
-    ]);
-    assert!(err.contains("/no/such/repo"), "{err}");
 }
 
 #[test]

@@ -4,25 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{config, pno_err, pno_ok};
-
-fn darcy(dir: &Path, name: &str, res: usize, n: usize) -> String {
-    let out = dir.join(name).display().to_string();
-    pno_ok(&[
-        "generate",
-        "darcy",
-        "--resolution",
-        &res.to_string(),
-        "--n",
-        &n.to_string(),
-        "--seed",
-        "1",
-        "--out",
-        &out,
-        "--quiet",
-    ]);
-    out
-}
+use crate::{assert_errors_name, config, darcy, pno_ok, tiny_train, train_args};
 
 fn npz(path: &Path) -> Vec<(String, pno_data::Tensor)> {
     pno_data::read_npz(path).unwrap()
@@ -31,7 +13,7 @@ fn npz(path: &Path) -> Vec<(String, pno_data::Tensor)> {
 #[test]
 fn every_model_config_trains_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
-    let data = darcy(dir.path(), "d16", 16, 24);
+    let data = darcy(&dir.path().join("d16"), 16, 24, 1);
     let cfg_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let mut seen = 0;
     let mut names: Vec<String> = std::fs::read_dir(&cfg_dir)
@@ -49,24 +31,17 @@ fn every_model_config_trains_and_predicts() {
             .display()
             .to_string();
         // Shrink to seconds: one epoch on 24 samples of 16x16.
-        pno_ok(&[
-            "train",
-            "--config",
-            &config(&name),
-            "--data",
+        tiny_train(
+            &name,
             &data,
-            "--out",
             &run,
-            "--quiet",
-            "--set",
-            "train.epochs=1",
-            "--set",
-            "data.n_train=12",
-            "--set",
-            "data.n_test=4",
-            "--set",
-            "train.batch_size=6",
-        ]);
+            &[
+                "train.epochs=1",
+                "data.n_train=12",
+                "data.n_test=4",
+                "train.batch_size=6",
+            ],
+        );
         let pred = dir.path().join(format!("{name}.npz"));
         pno_ok(&[
             "predict",
@@ -96,20 +71,9 @@ fn every_model_config_trains_and_predicts() {
 #[test]
 fn predict_is_seeded_and_works_at_another_resolution() {
     let dir = tempfile::tempdir().unwrap();
-    let data = darcy(dir.path(), "d16", 16, 20);
+    let data = darcy(&dir.path().join("d16"), 16, 20, 1);
     let run = dir.path().join("run").display().to_string();
-    pno_ok(&[
-        "train",
-        "--config",
-        &config("darcy16_pno_d.toml"),
-        "--data",
-        &data,
-        "--out",
-        &run,
-        "--quiet",
-        "--set",
-        "train.epochs=2",
-    ]);
+    tiny_train("darcy16_pno_d.toml", &data, &run, &["train.epochs=2"]);
     let p = |seed: &str, out: &str, input: &str| {
         let path = dir.path().join(out);
         pno_ok(&[
@@ -135,7 +99,7 @@ fn predict_is_seeded_and_works_at_another_resolution() {
         "same seed, same file"
     );
     assert_ne!(p("5", "a.npz", &data), p("6", "c.npz", &data));
-    let d24 = darcy(dir.path(), "d24", 24, 3);
+    let d24 = darcy(&dir.path().join("d24"), 24, 3, 1);
     p("1", "sr.npz", &d24);
     let t = npz(&dir.path().join("sr.npz"));
     let std = t.iter().find(|(n, _)| n == "std").unwrap().1.to_f32_vec();
@@ -155,28 +119,18 @@ fn predict_is_seeded_and_works_at_another_resolution() {
 #[test]
 fn kill_dash_nine_then_resume_matches_the_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
-    let data = darcy(dir.path(), "d16", 16, 48);
-    let sets = ["--set", "train.epochs=8", "--set", "data.n_test=8"];
+    let data = darcy(&dir.path().join("d16"), 16, 48, 1);
+    let sets = ["train.epochs=8", "data.n_test=8"];
     let full = dir.path().join("full").display().to_string();
-    let cfg = config("darcy16_fno.toml");
-    let mut args = vec![
-        "train", "--config", &cfg, "--data", &data, "--out", &full, "--quiet",
-    ];
-    args.extend(sets);
-    pno_ok(&args);
+    tiny_train("darcy16_fno.toml", &data, &full, &sets);
     let run = dir.path().join("killed");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .args([
-            "train",
-            "--config",
-            &cfg,
-            "--data",
+        .args(train_args(
+            "darcy16_fno.toml",
             &data,
-            "--out",
             run.to_str().unwrap(),
-            "--quiet",
-        ])
-        .args(sets)
+            &sets,
+        ))
         .spawn()
         .unwrap();
     // Kill as soon as the first checkpoint is indexed.
@@ -214,73 +168,53 @@ fn kill_dash_nine_then_resume_matches_the_uninterrupted_run() {
 #[test]
 fn train_errors_name_the_key_or_file() {
     let dir = tempfile::tempdir().unwrap();
-    let data = darcy(dir.path(), "d16", 16, 12);
+    let data = darcy(&dir.path().join("d16"), 16, 12, 1);
     let run = dir.path().join("r").display().to_string();
-    let e = pno_err(&[
-        "train",
-        "--config",
-        &config("darcy16_fno.toml"),
-        "--data",
-        &data,
-        "--out",
-        &run,
-        "--set",
-        "model.widht=3",
+    let cfg = config("darcy16_fno.toml");
+    let (cfg, data, run) = (cfg.as_str(), data.as_str(), run.as_str());
+    let train = ["train", "--config", cfg, "--data", data, "--out", run];
+    let set = |kv: &'static str| [train.as_slice(), &["--set", kv]].concat();
+    assert_errors_name(&[
+        (&set("model.widht=3"), &["widht"]),
+        (&set("model.n_modes=[40,40]"), &["model.n_modes"]),
+        (
+            &[
+                "train",
+                "--config",
+                cfg,
+                "--data",
+                "/nonexistent/x.pt",
+                "--out",
+                run,
+            ],
+            &["/nonexistent/x.pt"],
+        ),
+        (
+            &[
+                "predict",
+                "--run",
+                "/nonexistent/run",
+                "--input",
+                data,
+                "--out",
+                "p.npz",
+            ],
+            &["/nonexistent/run"],
+        ),
     ]);
-    assert!(e.contains("widht"), "{e}");
-    let e = pno_err(&[
-        "train",
-        "--config",
-        &config("darcy16_fno.toml"),
-        "--data",
-        &data,
-        "--out",
-        &run,
-        "--set",
-        "model.n_modes=[40,40]",
-    ]);
-    assert!(e.contains("model.n_modes"), "{e}");
-    let e = pno_err(&[
-        "train",
-        "--config",
-        &config("darcy16_fno.toml"),
-        "--data",
-        "/nonexistent/x.pt",
-        "--out",
-        &run,
-    ]);
-    assert!(e.contains("/nonexistent/x.pt"), "{e}");
-    let e = pno_err(&[
-        "predict",
-        "--run",
-        "/nonexistent/run",
-        "--input",
-        &data,
-        "--out",
-        "p.npz",
-    ]);
-    assert!(e.contains("/nonexistent/run"), "{e}");
 }
 
 #[test]
 fn eval_reports_every_metric_on_the_recorded_test_split() {
     let dir = tempfile::tempdir().unwrap();
-    let data = darcy(dir.path(), "d16", 16, 30);
+    let data = darcy(&dir.path().join("d16"), 16, 30, 1);
     let run = dir.path().join("run").display().to_string();
-    pno_ok(&[
-        "train",
-        "--config",
-        &config("darcy16_pno_r.toml"),
-        "--data",
+    tiny_train(
+        "darcy16_pno_r.toml",
         &data,
-        "--out",
         &run,
-        "--quiet",
-        "--set",
-        "train.epochs=2",
-        "--set",
-        "data.n_test=6",
-    ]);
+        &["train.epochs=2", "data.n_test=6"],
+    );
     let save = dir.path().join("pred.npz");
     let out = pno_ok(&[
         "eval",
@@ -357,7 +291,7 @@ fn eval_reports_every_metric_on_the_recorded_test_split() {
         &[6, 1, 16, 16]
     );
     // Another file: every sample; a split that only exists on the training data is refused.
-    let other = darcy(dir.path(), "other", 24, 4);
+    let other = darcy(&dir.path().join("other"), 24, 4, 1);
     let v: serde_json::Value = serde_json::from_str(
         pno_ok(&[
             "eval",
@@ -377,8 +311,15 @@ fn eval_reports_every_metric_on_the_recorded_test_split() {
         (Some(4), Some("all"))
     );
     assert_eq!(v["resolution"], serde_json::json!([24, 24]));
-    let e = pno_err(&["eval", "--run", &run, "--data", &other, "--split", "val"]);
-    assert!(e.contains("--split val"), "{e}");
-    let e = pno_err(&["eval", "--run", &run, "--data", &data, "--device", "cuda"]);
-    assert!(e.contains("cuda"), "{e}");
+    let (run, data, other) = (run.as_str(), data.as_str(), other.as_str());
+    assert_errors_name(&[
+        (
+            &["eval", "--run", run, "--data", other, "--split", "val"],
+            &["--split val"],
+        ),
+        (
+            &["eval", "--run", run, "--data", data, "--device", "cuda"],
+            &["cuda"],
+        ),
+    ]);
 }

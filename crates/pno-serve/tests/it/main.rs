@@ -13,77 +13,19 @@ use std::path::{Path, PathBuf};
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use pno_data::{NpyData, write_npz};
 use pno_models::burn::tensor::Device;
 use pno_serve::{AppState, ServeConfig, app};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// Side of the fixture grid.
-pub(crate) const S: usize = 16;
+pub(crate) const S: usize = pno_train::testing::GRID;
 
-/// A tiny trained PNO_D run folder (trained once per build, then copied).
+/// A tiny trained PNO_D run folder on [`S`]² synthetic data (trained once, cached under
+/// `CARGO_TARGET_TMPDIR` while it still loads; tests copy it).
 pub(crate) fn fixture_run() -> PathBuf {
-    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pno-serve-fixture-v2");
-    let run = base.join("run");
-    if pno_run::load_trained(&run, &Device::flex()).is_ok() {
-        return run;
-    }
-    std::fs::create_dir_all(&base).unwrap();
-    let work = tempfile::tempdir_in(&base).unwrap();
-    let n = 24;
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for k in 0..n {
-        let a = (k as f32 * 0.37).sin();
-        let b = (k as f32 * 0.91).cos();
-        for i in 0..S {
-            for j in 0..S {
-                let (u, v) = (i as f32 / S as f32, j as f32 / S as f32);
-                x.push(
-                    a * (std::f32::consts::TAU * u).sin() + b * (std::f32::consts::TAU * v).cos(),
-                );
-            }
-        }
-        for i in 0..S {
-            for j in 0..S {
-                let (u, v) = (i as f32 / S as f32, j as f32 / S as f32);
-                y.push(
-                    0.5 * a * (std::f32::consts::TAU * u).cos()
-                        - b * (std::f32::consts::TAU * v).sin()
-                        + 0.1,
-                );
-            }
-        }
-    }
-    let data = work.path().join("data.npz");
-    let shape = [n, 1, S, S];
-    write_npz(
-        &data,
-        &[
-            ("x", &shape, NpyData::F32(&x)),
-            ("y", &shape, NpyData::F32(&y)),
-        ],
-    )
-    .unwrap();
-    let cfg = pno_train::RunConfig::from_value(json!({
-        "data": {"n_test": 4, "val_fraction": 0.2},
-        "model": {"kind": "pno_d", "hidden_channels": 8, "n_layers": 2, "n_modes": [4, 4],
-                  "lifting_channels": 8, "projection_channels": 8},
-        "train": {"seed": 3, "epochs": 1, "batch_size": 8, "lr": 3e-3}
-    }))
-    .unwrap();
-    let out = work.path().join("run");
-    let opts = pno_train::TrainOptions {
-        data,
-        out: out.clone(),
-        resume: false,
-        device: Device::flex(),
-    };
-    pno_train::train(Some(cfg), &opts, &mut pno_train::Quiet).unwrap();
-    // Another test process may have won the race; either copy is the same model.
-    let _ = std::fs::rename(&out, &run);
-    run
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pno-serve-fixture");
+    pno_train::testing::cached_tiny_run(&cache, "pno_d", 24, 1).unwrap()
 }
 
 pub(crate) fn copy_dir(from: &Path, to: &Path) {

@@ -6,12 +6,23 @@
 # (1 epoch, seconds), serves it as model `pno` version 1 with anonymous readers and an operator
 # key, runs check.py and smoke.py, then SIGTERMs the server and expects exit 0 and an audit log
 # that verifies. Exit status non-zero on any failure.
+# Environment: PNO_PEER_SMOKE=/path/to/smoke.py (default: ../shared/peers/serve_ref/smoke.py beside
+# the repository); PNO_REQUIRE_PEER_SMOKE=1 makes a missing smoke.py a failure (otherwise it is
+# reported as SKIPPED); a smoke.py that is found but fails a check or runs none always fails the
+# run; TRITON_VENV=/path/to/venv.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../../../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}"
 PNO="${1:-$CARGO_TARGET_DIR/debug/pno}"
 [ -x "$PNO" ] || { echo "no pno binary at $PNO (run the tests first)" >&2; exit 1; }
+# The peer's smoke.py lives outside the repository; PNO_PEER_SMOKE points at another copy.
+SMOKE="${PNO_PEER_SMOKE:-$ROOT/../shared/peers/serve_ref/smoke.py}"
+if [ ! -f "$SMOKE" ] && [ "${PNO_REQUIRE_PEER_SMOKE:-0}" = "1" ]; then
+  echo "peer smoke.py: SKIPPED (not found at $SMOKE; set PNO_PEER_SMOKE=path)" >&2
+  echo "peer smoke.py is required (PNO_REQUIRE_PEER_SMOKE=1): failing" >&2
+  exit 1
+fi
 VENV="${TRITON_VENV:-$(dirname "$CARGO_TARGET_DIR")/venv-tritonclient}"
 if ! "$VENV/bin/python" -c "import tritonclient.http, tritonclient.http.aio, numpy" 2>/dev/null; then
   python3 -m venv "$VENV"
@@ -58,12 +69,25 @@ echo "pno serve on $ADDR"
 
 fails=0
 "$VENV/bin/python" "$HERE/check.py" "$ADDR" "$KEY" pno || fails=$((fails + 1))
-SMOKE="$ROOT/../shared/peers/serve_ref/smoke.py"
 if [ -f "$SMOKE" ]; then
-  echo "== peer smoke.py (unchanged) against pno serve"
-  python3 "$SMOKE" --base "http://$ADDR" --model pno || fails=$((fails + 1))
+  echo "== peer smoke.py (unchanged) against pno serve: $SMOKE"
+  smoke_rc=0
+  python3 "$SMOKE" --base "http://$ADDR" --model pno > "$WORK/smoke.out" 2>&1 || smoke_rc=$?
+  cat "$WORK/smoke.out"
+  smoke_ok="$(grep -c '^ok ' "$WORK/smoke.out" || true)"
+  smoke_fail="$(grep -c '^FAIL ' "$WORK/smoke.out" || true)"
+  smoke_total=$((smoke_ok + smoke_fail))
+  if [ "$smoke_rc" -eq 0 ] && [ "$smoke_fail" -eq 0 ] && [ "$smoke_total" -gt 0 ]; then
+    echo "peer smoke.py: RAN ($smoke_ok/$smoke_total passed)"
+  elif [ "$smoke_total" -eq 0 ]; then
+    echo "peer smoke.py: FAILED (exit $smoke_rc, no checks ran: $SMOKE)" >&2
+    fails=$((fails + 1))
+  else
+    echo "peer smoke.py: RAN ($smoke_ok/$smoke_total passed, exit $smoke_rc)" >&2
+    fails=$((fails + 1))
+  fi
 else
-  echo "== $SMOKE not found: peer smoke test skipped"
+  echo "peer smoke.py: SKIPPED (not found at $SMOKE; set PNO_PEER_SMOKE=path)"
 fi
 
 kill -TERM "$SERVER_PID"
