@@ -58,6 +58,22 @@ pub enum BenchError {
     /// Training, calibration or evaluation failed.
     #[error(transparent)]
     Train(#[from] pno_train::TrainError),
+    /// An option or environment value is out of range.
+    #[error("{option}: expected {expected}, got {got}")]
+    Option {
+        /// The option or variable.
+        option: String,
+        /// Expectation.
+        expected: String,
+        /// What was found.
+        got: String,
+    },
+    /// Parts of a suite do not merge.
+    #[error("merge: {what}")]
+    Merge {
+        /// What is wrong (names the parts and cells).
+        what: String,
+    },
     /// A cell failed; the message names it.
     #[error("cell {cell}: {source}")]
     Cell {

@@ -8,13 +8,14 @@
 //!
 //! let suite = Suite::load("configs/suite_smoke.toml".as_ref())?;
 //! let out = std::path::Path::new("reports/smoke");
-//! let opts = RunOptions { device: Default::default(), batch: 16 };
+//! let opts = RunOptions { device: Default::default(), batch: 16, part: None };
 //! let results = run_suite(&suite, out, &opts, &mut |line| eprintln!("{line}"))?;
 //! write_report(&suite, &results, out)?;
 //! # Ok::<(), pno_bench::BenchError>(())
 //! ```
 
 pub mod error;
+pub mod parts;
 pub mod plots;
 pub mod report;
 pub mod runner;
@@ -22,6 +23,7 @@ pub mod suite;
 pub mod tables;
 
 pub use error::{BenchError, Result};
+pub use parts::{Part, merge};
 pub use report::{ReportFiles, write_report};
 pub use runner::{CellResult, RunOptions, run_suite};
 pub use suite::Suite;

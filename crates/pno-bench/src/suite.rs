@@ -170,6 +170,10 @@ pub struct Suite {
     pub pdes: Vec<PdeEntry>,
     /// Methods.
     pub methods: Vec<MethodEntry>,
+    /// SHA-256 of everything that determines the cells' results (seeds, draws, rollout, every
+    /// PDE's data source and tables, every method): parts of a suite run on different machines
+    /// merge only when it matches.
+    pub sha256: String,
 }
 
 fn merge(a: &mut Value, b: &Value) {
@@ -424,7 +428,7 @@ impl Suite {
                 conformal,
             });
         }
-        let suite = Suite {
+        let mut suite = Suite {
             name: h.name,
             description: h.description.unwrap_or_default(),
             path: path.to_path_buf(),
@@ -433,7 +437,9 @@ impl Suite {
             rollout,
             pdes,
             methods,
+            sha256: String::new(),
         };
+        suite.sha256 = suite.fingerprint();
         // Every cell's run config must validate now.
         for cell in suite.cells() {
             let cfg = suite.run_config(cell)?;
@@ -453,6 +459,51 @@ impl Suite {
             }
         }
         Ok(suite)
+    }
+
+    /// SHA-256 of the canonical JSON of what determines the results (not the description).
+    fn fingerprint(&self) -> String {
+        let pdes: Vec<Value> = self
+            .pdes
+            .iter()
+            .map(|p| {
+                let source = match &p.source {
+                    DataSource::Generate(j) => json!({"pde": j.pde, "n": j.n, "seed": j.seed,
+                        "params": j.params, "samples_per_file": j.samples_per_file}),
+                    DataSource::File(f) => json!({"file": f}),
+                };
+                json!({"name": p.name, "source": source, "base": p.base})
+            })
+            .collect();
+        let methods: Vec<Value> = self
+            .methods
+            .iter()
+            .map(|m| {
+                json!({"name": m.name, "overrides": m.overrides, "base": m.base,
+                       "conformal": m.conformal})
+            })
+            .collect();
+        let v = json!({"name": self.name, "seeds": self.seeds, "samples": self.samples,
+                       "rollout": self.rollout, "pdes": pdes, "methods": methods});
+        pno_core::sha256_hex(v.to_string().as_bytes())
+    }
+
+    /// The unit a cell is scheduled with: its PDE, seed and the method that trains (a derived
+    /// method runs in the same part as its base, which it reuses).
+    pub fn unit_id(&self, c: Cell) -> String {
+        let root = self.methods[c.method].base.unwrap_or(c.method);
+        format!(
+            "{}/{}/seed{}",
+            self.pdes[c.pde].name, self.methods[root].name, c.seed
+        )
+    }
+
+    /// The part (0-based, of `count`) that runs cell `c`: a hash of its unit's identity, so
+    /// adding a seed, method or PDE never moves the other cells between parts.
+    pub fn part_of(&self, c: Cell, count: usize) -> usize {
+        let h = pno_core::sha256_hex(self.unit_id(c).as_bytes());
+        let v = u64::from_str_radix(&h[..16], 16).unwrap_or(0);
+        (v % count.max(1) as u64) as usize
     }
 
     /// All cells: for each PDE and seed, the methods in suite order (bases come first).

@@ -75,6 +75,7 @@ pub(crate) fn opts() -> RunOptions {
     RunOptions {
         device: pno_models::burn::tensor::Device::flex(),
         batch: 8,
+        part: None,
     }
 }
 

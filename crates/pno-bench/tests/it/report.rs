@@ -248,6 +248,8 @@ fn tables_aggregate_over_seeds_and_mark_the_best() {
                 mean: vec![0.0; 4],
                 std: vec![0.0; 4],
             },
+            suite_sha256: String::new(),
+            commit: String::new(),
         }
     };
     let results = vec![
