@@ -158,17 +158,7 @@ impl Default for RateLimits {
     }
 }
 
-/// When the audit log is flushed to disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FsyncPolicy {
-    /// After every record.
-    Always,
-    /// After every `fsync_every` records, and at shutdown.
-    Batch,
-    /// Only at shutdown (the OS decides otherwise).
-    Never,
-}
+pub use pno_audit::FsyncPolicy;
 
 /// Audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

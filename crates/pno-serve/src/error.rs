@@ -60,16 +60,9 @@ pub enum ServeError {
         /// What is wrong.
         what: String,
     },
-    /// The audit log is malformed or its hash chain is broken.
-    #[error("audit log {path}: record {line}: {what}")]
-    Audit {
-        /// File.
-        path: PathBuf,
-        /// 1-based line number of the first bad record.
-        line: usize,
-        /// What is wrong.
-        what: String,
-    },
+    /// The audit log could not be written, or its hash chain is broken.
+    #[error(transparent)]
+    Audit(#[from] pno_audit::AuditError),
 }
 
 /// `map_err` helper for I/O errors.

@@ -10,7 +10,6 @@
 //! Prometheus metrics. Predictions go through `pno_run::TrainedModel::predict`, so a seed gives
 //! the same numbers as `pno predict`.
 
-pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod error;
@@ -23,4 +22,6 @@ pub mod server;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, Result, ServeError};
+/// The audit log (its own crate, `pno-audit`; re-exported where the server's API has it).
+pub use pno_audit as audit;
 pub use server::{AppState, app, serve};

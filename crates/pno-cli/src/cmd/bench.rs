@@ -125,7 +125,9 @@ pub(crate) fn run(args: BenchArgs, json_out: bool, quiet: bool) -> Result<()> {
         if json_out {
             println!(
                 "{}",
-                json!({"suite": suite.name, "sha256": suite.sha256, "cells": list,
+                json!({"suite": suite.name, "sha256": suite.sha256,
+                       "cells": cells.iter().map(|&c| suite.cell_id(c)).collect::<Vec<_>>(),
+                       "details": list,
                        "part": part.map(|p| format!("{}/{}", p.index, p.count))})
             );
         } else {

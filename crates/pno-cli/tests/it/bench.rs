@@ -350,7 +350,7 @@ fn a_suite_run_as_three_parts_merges_to_the_single_run() {
         "--json",
     ]))
     .unwrap();
-    let selected = list["cells"]
+    let selected = list["details"]
         .as_array()
         .unwrap()
         .iter()
@@ -358,10 +358,10 @@ fn a_suite_run_as_three_parts_merges_to_the_single_run() {
         .count();
     assert!(selected > 0 && selected < 12, "{list}");
     // Derived methods run with their base.
-    for c in list["cells"].as_array().unwrap() {
+    for c in list["details"].as_array().unwrap() {
         if c["cell"].as_str().unwrap().contains("mc+conformal") {
             let base = c["cell"].as_str().unwrap().replace("mc+conformal", "mc");
-            let b = list["cells"]
+            let b = list["details"]
                 .as_array()
                 .unwrap()
                 .iter()
