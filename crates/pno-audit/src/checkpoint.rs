@@ -24,42 +24,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Result, invalid};
 use crate::log::leaves;
-use crate::merkle::{Hash, node_hash, root};
-
-/// The compact state of a Merkle tree being built leaf by leaf: the roots of its perfect
-/// subtrees, largest first (O(log n) memory).
-#[derive(Debug, Clone, Default)]
-pub struct Frontier {
-    nodes: Vec<(u64, Hash)>,
-}
-
-impl Frontier {
-    /// Append a leaf hash.
-    pub fn push(&mut self, leaf: Hash) {
-        self.nodes.push((1, leaf));
-        while self.nodes.len() >= 2 {
-            let (sr, r) = self.nodes[self.nodes.len() - 1];
-            let (sl, l) = self.nodes[self.nodes.len() - 2];
-            if sl != sr {
-                break;
-            }
-            self.nodes.truncate(self.nodes.len() - 2);
-            self.nodes.push((sl + sr, node_hash(&l, &r)));
-        }
-    }
-
-    /// The tree hash of the leaves so far (`SHA-256("")` for none).
-    pub fn root(&self) -> Hash {
-        let mut it = self.nodes.iter().rev();
-        let Some(&(_, mut acc)) = it.next() else {
-            return Sha256::digest([]).into();
-        };
-        for (_, h) in it {
-            acc = node_hash(h, &acc);
-        }
-        acc
-    }
-}
+use crate::merkle::{Hash, root};
 
 /// A tree head: the log's origin, its size and its root.
 #[derive(Debug, Clone, PartialEq, Eq)]

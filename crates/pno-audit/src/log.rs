@@ -167,7 +167,7 @@ pub fn scan(path: &Path, mut each: impl FnMut(&[u8], &AuditRecord)) -> Result<Ve
     let segs = segments(path)?;
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
-    let mut frontier = crate::checkpoint::Frontier::default();
+    let mut frontier = crate::merkle::Frontier::default();
     let mut buf = Vec::new();
     for seg in &segs {
         let file = File::open(seg).map_err(io_err("open", seg))?;

@@ -15,7 +15,7 @@
 //! ```
 
 pub mod error;
-pub mod parts;
+pub mod merge;
 pub mod plots;
 pub mod report;
 pub mod runner;
@@ -23,7 +23,8 @@ pub mod suite;
 pub mod tables;
 
 pub use error::{BenchError, Result};
-pub use parts::{Part, merge};
+pub use merge::merge;
 pub use report::{ReportFiles, write_report};
 pub use runner::{CellResult, RunOptions, run_suite};
+pub use suite::Part;
 pub use suite::Suite;

@@ -113,7 +113,7 @@ pub struct RunOptions {
     /// Inputs per forward pass in evaluation.
     pub batch: usize,
     /// Run only this part of the cells (job arrays); `None`: every cell.
-    pub part: Option<crate::parts::Part>,
+    pub part: Option<crate::suite::Part>,
 }
 
 fn read_cell(path: &Path) -> Result<Option<CellResult>> {

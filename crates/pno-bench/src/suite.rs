@@ -30,6 +30,7 @@
 //! when the suite is loaded; unknown keys are refused by their dotted name.
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -542,5 +543,76 @@ impl Suite {
         merge(&mut v, &self.methods[trained].overrides);
         merge(&mut v, &json!({"train": {"seed": c.seed}}));
         RunConfig::from_value(v).map_err(|e| self.cell_err(c, e.into()))
+    }
+}
+
+/// Part `index` (0-based) of `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// 0-based part index.
+    pub index: usize,
+    /// Number of parts.
+    pub count: usize,
+}
+
+fn part_err(got: impl Into<String>) -> BenchError {
+    BenchError::Option {
+        option: "--cells".into(),
+        expected: "I/K with 0 <= I < K <= 100000 (part I, 0-based, of K)".into(),
+        got: got.into(),
+    }
+}
+
+impl FromStr for Part {
+    type Err = BenchError;
+    fn from_str(s: &str) -> Result<Self> {
+        let (i, k) = s.split_once('/').ok_or_else(|| part_err(s))?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| part_err(s))?,
+            k.trim().parse().map_err(|_| part_err(s))?,
+        );
+        if count == 0 || count > 100_000 || index >= count {
+            return Err(part_err(s));
+        }
+        Ok(Part { index, count })
+    }
+}
+
+impl Part {
+    /// The part a job-array task runs, from its environment: Slurm (`SLURM_ARRAY_TASK_ID`
+    /// relative to `SLURM_ARRAY_TASK_MIN`, of `SLURM_ARRAY_TASK_COUNT`) or a Kubernetes Indexed
+    /// Job (`JOB_COMPLETION_INDEX` of `PNO_CELLS_COUNT`). `None` outside a job array.
+    pub fn from_env(get: &dyn Fn(&str) -> Option<String>) -> Option<Result<Part>> {
+        let num = |k: &str| -> Option<Result<usize>> {
+            get(k).map(|v| {
+                v.trim().parse::<usize>().map_err(|_| BenchError::Option {
+                    option: k.to_string(),
+                    expected: "a non-negative integer".into(),
+                    got: v,
+                })
+            })
+        };
+        if let Some(id) = num("SLURM_ARRAY_TASK_ID") {
+            let run = || -> Result<Part> {
+                let id = id?;
+                let min = num("SLURM_ARRAY_TASK_MIN").transpose()?.unwrap_or(0);
+                let count = num("SLURM_ARRAY_TASK_COUNT").transpose()?.ok_or_else(|| {
+                    part_err("SLURM_ARRAY_TASK_ID without SLURM_ARRAY_TASK_COUNT")
+                })?;
+                format!("{}/{count}", id.saturating_sub(min)).parse()
+            };
+            return Some(run());
+        }
+        if let Some(idx) = num("JOB_COMPLETION_INDEX") {
+            let run = || -> Result<Part> {
+                let idx = idx?;
+                let count = num("PNO_CELLS_COUNT").transpose()?.ok_or_else(|| {
+                    part_err("JOB_COMPLETION_INDEX without PNO_CELLS_COUNT (the job's completions)")
+                })?;
+                format!("{idx}/{count}").parse()
+            };
+            return Some(run());
+        }
+        None
     }
 }

@@ -69,7 +69,7 @@ impl RunDir {
 
     /// `gate.json` (a promoted version's gate record).
     pub fn gate(&self) -> PathBuf {
-        self.dir.join(crate::repository::GATE_FILE)
+        self.dir.join(crate::gate::GATE_FILE)
     }
 
     /// The gate record, when the folder has one.

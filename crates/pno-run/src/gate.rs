@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use pno_core::Split;
 
+/// The gate record of a version folder.
+pub const GATE_FILE: &str = "gate.json";
+
 /// One check of a gate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GateRow {

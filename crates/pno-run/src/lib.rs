@@ -28,8 +28,8 @@ pub use error::{Result, RunError};
 pub use files::{
     FORMAT, ModelFile, Normalizers, Provenance, ProvenanceFile, read_json, write_json,
 };
-pub use gate::{ChampionRecord, GateRecord, GateRow};
-pub use repository::{GATE_FILE, check_model_name, publish, version_dir, versions};
+pub use gate::{ChampionRecord, GATE_FILE, GateRecord, GateRow};
+pub use repository::{check_model_name, publish, version_dir, versions};
 pub use spec::{DataSpec, Window, WindowLayout};
 pub use trained::{PredictRequest, TrainedModel, load_trained, load_weights};
 pub use weights::{from_safetensors, to_safetensors};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::dir::RunDir;
 use crate::error::{Result, RunError, io_err};
 use crate::files::write_json;
-use crate::gate::GateRecord;
+use crate::gate::{GATE_FILE, GateRecord};
 
 /// Files of a run that a published version carries (checkpoints and logs stay with the run).
 const PUBLISHED: [&str; 7] = [
@@ -18,9 +18,6 @@ const PUBLISHED: [&str; 7] = [
     "laplace.json",
     "summary.json",
 ];
-
-/// The gate record of a version folder.
-pub const GATE_FILE: &str = "gate.json";
 
 /// Whether `name` is a valid model name (1–64 characters of `[A-Za-z0-9_.-]`, not starting
 /// with `.`), so it can never escape the repository folder.

@@ -1,8 +1,9 @@
 //! RFC 9162 tree hashes and proofs against pymerkle; signed notes against `cryptography`.
 
-use pno_audit::checkpoint::{Checkpoint, Frontier, SignerKey, VerifierKey, key_pair, open, sign};
+use pno_audit::checkpoint::{Checkpoint, SignerKey, VerifierKey, key_pair, open, sign};
 use pno_audit::merkle::{
-    Hash, consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
+    Frontier, Hash, consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency,
+    verify_inclusion,
 };
 
 fn golden() -> serde_json::Value {
