@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use pno_models::burn::tensor::Device;
-use pno_train::TrainedModel;
+use pno_train::{TrainedModel, load_trained};
 use serde::Serialize;
 
 use crate::config::VersionPolicy;
@@ -139,7 +139,7 @@ impl Repository {
         // Loading validates checksums, shapes and values; a panic inside the model library
         // still becomes a refusal, never a crash.
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pno_train::load_trained(&path, &device)
+            load_trained(&path, &device)
         }));
         let err = |reason: String| ServeError::Load {
             model: name.into(),
