@@ -16,7 +16,7 @@ use crate::config::FsyncPolicy;
 use crate::error::{Result, ServeError, io_err};
 
 /// The `prev` of the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened (the caller's part of a record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -45,16 +45,16 @@ pub struct AuditEvent {
 
 /// A record as stored (without its `hash`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
+pub(crate) struct AuditRecord {
     /// 0-based sequence number.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Milliseconds since the Unix epoch.
-    pub ts_ms: u64,
+    pub(crate) ts_ms: u64,
     /// The event.
     #[serde(flatten)]
-    pub event: AuditEvent,
+    pub(crate) event: AuditEvent,
     /// Hash of the previous record.
-    pub prev: String,
+    pub(crate) prev: String,
 }
 
 struct Writer {
@@ -208,7 +208,7 @@ impl AuditLog {
     }
 
     /// The log file.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 

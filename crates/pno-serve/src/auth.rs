@@ -76,7 +76,7 @@ pub struct Principal {
 
 /// The outcome of checking an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
+pub(crate) enum AuthOutcome {
     /// A valid key.
     Key(Principal),
     /// No header.
@@ -112,7 +112,7 @@ fn key_id(key: &str) -> Option<&str> {
 
 impl KeyStore {
     /// No keys at all.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self::default()
     }
 
@@ -214,7 +214,7 @@ impl KeyStore {
     }
 
     /// Check an `Authorization` header value.
-    pub fn check_header(&self, header: Option<&str>) -> AuthOutcome {
+    pub(crate) fn check_header(&self, header: Option<&str>) -> AuthOutcome {
         let Some(h) = header else {
             return AuthOutcome::Missing;
         };
