@@ -76,7 +76,7 @@ pub struct Principal {
 
 /// The outcome of checking an `Authorization` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
+pub(crate) enum AuthOutcome {
     /// A valid key.
     Key(Principal),
     /// No header.
@@ -90,10 +90,6 @@ pub enum AuthOutcome {
 pub struct KeyStore {
     path: Option<PathBuf>,
     keys: RwLock<Vec<KeyRecord>>,
-}
-
-fn sha256_hex(s: &[u8]) -> String {
-    hex::encode(Sha256::digest(s))
 }
 
 fn now_s() -> u64 {
@@ -112,7 +108,7 @@ fn key_id(key: &str) -> Option<&str> {
 
 impl KeyStore {
     /// No keys at all.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self::default()
     }
 
@@ -153,7 +149,7 @@ impl KeyStore {
         let rec = KeyRecord {
             id: hex::encode(id),
             role,
-            sha256: sha256_hex(key.as_bytes()),
+            sha256: pno_core::sha256_hex(key.as_bytes()),
             created: now_s(),
         };
         let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
@@ -214,7 +210,7 @@ impl KeyStore {
     }
 
     /// Check an `Authorization` header value.
-    pub fn check_header(&self, header: Option<&str>) -> AuthOutcome {
+    pub(crate) fn check_header(&self, header: Option<&str>) -> AuthOutcome {
         let Some(h) = header else {
             return AuthOutcome::Missing;
         };
@@ -231,20 +227,13 @@ impl KeyStore {
     }
 }
 
-/// Write a file atomically (temp file, fsync, rename), readable by its owner only.
+/// Write a file atomically (temp file, fsync, rename, folder fsync), readable by its owner only.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err("rename", path))?;
-    Ok(())
+    pno_core::atomic_write_private(path, bytes).map_err(|e| match e {
+        pno_core::Error::Io { op, path, source } => ServeError::Io { op, path, source },
+        other => ServeError::Keys {
+            path: path.to_path_buf(),
+            what: other.to_string(),
+        },
+    })
 }

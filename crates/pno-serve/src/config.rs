@@ -371,7 +371,7 @@ impl ServeConfig {
             return Err(bad("audit.fsync_every", "a positive integer", 0));
         }
         for (name, m) in &self.models {
-            crate::repository::check_name(name)
+            pno_run::check_model_name(name)
                 .map_err(|why| bad(&format!("models.{name}"), "a valid model name", why))?;
             if let VersionPolicy::Specific(v) = &m.version_policy
                 && v.is_empty()

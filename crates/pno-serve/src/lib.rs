@@ -7,21 +7,32 @@
 //! (`<repository>/<model>/<version>/` run folders written by `pno train`) with version policies,
 //! load and unload; and wraps it in API keys with roles, rate limits and lockout, a concurrency
 //! gate with a bounded queue, deadlines, input validation, a hash-chained audit log and
-//! Prometheus metrics. Predictions go through `pno_run::TrainedModel::predict`, so a seed gives
-//! the same numbers as `pno predict`.
+//! Prometheus metrics. Predictions go through the run folder's `TrainedModel::predict`, so a
+//! seed gives the same numbers as `pno predict`.
+//!
+//! Inside, the server is in rooms: `state` (what is shared), `router` (routes, role groups,
+//! fallbacks), `admission` (the layers a request passes), `handlers` (one module per resource)
+//! and `listener` (the accept loop and drain).
 
+mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
+mod handlers;
 pub mod limits;
-pub mod metrics;
+mod listener;
+mod metrics;
 pub mod openapi;
-pub mod protocol;
+mod protocol;
 pub mod repository;
-pub mod server;
+mod router;
+mod routes;
+mod state;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, Result, ServeError};
+pub use listener::serve;
 /// The audit log (its own crate, `pno-audit`; re-exported where the server's API has it).
 pub use pno_audit as audit;
-pub use server::{AppState, app, serve};
+pub use router::app;
+pub use state::AppState;

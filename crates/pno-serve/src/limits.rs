@@ -18,7 +18,7 @@ struct Bucket {
 
 /// Keyed token buckets.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -26,7 +26,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `rate` per second, `burst` at most.
-    pub fn new(rate: f64, burst: u32) -> Self {
+    pub(crate) fn new(rate: f64, burst: u32) -> Self {
         Self {
             rate,
             burst: f64::from(burst),
@@ -35,7 +35,7 @@ impl RateLimiter {
     }
 
     /// Take a token for `key`: `Ok(())`, or `Err(seconds until one is available)`.
-    pub fn check(&self, key: &str) -> Result<(), u64> {
+    pub(crate) fn check(&self, key: &str) -> Result<(), u64> {
         self.check_at(key, Instant::now())
     }
 
@@ -73,7 +73,7 @@ struct Failures {
 
 /// Lockout of client addresses after repeated failed authentication.
 #[derive(Debug)]
-pub struct Lockout {
+pub(crate) struct Lockout {
     max: u32,
     window: Duration,
     lock: Duration,
@@ -82,7 +82,7 @@ pub struct Lockout {
 
 impl Lockout {
     /// `max` failures within `window` lock the address for `lock`.
-    pub fn new(max: u32, window: Duration, lock: Duration) -> Self {
+    pub(crate) fn new(max: u32, window: Duration, lock: Duration) -> Self {
         Self {
             max,
             window,
@@ -92,7 +92,7 @@ impl Lockout {
     }
 
     /// `Some(seconds left)` while `client` is locked out.
-    pub fn locked(&self, client: &str) -> Option<u64> {
+    pub(crate) fn locked(&self, client: &str) -> Option<u64> {
         let now = Instant::now();
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let until = map.get(client)?.locked_until?;
@@ -100,7 +100,7 @@ impl Lockout {
     }
 
     /// Record a failed authentication; `Some(seconds)` when this locks the client out.
-    pub fn fail(&self, client: &str) -> Option<u64> {
+    pub(crate) fn fail(&self, client: &str) -> Option<u64> {
         let now = Instant::now();
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
@@ -127,7 +127,7 @@ impl Lockout {
     }
 
     /// Forget failures after a successful authentication.
-    pub fn succeed(&self, client: &str) {
+    pub(crate) fn succeed(&self, client: &str) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(client).is_some_and(|f| f.locked_until.is_none()) {
             map.remove(client);
@@ -169,7 +169,7 @@ impl Drop for OwnedSlot {
 
 impl Gate {
     /// A gate with `slots` running and `queue` waiting.
-    pub fn new(slots: usize, queue: usize) -> Self {
+    pub(crate) fn new(slots: usize, queue: usize) -> Self {
         Self {
             slots: std::sync::Arc::new(Semaphore::new(slots)),
             queue,
@@ -184,12 +184,12 @@ impl Gate {
     }
 
     /// Requests holding a slot.
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
     }
 
     /// True when the queue is full (new requests would be shed).
-    pub fn saturated(&self) -> bool {
+    pub(crate) fn saturated(&self) -> bool {
         self.slots.available_permits() == 0 && self.waiting() >= self.queue
     }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 /// Latency buckets (seconds).
-pub const BUCKETS: [f64; 14] = [
+pub(crate) const BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
@@ -29,10 +29,10 @@ struct Inner {
 
 /// The server's metrics.
 #[derive(Debug, Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     inner: Mutex<Inner>,
     /// HTTP requests being handled.
-    pub in_flight: AtomicI64,
+    pub(crate) in_flight: AtomicI64,
 }
 
 const HELP: &[(&str, &str, &str)] = &[
@@ -79,7 +79,7 @@ const HELP: &[(&str, &str, &str)] = &[
 ];
 
 /// Labels `model="…",version="…"`.
-pub fn model_labels(model: &str, version: &str) -> String {
+pub(crate) fn model_labels(model: &str, version: &str) -> String {
     format!(
         "model=\"{}\",version=\"{}\"",
         escape(model),
@@ -95,13 +95,13 @@ fn escape(s: &str) -> String {
 
 impl Metrics {
     /// Add to a counter.
-    pub fn inc(&self, name: &'static str, labels: String, by: f64) {
+    pub(crate) fn inc(&self, name: &'static str, labels: String, by: f64) {
         let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         *i.counters.entry((name, labels)).or_default() += by;
     }
 
     /// Observe a duration (seconds) in a histogram.
-    pub fn observe(&self, name: &'static str, labels: String, seconds: f64) {
+    pub(crate) fn observe(&self, name: &'static str, labels: String, seconds: f64) {
         let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let h = i.hists.entry((name, labels)).or_default();
         for (c, b) in h.counts.iter_mut().zip(BUCKETS) {
@@ -114,7 +114,7 @@ impl Metrics {
     }
 
     /// Render the text format; `gauges` are extra `(name, help, labels, value)` lines.
-    pub fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
+    pub(crate) fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
         let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         for (name, kind, help) in HELP {
@@ -165,7 +165,7 @@ impl Metrics {
 }
 
 /// Resident memory (bytes) and CPU time (seconds) of this process, from `/proc` (0 elsewhere).
-pub fn process_stats() -> (u64, f64) {
+pub(crate) fn process_stats() -> (u64, f64) {
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

@@ -158,7 +158,7 @@ fn reason(code: u16) -> &'static str {
 }
 
 /// The document.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
         let mut responses = Map::new();

@@ -10,69 +10,69 @@ use crate::error::ApiError;
 use crate::repository::clip;
 
 /// The header that announces a binary body.
-pub const HEADER_LENGTH: &str = "inference-header-content-length";
+pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 
 /// Output names a model offers.
-pub const OUTPUTS: [&str; 4] = ["mean", "std", "quantiles", "samples"];
+pub(crate) const OUTPUTS: [&str; 4] = ["mean", "std", "quantiles", "samples"];
 
 /// Quantile levels when `quantiles` is requested without `quantile_levels`.
-pub const DEFAULT_LEVELS: [f64; 3] = [0.05, 0.5, 0.95];
+pub(crate) const DEFAULT_LEVELS: [f64; 3] = [0.05, 0.5, 0.95];
 
 /// What a request must satisfy, from the model's metadata and the server's limits.
 #[derive(Debug, Clone)]
-pub struct InputSpec {
+pub(crate) struct InputSpec {
     /// Input name.
-    pub name: String,
+    pub(crate) name: String,
     /// Channels.
-    pub channels: usize,
+    pub(crate) channels: usize,
     /// Training grid.
-    pub grid: Vec<usize>,
+    pub(crate) grid: Vec<usize>,
     /// Accepted sizes per spatial dimension; None: exactly the training grid.
-    pub resolution: Option<(usize, usize)>,
+    pub(crate) resolution: Option<(usize, usize)>,
     /// Most inputs per request.
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// Draws when not given.
-    pub default_samples: usize,
+    pub(crate) default_samples: usize,
     /// Most draws.
-    pub max_samples: usize,
+    pub(crate) max_samples: usize,
     /// Most output values (batch × draws × channels × points).
-    pub max_sample_values: usize,
+    pub(crate) max_sample_values: usize,
     /// Largest JSON header.
-    pub max_json_bytes: usize,
+    pub(crate) max_json_bytes: usize,
     /// Deepest JSON nesting.
-    pub max_json_depth: usize,
+    pub(crate) max_json_depth: usize,
 }
 
 /// A requested output.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutputRequest {
+pub(crate) struct OutputRequest {
     /// Name (one of [`OUTPUTS`]).
-    pub name: String,
+    pub(crate) name: String,
     /// Send as binary.
-    pub binary: bool,
+    pub(crate) binary: bool,
 }
 
 /// A validated inference request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct InferRequest {
+pub(crate) struct InferRequest {
     /// Request id to echo.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// Inputs in the batch.
-    pub n: usize,
+    pub(crate) n: usize,
     /// Spatial grid of the inputs.
-    pub grid: Vec<usize>,
+    pub(crate) grid: Vec<usize>,
     /// Input values `[n, channels, points]`.
-    pub x: Vec<f32>,
+    pub(crate) x: Vec<f32>,
     /// Draws.
-    pub n_samples: usize,
+    pub(crate) n_samples: usize,
     /// Seed (None: the server picks one and echoes it).
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Quantile levels.
-    pub levels: Vec<f64>,
+    pub(crate) levels: Vec<f64>,
     /// Deadline from the `timeout` parameter (µs).
-    pub timeout_us: Option<u64>,
+    pub(crate) timeout_us: Option<u64>,
     /// Outputs to send, in order.
-    pub outputs: Vec<OutputRequest>,
+    pub(crate) outputs: Vec<OutputRequest>,
 }
 
 fn bad(msg: impl Into<String>) -> ApiError {
@@ -80,7 +80,7 @@ fn bad(msg: impl Into<String>) -> ApiError {
 }
 
 /// Deepest nesting of arrays/objects in a JSON text (strings skipped); stops early past `max`.
-pub fn json_depth(bytes: &[u8], max: usize) -> usize {
+pub(crate) fn json_depth(bytes: &[u8], max: usize) -> usize {
     let (mut depth, mut deepest, mut in_str, mut esc) = (0usize, 0usize, false, false);
     for &b in bytes {
         if in_str {
@@ -262,7 +262,7 @@ fn flatten(data: &Value, shape: &[usize], count: usize) -> Result<Vec<f32>, ApiE
 }
 
 /// Split a body into its JSON header and binary part.
-pub fn split_body<'a>(
+pub(crate) fn split_body<'a>(
     body: &'a [u8],
     header_len: Option<&str>,
 ) -> Result<(&'a [u8], &'a [u8]), ApiError> {
@@ -287,7 +287,11 @@ pub fn split_body<'a>(
 }
 
 /// Parse and validate an inference request.
-pub fn parse(spec: &InputSpec, json: &[u8], binary: &[u8]) -> Result<InferRequest, ApiError> {
+pub(crate) fn parse(
+    spec: &InputSpec,
+    json: &[u8],
+    binary: &[u8],
+) -> Result<InferRequest, ApiError> {
     if json.len() > spec.max_json_bytes {
         return Err(ApiError::new(
             axum::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -539,20 +543,20 @@ pub fn parse(spec: &InputSpec, json: &[u8], binary: &[u8]) -> Result<InferReques
 
 /// One output tensor of a response.
 #[derive(Debug, Clone)]
-pub struct OutputTensor<'a> {
+pub(crate) struct OutputTensor<'a> {
     /// Name.
-    pub name: &'a str,
+    pub(crate) name: &'a str,
     /// Shape.
-    pub shape: Vec<usize>,
+    pub(crate) shape: Vec<usize>,
     /// Values.
-    pub data: &'a [f32],
+    pub(crate) data: &'a [f32],
     /// Send as binary.
-    pub binary: bool,
+    pub(crate) binary: bool,
 }
 
 /// Encode a response: JSON, or a JSON header followed by binary tensors. Returns the body and,
 /// when binary, the JSON header length.
-pub fn encode(
+pub(crate) fn encode(
     model: &str,
     version: &str,
     id: Option<&str>,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use pno_models::burn::tensor::Device;
-use pno_run::TrainedModel;
+use pno_run::{TrainedModel, load_trained};
 use serde::Serialize;
 
 use crate::config::VersionPolicy;
@@ -17,18 +17,18 @@ use crate::error::{ApiError, Result, ServeError};
 
 /// A loaded model version.
 #[derive(Debug)]
-pub struct LoadedVersion {
+pub(crate) struct LoadedVersion {
     /// Model name.
-    pub name: String,
+    pub(crate) name: String,
     /// Version.
-    pub version: u64,
+    pub(crate) version: u64,
     /// The trained model.
-    pub model: TrainedModel,
+    pub(crate) model: TrainedModel,
 }
 
 impl LoadedVersion {
     /// The version as a string (the protocol's form).
-    pub fn version_str(&self) -> String {
+    pub(crate) fn version_str(&self) -> String {
         self.version.to_string()
     }
 }
@@ -41,16 +41,16 @@ struct ModelState {
 
 /// One row of the repository index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct IndexEntry {
+pub(crate) struct IndexEntry {
     /// Model name.
-    pub name: String,
+    pub(crate) name: String,
     /// Version.
-    pub version: String,
+    pub(crate) version: String,
     /// `READY` or `UNAVAILABLE`.
-    pub state: String,
+    pub(crate) state: String,
     /// Why a version is unavailable.
     #[serde(skip_serializing_if = "String::is_empty")]
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// The repository and what is loaded from it.
@@ -62,27 +62,13 @@ pub struct Repository {
     models: RwLock<BTreeMap<String, ModelState>>,
 }
 
-/// A model name is 1–64 of `[A-Za-z0-9_.-]`, not starting with `.` (so it is a plain folder).
-pub fn check_name(name: &str) -> std::result::Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "model names are 1-64 characters of [A-Za-z0-9_.-] not starting with '.', got {:?}",
-            name.chars().take(80).collect::<String>()
-        ))
-    }
-}
-
 impl Repository {
     /// A repository at `root` (nothing loaded yet).
-    pub fn new(root: &Path, policies: BTreeMap<String, VersionPolicy>, device: Device) -> Self {
+    pub(crate) fn new(
+        root: &Path,
+        policies: BTreeMap<String, VersionPolicy>,
+        device: Device,
+    ) -> Self {
         Self {
             root: root.to_path_buf(),
             policies,
@@ -97,7 +83,7 @@ impl Repository {
     }
 
     /// Model names on disk.
-    pub fn models_on_disk(&self) -> Result<Vec<String>> {
+    pub(crate) fn models_on_disk(&self) -> Result<Vec<String>> {
         let rd = std::fs::read_dir(&self.root).map_err(|e| ServeError::Repository {
             path: self.root.clone(),
             what: format!("cannot list: {e}"),
@@ -106,15 +92,15 @@ impl Repository {
             .filter_map(|e| e.ok())
             .filter(|e| e.path().is_dir())
             .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| check_name(n).is_ok())
+            .filter(|n| pno_run::check_model_name(n).is_ok())
             .collect();
         names.sort();
         Ok(names)
     }
 
     /// Versions of `name` on disk, ascending.
-    pub fn versions_on_disk(&self, name: &str) -> Result<Vec<u64>> {
-        check_name(name).map_err(|what| ServeError::Repository {
+    pub(crate) fn versions_on_disk(&self, name: &str) -> Result<Vec<u64>> {
+        pno_run::check_model_name(name).map_err(|what| ServeError::Repository {
             path: self.root.clone(),
             what,
         })?;
@@ -139,7 +125,7 @@ impl Repository {
         // Loading validates checksums, shapes and values; a panic inside the model library
         // still becomes a refusal, never a crash.
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pno_run::load_trained(&path, &device)
+            load_trained(&path, &device)
         }));
         let err = |reason: String| ServeError::Load {
             model: name.into(),
@@ -168,7 +154,7 @@ impl Repository {
     /// Load `name` according to its version policy, or exactly `version`. All or nothing: when
     /// any chosen version fails, nothing changes and the error names it. With the `latest`
     /// policy the newly loaded version replaces the others.
-    pub fn load(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
+    pub(crate) fn load(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
         let on_disk = self.versions_on_disk(name)?;
         let policy = self.policies.get(name).cloned().unwrap_or_default();
         let wanted: Vec<u64> = match (version, &policy) {
@@ -239,7 +225,7 @@ impl Repository {
     }
 
     /// Unload every version of `name`; false when nothing was loaded.
-    pub fn unload(&self, name: &str) -> bool {
+    pub(crate) fn unload(&self, name: &str) -> bool {
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         match models.get_mut(name) {
             Some(st) if !st.versions.is_empty() => {
@@ -251,7 +237,7 @@ impl Repository {
     }
 
     /// The served version of `name` (`version` or the newest loaded), or a 404.
-    pub fn get(
+    pub(crate) fn get(
         &self,
         name: &str,
         version: Option<&str>,
@@ -283,7 +269,7 @@ impl Repository {
     }
 
     /// Versions of `name` being served.
-    pub fn loaded_versions(&self, name: &str) -> Vec<u64> {
+    pub(crate) fn loaded_versions(&self, name: &str) -> Vec<u64> {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         models
             .get(name)
@@ -307,7 +293,7 @@ impl Repository {
     }
 
     /// Every model and version on disk with its state.
-    pub fn index(&self) -> Result<Vec<IndexEntry>> {
+    pub(crate) fn index(&self) -> Result<Vec<IndexEntry>> {
         let mut out = Vec::new();
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         for name in self.models_on_disk()? {

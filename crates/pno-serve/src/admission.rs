@@ -1,0 +1,391 @@
+//! Admission: what a request passes on its way to a handler, one concern per layer. The layers
+//! are `from_fn_with_state` middleware that [`crate::router`] composes with `ServiceBuilder`:
+//!
+//! | layer | where | what |
+//! |---|---|---|
+//! | [`envelope`] | every request, outermost | request id and span, in-flight gauge; on the way out JSON for every error, `WWW-Authenticate` on 401, `X-Request-Id`, the request counter, the access log |
+//! | [`refuse_while_draining`] | all but the health probes | 503 once draining |
+//! | [`lockout`] | protected routes | 429 for an address locked out after failed authentication |
+//! | [`limit_address`] | protected routes | the token bucket per client address |
+//! | [`authenticate`] | protected routes | the API key (and its token bucket) or the anonymous role; 401 for a bad key |
+//! | [`deadline`] | every request, innermost | the whole-request deadline (504) |
+//! | [`require`] | per role group, as a `route_layer` | the role the group needs (401/403) |
+//!
+//! Two admissions depend on what the handler has learned, so handlers call them: [`read_body`]
+//! (encoding, size limit, body deadline; only once the model is known) and [`compute_slot`] (the
+//! concurrency gate and its bounded queue, under the request's own deadline).
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use tracing::Instrument;
+
+use crate::audit::AuditEvent;
+use crate::auth::{AuthOutcome, Principal, Role};
+use crate::config::Limits;
+use crate::error::ApiError;
+use crate::limits::{Gate, OwnedSlot, Shed};
+use crate::metrics::Metrics;
+use crate::repository::clip;
+use crate::routes::Action;
+use crate::state::AppState;
+
+/// Per-request context: set by [`envelope`], completed by [`authenticate`], read by handlers.
+#[derive(Debug, Clone)]
+pub(crate) struct Ctx {
+    /// Request id (echoed in `X-Request-Id`).
+    pub(crate) request_id: String,
+    /// Client address.
+    pub(crate) client: String,
+    /// Who (None: anonymous without a role).
+    pub(crate) principal: Option<Principal>,
+    /// When the request arrived.
+    pub(crate) started: Instant,
+}
+
+impl Ctx {
+    /// The audit event of this request for `action`, answered with `status` (no model yet).
+    pub(crate) fn audit_event(&self, action: &str, status: StatusCode) -> AuditEvent {
+        let (actor, role) = match &self.principal {
+            Some(p) => (p.id.clone(), p.role.as_str().to_string()),
+            None => ("anonymous".into(), "none".into()),
+        };
+        AuditEvent {
+            actor,
+            role,
+            client: self.client.clone(),
+            action: action.into(),
+            model: None,
+            version: None,
+            outcome: if status.is_success() { "ok" } else { "error" }.into(),
+            status: status.as_u16(),
+            request_id: self.request_id.clone(),
+            input_sha256: None,
+        }
+    }
+}
+
+/// A refusal at the door: logged, then answered.
+fn refuse(e: ApiError) -> Response {
+    tracing::warn!(status = e.status.as_u16(), error = %e.message, "refused");
+    e.into_response()
+}
+
+fn valid_request_id(h: &HeaderValue) -> Option<String> {
+    let s = h.to_str().ok()?;
+    (!s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| s.to_string())
+}
+
+struct InFlight<'a>(&'a Metrics);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Every request: the request id (a valid `X-Request-Id` or a fresh one), the client address,
+/// the [`Ctx`] and the `request` span; on the way out every error becomes JSON (keeping
+/// `Retry-After`), a 401 gets `WWW-Authenticate: Bearer`, and the request is counted by route
+/// class and status and logged.
+pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| st.next_id());
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "local".into());
+    let class = crate::routes::class(req.method(), req.extensions().get::<MatchedPath>());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %request_id, %method, path = %clip(req.uri().path()), %client);
+    req.extensions_mut().insert(Ctx {
+        request_id: request_id.clone(),
+        client,
+        principal: None,
+        started,
+    });
+    async move {
+        st.metrics().in_flight.fetch_add(1, Ordering::SeqCst);
+        let _guard = InFlight(st.metrics());
+        let mut resp = next.run(req).await;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        // Every error is JSON, whatever produced it.
+        if status.as_u16() >= 400 {
+            let is_json = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if !is_json {
+                let retry = resp.headers().get(header::RETRY_AFTER).cloned();
+                resp = ApiError::new(
+                    status,
+                    status.canonical_reason().unwrap_or("error").to_string(),
+                )
+                .into_response();
+                if let Some(r) = retry {
+                    resp.headers_mut().insert(header::RETRY_AFTER, r);
+                }
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        st.metrics().inc(
+            "pno_http_requests_total",
+            format!("class=\"{class}\",status=\"{}\"", status.as_u16()),
+            1.0,
+        );
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// 503 with `Retry-After` once the server is draining.
+pub(crate) async fn refuse_while_draining(
+    State(st): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if st.is_draining() {
+        return refuse(ApiError::unavailable("server is shutting down", 5));
+    }
+    next.run(req).await
+}
+
+/// 429 while the client address is locked out after repeated failed authentication.
+pub(crate) async fn lockout(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(s) = st.lockout().locked(&ctx.client) {
+        return refuse(ApiError::too_many(
+            "too many failed authentications from this address; locked out",
+            s,
+        ));
+    }
+    next.run(req).await
+}
+
+/// 429 when the client address has used up its token bucket.
+pub(crate) async fn limit_address(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Err(s) = st.ip_limiter().check(&ctx.client) {
+        return refuse(ApiError::too_many(
+            "rate limit exceeded for this address",
+            s,
+        ));
+    }
+    next.run(req).await
+}
+
+/// Who is asking: a valid key (then its token bucket), no key (the anonymous role, if any), or
+/// a bad key (401, audited, counted towards the address's lockout).
+pub(crate) async fn authenticate(
+    State(st): State<AppState>,
+    Extension(mut ctx): Extension<Ctx>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.to_str().unwrap_or("\u{0}"));
+    ctx.principal = match st.keys().check_header(header) {
+        AuthOutcome::Key(p) => {
+            st.lockout().succeed(&ctx.client);
+            if let Err(s) = st.key_limiter().check(&p.id) {
+                return refuse(ApiError::too_many(
+                    "rate limit exceeded for this API key",
+                    s,
+                ));
+            }
+            Some(p)
+        }
+        AuthOutcome::Missing => st.config().anonymous_role().map(|role| Principal {
+            id: "anonymous".into(),
+            role,
+        }),
+        AuthOutcome::Invalid => {
+            let locked = st.lockout().fail(&ctx.client);
+            let action = if locked.is_some() {
+                "auth.lockout"
+            } else {
+                "auth"
+            };
+            st.record(ctx.audit_event(action, StatusCode::UNAUTHORIZED));
+            return refuse(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"));
+        }
+    };
+    req.extensions_mut().insert(ctx);
+    next.run(req).await
+}
+
+/// 504 when the request has not finished within `limits.request_timeout_ms`.
+pub(crate) async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = Duration::from_millis(st.config().limits.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!("request did not finish within {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// The role a group of routes needs (its state): 401 without a key (or as an anonymous caller
+/// short of it), 403 for a key with a lower role. The refusal says what the route's
+/// [`Action`] needed it for.
+pub(crate) async fn require(
+    State(role): State<Role>,
+    Extension(ctx): Extension<Ctx>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let what = req
+        .extensions()
+        .get::<Action>()
+        .map_or("use this route", |a| a.what());
+    match &ctx.principal {
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing API key: send Authorization: Bearer <key>",
+        )
+        .into_response(),
+        Some(p) if p.role < role && p.id == "anonymous" => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "an API key with role '{}' is needed to {what}",
+                role.as_str()
+            ),
+        )
+        .into_response(),
+        Some(p) if p.role < role => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "key role '{}' may not {what}; it needs '{}'",
+                p.role.as_str(),
+                role.as_str()
+            ),
+        )
+        .into_response(),
+        Some(_) => next.run(req).await,
+    }
+}
+
+/// Read a body within `limits.max_body_bytes` (413) and `limits.body_timeout_ms` (408); a
+/// compressed body is refused (415) rather than inflated unbounded.
+pub(crate) async fn read_body(
+    limits: &Limits,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let too_large = |n: String| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is {n} bytes; the limit is {}",
+                limits.max_body_bytes
+            ),
+        )
+    };
+    if let Some(enc) = headers.get(header::CONTENT_ENCODING)
+        && enc.as_bytes() != b"identity"
+    {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "compressed request bodies are not supported; send identity encoding",
+        ));
+    }
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        let n: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("malformed Content-Length"))?;
+        if n > limits.max_body_bytes as u64 {
+            return Err(too_large(n.to_string()));
+        }
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    let deadline = Duration::from_millis(limits.body_timeout_ms);
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "request body not received within {} ms",
+                deadline.as_millis()
+            ),
+        )),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(too_large(format!("more than {}", limits.max_body_bytes)))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+        }
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// 504 for an inference past its deadline of `ms` milliseconds.
+pub(crate) fn deadline_err(ms: u128) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        format!("inference did not finish within its deadline ({ms} ms)"),
+    )
+}
+
+/// Wait for a compute slot until `deadline` (a request of `limit`): 503 when the queue is full or
+/// the gate closed, 504 at the deadline.
+pub(crate) async fn compute_slot(
+    gate: &Gate,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Result<OwnedSlot, ApiError> {
+    match tokio::time::timeout_at(deadline, gate.acquire()).await {
+        Err(_) => Err(deadline_err(limit.as_millis())),
+        Ok(Err(Shed::QueueFull)) => Err(ApiError::unavailable(
+            "server overloaded: inference queue is full",
+            1,
+        )),
+        Ok(Err(Shed::Closed)) => Err(ApiError::unavailable("server is shutting down", 5)),
+        Ok(Ok(s)) => Ok(s),
+    }
+}

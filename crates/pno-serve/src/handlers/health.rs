@@ -1,0 +1,91 @@
+//! The public routes: liveness, readiness, server metadata, the OpenAPI document and the
+//! Prometheus metrics.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{json_response, ok_json};
+use crate::metrics::model_labels;
+use crate::state::AppState;
+
+/// `GET /v2/health/live`.
+pub(crate) async fn live() -> Response {
+    ok_json(json!({ "live": true }))
+}
+
+/// `GET /v2/health/ready`: 503 with `Retry-After` while draining, overloaded or without a model.
+pub(crate) async fn ready(State(st): State<AppState>) -> Response {
+    match st.readiness() {
+        Ok(()) => ok_json(json!({ "ready": true })),
+        Err(why) => {
+            let mut r = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({ "ready": false, "error": format!("not ready: {why}") }),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            r
+        }
+    }
+}
+
+/// `GET /v2`: name, version and protocol extensions.
+pub(crate) async fn server_metadata() -> Response {
+    ok_json(json!({
+        "name": "pno-serve",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data", "model_repository", "parameters"],
+    }))
+}
+
+/// `GET /v2/openapi.json`.
+pub(crate) async fn openapi() -> Response {
+    ok_json(crate::openapi::document())
+}
+
+/// `GET /metrics`: Prometheus text, with the gauges read now.
+pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
+    let gate = st.gate();
+    let mut gauges: Vec<(&str, &str, String, f64)> = vec![
+        (
+            "pno_inference_pending_request_count",
+            "Inference requests waiting for a compute slot.",
+            String::new(),
+            gate.waiting() as f64,
+        ),
+        (
+            "pno_inference_running_count",
+            "Inference requests computing.",
+            String::new(),
+            gate.running() as f64,
+        ),
+        (
+            "pno_ready",
+            "1 when the server is ready.",
+            String::new(),
+            f64::from(u8::from(st.readiness().is_ok())),
+        ),
+        (
+            "pno_draining",
+            "1 while draining.",
+            String::new(),
+            f64::from(u8::from(st.is_draining())),
+        ),
+    ];
+    for (m, v) in st.repository().loaded() {
+        gauges.push((
+            "pno_model_loaded",
+            "1 for each loaded model version.",
+            model_labels(&m, &v.to_string()),
+            1.0,
+        ));
+    }
+    let mut r = (StatusCode::OK, st.metrics().render(&gauges)).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}

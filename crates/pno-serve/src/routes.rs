@@ -1,0 +1,137 @@
+//! Route templates, named once, and what each protected route does: its [`Action`] (audit
+//! name, refusal wording, metrics class), looked up from the template axum matched. A leaf of
+//! the server's modules: the router, admission and handlers all read it.
+
+use axum::extract::MatchedPath;
+use axum::http::Method;
+
+pub(crate) const LIVE: &str = "/v2/health/live";
+pub(crate) const READY: &str = "/v2/health/ready";
+pub(crate) const SERVER: &str = "/v2";
+pub(crate) const OPENAPI: &str = "/v2/openapi.json";
+pub(crate) const METRICS: &str = "/metrics";
+pub(crate) const MODEL: &str = "/v2/models/{name}";
+pub(crate) const MODEL_V: &str = "/v2/models/{name}/versions/{version}";
+pub(crate) const MODEL_READY: &str = "/v2/models/{name}/ready";
+pub(crate) const MODEL_READY_V: &str = "/v2/models/{name}/versions/{version}/ready";
+pub(crate) const INFER: &str = "/v2/models/{name}/infer";
+pub(crate) const INFER_V: &str = "/v2/models/{name}/versions/{version}/infer";
+pub(crate) const REPO_INDEX: &str = "/v2/repository/index";
+pub(crate) const REPO_LOAD: &str = "/v2/repository/models/{name}/load";
+pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
+pub(crate) const KEYS: &str = "/v2/admin/keys";
+pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
+pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
+
+/// What a protected route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Read a model's metadata.
+    ModelMetadata,
+    /// Read a model's readiness (not audited).
+    ModelReady,
+    /// Infer.
+    Infer,
+    /// List the repository.
+    RepositoryIndex,
+    /// Load a model.
+    ModelLoad,
+    /// Unload a model.
+    ModelUnload,
+    /// List the API keys.
+    KeysList,
+    /// Create an API key.
+    KeysCreate,
+    /// Revoke an API key.
+    KeysRevoke,
+    /// Verify the audit log.
+    AuditVerify,
+}
+
+impl Action {
+    /// The `action` of its audit records; `None` when the route is not audited.
+    pub(crate) fn audit_name(self) -> Option<&'static str> {
+        Some(match self {
+            Action::ModelMetadata => "model.metadata",
+            Action::ModelReady => return None,
+            Action::Infer => "infer",
+            Action::RepositoryIndex => "repository.index",
+            Action::ModelLoad => "model.load",
+            Action::ModelUnload => "model.unload",
+            Action::KeysList => "keys.list",
+            Action::KeysCreate => "keys.create",
+            Action::KeysRevoke => "keys.revoke",
+            Action::AuditVerify => "audit.verify",
+        })
+    }
+
+    /// What the caller wants to do, as a refusal words it ("… is needed to load models").
+    pub(crate) fn what(self) -> &'static str {
+        match self {
+            Action::ModelMetadata => "read model metadata",
+            Action::ModelReady => "read model readiness",
+            Action::Infer => "infer",
+            Action::RepositoryIndex => "list the repository",
+            Action::ModelLoad => "load models",
+            Action::ModelUnload => "unload models",
+            Action::KeysList | Action::KeysCreate | Action::KeysRevoke => "manage keys",
+            Action::AuditVerify => "read the audit log",
+        }
+    }
+
+    /// The route class in `pno_http_requests_total`.
+    pub(crate) fn class(self) -> &'static str {
+        match self {
+            Action::ModelMetadata | Action::ModelReady => "model",
+            Action::Infer => "infer",
+            Action::RepositoryIndex | Action::ModelLoad | Action::ModelUnload => "repository",
+            Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::AuditVerify => {
+                "admin"
+            }
+        }
+    }
+
+    /// True when the route's `{name}` is a model: checked before anything else (a bad one is a
+    /// 400 ahead of the role check) and recorded in the audit log.
+    pub(crate) fn names_a_model(self) -> bool {
+        matches!(
+            self,
+            Action::ModelMetadata
+                | Action::ModelReady
+                | Action::Infer
+                | Action::ModelLoad
+                | Action::ModelUnload
+        )
+    }
+}
+
+/// The action of a protected route, by the template axum matched; `None` for the public routes
+/// and unmatched paths.
+pub(crate) fn action(method: &Method, route: &MatchedPath) -> Option<Action> {
+    action_of(method, route.as_str())
+}
+
+pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
+    Some(match route {
+        MODEL | MODEL_V => Action::ModelMetadata,
+        MODEL_READY | MODEL_READY_V => Action::ModelReady,
+        INFER | INFER_V => Action::Infer,
+        REPO_INDEX => Action::RepositoryIndex,
+        REPO_LOAD => Action::ModelLoad,
+        REPO_UNLOAD => Action::ModelUnload,
+        KEYS if method == Method::POST => Action::KeysCreate,
+        KEYS => Action::KeysList,
+        KEY => Action::KeysRevoke,
+        AUDIT_VERIFY => Action::AuditVerify,
+        _ => return None,
+    })
+}
+
+/// The `class` label of `pno_http_requests_total`: `public`, the protected route's class
+/// (`model`, `infer`, `repository`, `admin`), or `other` for a path no route matched.
+pub(crate) fn class(method: &Method, route: Option<&MatchedPath>) -> &'static str {
+    match route {
+        None => "other",
+        Some(r) => action(method, r).map_or("public", Action::class),
+    }
+}
