@@ -44,6 +44,9 @@ pub struct ServeConfig {
     pub shutdown: Shutdown,
     /// Per-model settings by name (models not listed use the defaults).
     pub models: BTreeMap<String, ModelConfig>,
+    /// Load only versions whose gate record (`gate.json`, written by `pno promote`) passed;
+    /// `[models.NAME] require_gate` overrides it per model.
+    pub require_gate: bool,
 }
 
 /// Role of a request without an API key.
@@ -221,6 +224,8 @@ pub enum VersionPolicy {
 pub struct ModelConfig {
     /// Version policy.
     pub version_policy: VersionPolicy,
+    /// Override of the server-wide `require_gate` for this model.
+    pub require_gate: Option<bool>,
 }
 
 impl Default for ServeConfig {
@@ -235,6 +240,7 @@ impl Default for ServeConfig {
             audit: AuditConfig::default(),
             shutdown: Shutdown::default(),
             models: BTreeMap::new(),
+            require_gate: false,
         }
     }
 }

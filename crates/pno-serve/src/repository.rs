@@ -58,6 +58,8 @@ pub(crate) struct IndexEntry {
 pub struct Repository {
     root: PathBuf,
     policies: BTreeMap<String, VersionPolicy>,
+    require_gate: bool,
+    gates: BTreeMap<String, bool>,
     device: Device,
     models: RwLock<BTreeMap<String, ModelState>>,
 }
@@ -72,9 +74,27 @@ impl Repository {
         Self {
             root: root.to_path_buf(),
             policies,
+            require_gate: false,
+            gates: BTreeMap::new(),
             device,
             models: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Require a passing gate record (`gate.json`) to load a version: `default` for every
+    /// model, `per_model` overriding it.
+    pub(crate) fn require_gates(
+        mut self,
+        default: bool,
+        per_model: BTreeMap<String, bool>,
+    ) -> Self {
+        self.require_gate = default;
+        self.gates = per_model;
+        self
+    }
+
+    fn gate_required(&self, name: &str) -> bool {
+        self.gates.get(name).copied().unwrap_or(self.require_gate)
     }
 
     /// The root folder.
@@ -138,6 +158,25 @@ impl Repository {
             Ok(Err(e)) => return Err(err(e.to_string())),
             Err(_) => return Err(err("the model library panicked while loading".into())),
         };
+        if self.gate_required(name) {
+            match model.run.read_gate() {
+                Ok(Some(g)) if g.passed => {}
+                Ok(Some(g)) => {
+                    let failed: Vec<String> =
+                        g.failures().iter().map(|r| r.check.clone()).collect();
+                    return Err(err(format!(
+                        "its gate record (gate.json) failed ({}); this server requires a passing gate",
+                        failed.join("; ")
+                    )));
+                }
+                Ok(None) => {
+                    return Err(err(
+                        "no gate record (gate.json): this server requires versions promoted through a passing gate (`pno promote`)".into(),
+                    ));
+                }
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
         if model.file.grid.len() != 2 && model.file.grid.len() != 1 {
             return Err(err(format!(
                 "grid {:?}: only 1-D and 2-D models are served",

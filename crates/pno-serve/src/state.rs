@@ -68,7 +68,13 @@ impl AppState {
             .iter()
             .map(|(k, v)| (k.clone(), v.version_policy.clone()))
             .collect();
-        let repo = Repository::new(&config.repository, policies, device.clone());
+        let gates = config
+            .models
+            .iter()
+            .filter_map(|(k, v)| v.require_gate.map(|g| (k.clone(), g)))
+            .collect();
+        let repo = Repository::new(&config.repository, policies, device.clone())
+            .require_gates(config.require_gate, gates);
         let l = &config.limits;
         let r = &config.rate_limit;
         let random: u64 = rand::random();

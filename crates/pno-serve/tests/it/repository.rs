@@ -47,6 +47,7 @@ async fn all_and_specific_policies() {
         "pno".to_string(),
         ModelConfig {
             version_policy: VersionPolicy::All,
+            ..ModelConfig::default()
         },
     )]);
     let st = state(cfg.clone());
@@ -221,4 +222,102 @@ async fn unload_load_and_pin_a_version() {
     );
     assert_eq!(call(&st, r).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(served_version(&st).await, "1");
+}
+
+/// A gate record for a version folder (what `pno promote` writes), passing or not.
+fn gate_record(dir: &std::path::Path, passed: bool) {
+    let rec = pno_run::GateRecord {
+        gate_sha256: String::new(),
+        gate_file: String::new(),
+        data_sha256: "ab".into(),
+        data_path: "data".into(),
+        split: None,
+        n_functions: 4,
+        n_samples: 8,
+        seed: 0,
+        metrics: BTreeMap::from([("rel_l2".to_string(), 0.1)]),
+        champion: None,
+        rows: vec![pno_run::GateRow {
+            check: "rel_l2 <= 0.05".into(),
+            metric: "rel_l2".into(),
+            value: 0.1,
+            threshold: "rel_l2 <= 0.05".into(),
+            champion: None,
+            passed,
+        }],
+        passed,
+        time_unix: 0,
+    };
+    pno_run::write_json(&dir.join(pno_run::GATE_FILE), &rec).unwrap();
+}
+
+#[tokio::test]
+async fn require_gate_loads_only_versions_with_a_passing_gate_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path(), "pno", &[1, 2, 3]);
+    gate_record(&repo.join("pno/1"), true);
+    gate_record(&repo.join("pno/2"), false);
+    // Version 3 has no gate record at all.
+    let cfg = ServeConfig {
+        require_gate: true,
+        ..config(&repo)
+    };
+    let st = pno_serve::AppState::new(cfg, pno_models::burn::tensor::Device::flex()).unwrap();
+    let errors = st.repository().load_all().unwrap();
+    // Newest first: 3 (no record) and 2 (failed gate) are refused, 1 serves.
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("version 3") && e.contains("no gate record")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|e| e.contains("version 2") && e.contains("rel_l2 <= 0.05")),
+        "{text:?}"
+    );
+    assert_eq!(served_version(&st).await, "1");
+    // Asking for version 3 explicitly is refused with the reason; 1 keeps serving.
+    let (s, v) = call(
+        &st,
+        op_post(
+            &st,
+            "/v2/repository/models/pno/load",
+            &json!({"parameters": {"version": 3}}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("gate.json") && msg.contains("still serving"),
+        "{msg}"
+    );
+    assert_eq!(served_version(&st).await, "1");
+    // Promoted properly, it loads.
+    gate_record(&repo.join("pno/3"), true);
+    let (s, v) = call(
+        &st,
+        op_post(&st, "/v2/repository/models/pno/load", &json!({})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(served_version(&st).await, "3");
+    // A per-model override turns the requirement off for that model.
+    let mut models = BTreeMap::new();
+    models.insert(
+        "pno".to_string(),
+        ModelConfig {
+            require_gate: Some(false),
+            ..ModelConfig::default()
+        },
+    );
+    let dir2 = tempfile::tempdir().unwrap();
+    let repo2 = crate::repo(dir2.path(), "pno", &[1]);
+    let st2 = state(ServeConfig {
+        require_gate: true,
+        models,
+        ..config(&repo2)
+    });
+    assert_eq!(served_version(&st2).await, "1");
 }
