@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Generator throughput, Rust (compute-only bench and end-to-end `pno generate`) vs the Python reference generators
-# (../shared/peers/pde_ref, numpy/scipy), one core each, same machine, same run.
+# Generator throughput, Rust (compute-only bench and end-to-end `pno generate`) vs the Python reference
+# generators `pde_ref` (numpy/scipy, docs/peers.md), one core each, same machine, same run.
 #
-# usage: bench/generators.sh [PYTHON]      (PYTHON needs numpy + scipy; default python3)
-# prints a Markdown table of seconds/sample and the ratio; raw JSON in $OUT (default /tmp/pno-bench)
+# usage: bash bench/generators.sh PYTHON PDE_REF   (or PNO_PEER_PYTHON=… PDE_REF=… bash bench/generators.sh)
+#   PYTHON: an interpreter with numpy + scipy; PDE_REF: a copy of the peer's pde_ref/ folder (bench.py).
+# Prints a Markdown table of seconds/sample and the ratio; writes one JSON line per case, stamped with
+# date, commit and machine, to bench/results/<date>-<commit>-generators.jsonl (or $RESULTS); raw
+# outputs in $OUT (default /tmp/pno-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${1:-python3}
+. bench/lib.sh
+PY=${1:-${PNO_PEER_PYTHON:-}}
+PDE_REF=${2:-${PDE_REF:-}}
+bench_require_python "$PY" "the Python reference generators (pde_ref/bench.py)" numpy scipy
+bench_require_peer_dir "$PDE_REF" "pde_ref" "Pass the pde_ref folder as the second argument or set PDE_REF" bench.py
 OUT=${OUT:-/tmp/pno-bench}
-PEERS=${PEERS:-../shared/peers/pde_ref}
 rm -rf "$OUT"; mkdir -p "$OUT"
 cargo build --release --locked -p pno-cli >&2
 PNO=${CARGO_TARGET_DIR:-target}/release/pno
@@ -33,12 +39,18 @@ run wave64         wave --config configs/wave64.toml --n 2000
 cargo bench --locked -p pno-solvers --bench generators > "$OUT/rust-compute.jsonl"
 cat "$OUT/rust-compute.jsonl" >&2
 
-"$PY" "$PEERS/bench.py" --no-checks --repeats 3 --out "$OUT/peer.json" >&2
+"$PY" "$PDE_REF/bench.py" --no-checks --repeats 3 --out "$OUT/peer.json" >&2
 
-"$PY" - "$OUT" <<'PYEOF'
-import json, sys, os, glob
-out = sys.argv[1]
-peer = {r["name"]: r for rows in json.load(open(f"{out}/peer.json"))["results"].values() for r in rows}
+RESULTS=${RESULTS:-$(bench_results_file generators)}
+echo "results: $RESULTS" >&2
+
+"$PY" - "$OUT" "$RESULTS" "{$(bench_stamp)}" <<'PYEOF'
+import json, sys
+out, results, stamp = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+peer_json = json.load(open(f"{out}/peer.json"))
+peer = {r["name"]: r for rows in peer_json["results"].values() for r in rows}
+peer_meta = {k: peer_json.get("meta", {}).get(k) for k in ("python", "numpy", "scipy", "cholmod")}
+lines = []
 cases = [  # rust case, peer rows (the fastest available is the baseline), description
     ("darcy64", ["darcy_fno_64_splu", "darcy_fno_64_cholmod"], "Darcy FNO 64² nodes"),
     ("darcy421", ["darcy_fno_421_splu", "darcy_fno_421_cholmod"], "Darcy FNO 421² nodes"),
@@ -60,10 +72,17 @@ print("|---|---|---|---|---|---|")
 for key, rows, desc in cases:
     r = json.load(open(f"{out}/rust-{key}.json"))
     e2e = 1.0 / r["samples_per_second"]
-    rs = compute.get(key, float("nan"))
+    rs = compute.get(key)  # None if the compute bench has no such case
     ps = [(peer[n]["seconds_per_sample"], n) for n in rows if n in peer]
+    p, pn = min(ps) if ps else (None, None)
+    lines.append(dict(stamp, case=key, description=desc, rust_compute_s_per_sample=rs,
+                      rust_end_to_end_s_per_sample=e2e, peer_row=pn, peer_s_per_sample=p,
+                      peer=dict(peer_meta, name="pde_ref")))
+    rs = float("nan") if rs is None else rs
     if not ps:
         print(f"| {desc} | {rs:.4g} | n/a | n/a | {e2e:.4g} | n/a |"); continue
-    p, pn = min(ps)
     print(f"| {desc} | {rs:.4g} | {p:.4g} (`{pn}`) | **{p / rs:.1f}×** | {e2e:.4g} | {p / e2e:.1f}× |")
+with open(results, "w") as f:
+    for line in lines:
+        f.write(json.dumps(line) + "\n")
 PYEOF

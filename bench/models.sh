@@ -3,9 +3,15 @@
 #   bash bench/models.sh DARCY16_TRAIN.pt DARCY16_TEST.pt [OUT_DIR]
 # darcy16: neuraloperator's darcy_train_16.pt / darcy_test_16.pt (pip download --no-deps
 # neuraloperator==0.3.0; the files are in neuralop/datasets/data/). darcy64: generated here with
-# configs/darcy64.toml (1000 samples; the configs hold out the last 200 as the test split).
+# configs/darcy64.toml (1000 samples; the configs hold out the last 100 as the test split).
+# Trained runs are kept in OUT_DIR (default /tmp/pno-models) and reused by a rerun; one JSON line per
+# (data, model), stamped with date, commit and machine, goes to
+# bench/results/<date>-<commit>-models.jsonl (or $RES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
+[ $# -ge 2 ] && [ -f "$1" ] && [ -f "$2" ] ||
+  { echo "usage: bash bench/models.sh DARCY16_TRAIN.pt DARCY16_TEST.pt [OUT_DIR] (the files: docs/peers.md)" >&2; exit 2; }
 TRAIN16=$1; TEST16=$2; OUT=${3:-/tmp/pno-models}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
 cargo build --release --locked -p pno-cli -p pno-train --bins --benches >/dev/null
@@ -14,7 +20,9 @@ mkdir -p "$OUT/runs"
 [ -d "$OUT/darcy64" ] || $PNO generate darcy --config configs/darcy64.toml --out "$OUT/darcy64" --quiet
 MODELS=${MODELS:-"fno deeponet mc_dropout ensemble laplace pno_d pno_r vi_pno"}
 SETS=${SETS:-"darcy16 darcy64"}
-RES=$OUT/results.jsonl
+RES=${RES:-$(bench_results_file models)}
+: > "$RES"
+echo "results: $RES" >&2
 for ds in $SETS; do
   for m in $MODELS; do
     run=$OUT/runs/${ds}_$m
@@ -28,7 +36,7 @@ for ds in $SETS; do
     else
       ev=$($PNO eval --run "$run" --data "$OUT/darcy64" --split test --samples 100 --json)
     fi
-    echo "{\"set\":\"$ds\",\"model\":\"$m\",\"train\":$(cat "$run.train.json"),\"eval\":$ev}" | tee -a "$RES"
+    echo "{$(bench_stamp),\"set\":\"$ds\",\"model\":\"$m\",\"train\":$(cat "$run.train.json"),\"eval\":$ev}" | tee -a "$RES"
   done
 done
 python3 - "$RES" <<'PY'

@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# Serving load test: `pno serve` (release) vs the Python peer (FastAPI + PyTorch, shared/peers/
-# serve_ref) serving the same 64² PNO architecture on this machine, in the same run, with the same
-# load generator (wrk -t1, the peer's wrk_post.lua and request body: one 64² input, n_samples 32).
-#   bash bench/serve.sh [PYTHON]        (PYTHON: an interpreter with torch, fastapi, uvicorn, orjson)
+# Serving load test: `pno serve` (release) vs the Python peer `serve_ref` (FastAPI + PyTorch,
+# docs/peers.md) serving the same 64² PNO architecture on this machine, in the same run, with the
+# same load generator (wrk -t1, the peer's wrk_post.lua and request body: one 64² input, n_samples 32).
+#   bash bench/serve.sh PYTHON SERVE_REF    (or PNO_PEER_PYTHON=… SERVE_REF=… bash bench/serve.sh)
+# PYTHON: an interpreter with torch, fastapi, uvicorn, orjson; SERVE_REF: a copy of the peer's
+# serve_ref/ folder (server.py, smoke.py, load.py, wrk_post.lua), with torch_fno.py in its parent.
 # Env: DUR (s per level, 20), WARM (s warm-up at C=8, 8), LEVELS ("1 8 32"),
-#      OURS ("1 2": max_concurrency values), PEERS ("1x2 1x1c2": workers x threads [c forwards]).
-# Prints one JSON line per (server, level) and a Markdown table. Loopback only; bounded in time.
+#      OURS ("1 2": max_concurrency values), PEERS ("1x2 1x1c2": workers x threads [c forwards]),
+#      SKIP_BUILD=1 and PNO=path to reuse a built pno, OUT (default
+#      bench/results/<date>-<commit>-serve.jsonl).
+# Writes one JSON line per (server, level), stamped with date, commit and machine, and prints a
+# Markdown table. Loopback only; bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${1:-/work/.venv-torch/bin/python}
+. bench/lib.sh
+PY=${1:-${PNO_PEER_PYTHON:-}}
+REF=${2:-${SERVE_REF:-}}
 DUR=${DUR:-20}; WARM=${WARM:-8}; LEVELS=${LEVELS:-"1 8 32"}
 OURS=${OURS:-"1 2"}; PEERS=${PEERS:-"1x2 1x1c2"}
-REF=${SERVE_REF:-$(cd .. && pwd)/shared/peers/serve_ref}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-command -v wrk >/dev/null || { echo "needs wrk (apt-get install -y wrk)" >&2; exit 1; }
-[ -f "$REF/server.py" ] || { echo "no peer at $REF (set SERVE_REF)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "error: needs wrk (apt-get install -y wrk)" >&2; exit 1; }
+bench_require_python "$PY" "the serving peer (serve_ref/server.py)" torch fastapi uvicorn orjson
+bench_require_peer_dir "$REF" "serve_ref" "Pass the serve_ref folder as the second argument or set SERVE_REF" \
+  server.py smoke.py load.py wrk_post.lua
+[ -f "$(dirname "$REF")/torch_fno.py" ] ||
+  { echo "error: $(dirname "$REF")/torch_fno.py not found: server.py imports it from the folder above serve_ref (docs/peers.md)" >&2; exit 2; }
+REF=$(cd "$REF" && pwd)
 # Same package set as bench/train.sh, so burn's features unify identically.
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked -p pno-cli -p pno-train --bins --benches
 PNO=${PNO:-$CARGO_TARGET_DIR/release/pno}
 WORK=${WORK:-$(dirname "$CARGO_TARGET_DIR")/bench-serve}
 mkdir -p "$WORK"
 export OMP_WAIT_POLICY=PASSIVE RAYON_NUM_THREADS=2
-OUT=${OUT:-bench/serve_results.jsonl}
+OUT=${OUT:-$(bench_results_file serve)}
 : > "$OUT"
+echo "results: $OUT" >&2
 
 # The peer's architecture: width 32, 12x12 modes, 4 Fourier layers, projection 128, MC dropout 0.1
 # (our PNO_D: dropout on Fourier coefficients and in the lifting/projection MLPs; our lifting is a
@@ -101,7 +113,7 @@ for c in $LEVELS; do
     load=$(cut -d' ' -f1 /proc/loadavg)
     line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "$REF/wrk_post.lua" \
       "${URLS[$i]}/v2/models/pno/infer" | sed -n 's/^WRKJSON //p')
-    echo "{\"server\":\"${NAMES[$i]}\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
+    echo "{$(bench_stamp),\"server\":\"${NAMES[$i]}\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
     wait_idle "${URLS[$i]}"
   done
 done

@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
 # Training throughput, inference latency and peak memory: pno (burn flex) vs PyTorch + neuraloperator,
 # same architecture, same machine, same run, 2 threads each. One configuration per process.
-#   bash bench/train.sh [PYTHON]      (PYTHON: an interpreter with torch and neuraloperator)
-# Prints one JSON line per (engine, case) and a Markdown table at the end.
+#   bash bench/train.sh PYTHON        (or PNO_PEER_PYTHON=PYTHON bash bench/train.sh)
+# PYTHON: an interpreter with torch and neuraloperator (`pip install torch neuraloperator`,
+# docs/peers.md); the peer is bench/peers/train_peer.py.
+# Writes one JSON line per (engine, case) to bench/results/<date>-<commit>-train.jsonl (or $OUT),
+# each stamped with date, commit and machine, and prints a Markdown table at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${1:-/work/.venv-torch/bin/python}
+. bench/lib.sh
+PY=${1:-${PNO_PEER_PYTHON:-}}
+bench_require_python "$PY" "the PyTorch training peer (bench/peers/train_peer.py)" torch neuralop
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-# Same package set as bench/models.sh and quickstart builds, so features unify identically.
-cargo build --release --locked -p pno-cli -p pno-train --bins --benches
-BIN=$(ls -t "$CARGO_TARGET_DIR"/release/deps/train-* | grep -v '\.d$' | head -1)
+# Same package set as bench/models.sh and quickstart builds, so features unify identically. The
+# benchmark executable's path comes from cargo's JSON messages (target `train`, kind `bench`).
+BIN=$(cargo build --release --locked -p pno-cli -p pno-train --bins --benches \
+        --message-format=json-render-diagnostics |
+      "$PY" -c '
+import json, sys
+exe = [m["executable"] for m in map(json.loads, sys.stdin)
+       if m.get("reason") == "compiler-artifact" and m.get("executable")
+       and m["target"]["name"] == "train" and "bench" in m["target"]["kind"]
+       and "pno-train" in m["package_id"]]
+print(exe[-1] if exe else "")')
+[ -n "$BIN" ] && [ -x "$BIN" ] ||
+  { echo "error: cargo built no executable for pno-train's 'train' bench" >&2; exit 1; }
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 RAYON_NUM_THREADS=2
-OUT=${OUT:-bench/train_results.jsonl}
+OUT=${OUT:-$(bench_results_file train)}
 : > "$OUT"
+echo "results: $OUT" >&2
 cases=(
   "fno2d-64-b16|--model fno --dim 2 --res 64 --batch 16 --hidden 32 --layers 4 --modes 12 12 --lifting 256 --projection 256 --steps 6 --warmup 2"
   "pno_d2d-64-b16|--model pno_d --dim 2 --res 64 --batch 16 --hidden 32 --layers 4 --modes 12 12 --lifting 256 --projection 256 --dropout 0.2 --steps 4 --warmup 1 --infer-samples 32"
@@ -21,11 +37,13 @@ cases=(
 )
 for c in "${cases[@]}"; do
   name=${c%%|*}; flags=${c#*|}
-  echo "== $name (load $(cut -d' ' -f1 /proc/loadavg))" >&2
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  echo "== $name (load $load)" >&2
   r=$("$BIN" $flags)
-  echo "{\"case\":\"$name\",\"rust\":$r}" | tee -a "$OUT"
-  p=$("$PY" bench/train_peer.py $flags --threads 2 | tail -1)
-  echo "{\"case\":\"$name\",\"torch\":$p}" | tee -a "$OUT"
+  echo "{$(bench_stamp),\"loadavg_before\":$load,\"case\":\"$name\",\"rust\":$r}" | tee -a "$OUT"
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  p=$("$PY" bench/peers/train_peer.py $flags --threads 2 | tail -1)
+  echo "{$(bench_stamp),\"loadavg_before\":$load,\"case\":\"$name\",\"torch\":$p}" | tee -a "$OUT"
 done
 "$PY" - "$OUT" <<'PYEOF'
 import json, sys

@@ -1,16 +1,19 @@
 //! Spectral convolution (Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021)
 //! as truncated DFTs written as matrix products.
 //!
-//! For an input `x[b, c, h, w]` the layer computes
-//! `y = irfft2( W[k] · rfft2(x)[k] for the kept modes k ) + bias`
-//! with neuraloperator's mode convention: `n_modes = [m1, m2]` keeps the `m1` frequencies
-//! `-⌊m1/2⌋ … ⌈m1/2⌉-1` along every axis but the last and `⌊m2/2⌋+1` non-negative frequencies
-//! along the last (real-FFT) axis. The transforms are real cosine/sine basis matrices built for
-//! the resolution of the input, so the layer runs at any grid size (85, 421, …) and at grid sizes
-//! other than the training one (zero-shot super-resolution); the forward transform carries the
-//! `1/N` factor (numpy's `norm="forward"`), so the Fourier weights mean the same thing at every
-//! resolution. Per-mode complex channel mixing is one batched real matmul with the block weight
-//! `[[Wr, Wi], [-Wi, Wr]]`.
+//! [`SpectralConv::forward`] takes `x[batch, in, points]`, a field on a 1-D or 2-D grid passed
+//! separately as `grid = [n]` or `[h, w]` (points stored row-major, so `points = n` or `h·w`), and
+//! returns `y[batch, out, points]` on the same grid:
+//! `y = irfftn( W[k] · rfftn(x)[k] for the kept modes k ) + bias` over the 1 or 2 grid axes,
+//! with neuraloperator's mode convention, one `n_modes` entry per axis: `n_modes = [m1, m2]`
+//! keeps the `m1` frequencies `-⌊m1/2⌋ … ⌈m1/2⌉-1` along the first axis and `⌊m2/2⌋+1`
+//! non-negative frequencies along the last (real-FFT) axis (`[m]` in 1-D: `⌊m/2⌋+1` frequencies);
+//! modes a coarse grid cannot represent are skipped. The transforms are real cosine/sine basis
+//! matrices built for the resolution of the input, so the layer runs at any grid size (85, 421, …)
+//! and at grid sizes other than the training one (zero-shot super-resolution); the forward
+//! transform carries the `1/N` factor (numpy's `norm="forward"`), so the Fourier weights mean the
+//! same thing at every resolution. Per-mode complex channel mixing is one batched real matmul with
+//! the block weight `[[Wr, Wi], [-Wi, Wr]]`.
 //!
 //! Optional extras used by the probabilistic models: Fourier-coefficient dropout (PNO_D; Bülte,
 //! Scholl & Kutyniok 2025) and a mean-field Gaussian posterior on the weights (variational PNO).

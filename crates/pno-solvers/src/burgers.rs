@@ -1,8 +1,8 @@
 //! Viscous Burgers 1D on the periodic unit interval, FNO recipe.
 //!
 //! `u_t + (u²/2)_x = ν u_xx` on `[0, 1)`, `u0 ~ GRF_per(α, τ, σ)` (neuraloperator `GaussianRF`
-//! law). Recipes (`shared/research/pde-specs.md` §1.2, §2.3; Li et al., "Fourier Neural Operator
-//! for Parametric PDEs", ICLR 2021; peer `burgers_ref.py`):
+//! law). Recipes (`docs/pde-specs.md` §1.2, §2.3; Li et al., "Fourier Neural Operator
+//! for Parametric PDEs", ICLR 2021; peer `pde_ref/burgers_ref.py`):
 //!
 //! | recipe | ν | α | τ | σ | T |
 //! |---|---|---|---|---|---|

@@ -5,7 +5,7 @@
 //! diagonal `L`, with the φ-function coefficients evaluated by the Kassam–Trefethen contour
 //! integral (A.-K. Kassam, L. N. Trefethen, "Fourth-order time-stepping for stiff PDEs", SIAM J.
 //! Sci. Comput. 26 (2005) 1214–1233): `M = 32` points on the upper half of the unit circle around
-//! each `hL`, real part of the mean (`shared/research/pde-specs.md` §1.5; peer `common.py`).
+//! each `hL`, real part of the mean (`docs/pde-specs.md` §1.5; peer `pde_ref/common.py`).
 //!
 //! [`Etdrk4`] holds the coefficients for one `(L, h)`; [`Etdrk4::step`] advances spectral
 //! coefficients with a caller-supplied nonlinear closure and a reusable [`Etdrk4Workspace`], so a

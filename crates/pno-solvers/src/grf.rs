@@ -193,7 +193,7 @@ mod tests {
     fn grf_ns_default_sigma_is_tau_to_three_halves() {
         let g = GrfPeriodic::new(2.5, 7.0, None);
         assert!((g.sigma_for(2) - 7f64.powf(1.5)).abs() < 1e-12);
-        // pde-specs: std(w0) on the 256² NS grid is 0.1852
+        // docs/pde-specs.md §1.2: std(w0) on the 256² NS grid is 0.1852
         assert!((g.pointwise_variance(256, 2).sqrt() - 0.1852).abs() < 2e-4);
     }
 

@@ -1,7 +1,7 @@
 //! Kuramoto–Sivashinsky 1D trajectories, PNO and Kassam–Trefethen recipes.
 //!
 //! `u_t = −c·u u_x − u_xx − u_xxxx` on a periodic domain `[0, L)` with `N` points `x_j = Lj/N`
-//! (`shared/research/pde-specs.md` §2.4, §3.5; peer `ks_ref.py`):
+//! (`docs/pde-specs.md` §2.4, §3.5; peer `pde_ref/ks_ref.py`):
 //!
 //! - `pno` (default; Bülte et al. 2025, "Probabilistic neural operators for functional uncertainty
 //!   quantification", `ks_generation.py`): `c = ½`, `L = 100`, `N = 256`, IC i.i.d. `U(−1, 1)` per

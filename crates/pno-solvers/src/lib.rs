@@ -1,6 +1,6 @@
 //! Seeded PDE solvers and random-field samplers that generate neural-operator benchmark data.
 //!
-//! Every generator follows a published recipe (see `shared/research/pde-specs.md`), computes in
+//! Every generator follows a published recipe (see `docs/pde-specs.md`), computes in
 //! `f64`, and draws each sample from its own random stream ([`sample_rng`]) so the output is
 //! identical whatever the thread count, order or shard. [`build`] turns a PDE name and a raw
 //! config into a validated [`Generator`].

@@ -3,7 +3,7 @@
 //! `∂t ω + u·∇ω = νΔω + f` on `[0, 1)²`, `u = (ψ_y, −ψ_x)`, `−Δψ = ω`, forcing
 //! `f = A(sin 2π(x+y) + cos 2π(x+y))` with `x` along array axis 0, IC `ω0 ~ GRF_per(2.5, 7, 7^1.5)`
 //! (Li et al., "Fourier Neural Operator for Parametric PDEs", ICLR 2021, `ns_2d.py`;
-//! `shared/research/pde-specs.md` §2.2, §3.4; peer `ns_ref.py`).
+//! `docs/pde-specs.md` §2.2, §3.4; peer `pde_ref/ns_ref.py`).
 //!
 //! Scheme (per step, in `rfft2` space, `λ = 4π²|k|²`, `λ_00 := 1`, `ψ̂ = ω̂/λ`): four inverse
 //! real 2-D FFTs give `u_x = ψ_y`, `u_y = −ψ_x`, `ω_x`, `ω_y`; `F̂ = D ⊙ rfft2(u_x ω_x + u_y ω_y)`
@@ -646,7 +646,7 @@ mod tests {
 
     #[test]
     fn ns_single_shell_matches_exact_solution() {
-        // 32², T = 1, ν = 1e-3, A = 0.7, dt = 1e-4 (pde-specs §3.4: ≤ 1e-8)
+        // 32², T = 1, ν = 1e-3, A = 0.7, dt = 1e-4 (docs/pde-specs.md §3.4: ≤ 1e-8)
         let g = make(json!({"resolution": 32, "t_final": 1.0, "dt": 1e-4}));
         let x = |i: usize| i as f64 / 32.0;
         let w0: Vec<f64> = (0..32 * 32)
@@ -684,7 +684,7 @@ mod tests {
 
     #[test]
     fn ns_inviscid_unforced_conserves_enstrophy_energy_and_mean() {
-        // 64², ν = 0, f = 0, dt = 1e-4, 1000 steps (pde-specs §3.4: drift < 1e-4)
+        // 64², ν = 0, f = 0, dt = 1e-4, 1000 steps (docs/pde-specs.md §3.4: drift < 1e-4)
         let g = make(
             json!({"nu": 0.0, "forcing_amplitude": 0.0, "dt": 1e-4, "t_final": 0.1,
                             "record_every": 0.1}),

@@ -1,4 +1,4 @@
-//! Wave equation `u_tt = c²Δu` in 2-D with exact solutions (`pde-specs.md` §2.6, oracles §3.6).
+//! Wave equation `u_tt = c²Δu` in 2-D with exact solutions (`docs/pde-specs.md` §2.6, §3.6).
 //!
 //! - **`boundary = "periodic"`** (default, "W-per"): `[0,1)²` with `R²` points `x_i = i/R`,
 //!   `u0 ~ GRF_per(α=2.5, τ=7, σ = 7^1.5)`, `v0 = 0` (or an independent GRF with

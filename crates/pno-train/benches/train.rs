@@ -1,5 +1,5 @@
 //! Training-throughput, inference-latency and peak-memory benchmark of one model configuration
-//! (the Rust side of `bench/train.sh`; the PyTorch peer is `bench/train_peer.py` with the same
+//! (the Rust side of `bench/train.sh`; the PyTorch peer is `bench/peers/train_peer.py` with the same
 //! flags). One configuration per process so the peak RSS is the configuration's own.
 //!
 //! ```text

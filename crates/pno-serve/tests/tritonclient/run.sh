@@ -6,8 +6,8 @@
 # (1 epoch, seconds), serves it as model `pno` version 1 with anonymous readers and an operator
 # key, runs check.py and smoke.py, then SIGTERMs the server and expects exit 0 and an audit log
 # that verifies. Exit status non-zero on any failure.
-# Environment: PNO_PEER_SMOKE=/path/to/smoke.py (default: ../shared/peers/serve_ref/smoke.py beside
-# the repository); PNO_REQUIRE_PEER_SMOKE=1 makes a missing smoke.py a failure (otherwise it is
+# Environment: PNO_PEER_SMOKE=/path/to/smoke.py (default: peer_smoke.py beside this script, an
+# unchanged copy of the Python peer server's protocol smoke test, docs/peers.md); PNO_REQUIRE_PEER_SMOKE=1 makes a missing smoke.py a failure (otherwise it is
 # reported as SKIPPED); a smoke.py that is found but fails a check or runs none always fails the
 # run; TRITON_VENV=/path/to/venv.
 set -euo pipefail
@@ -16,8 +16,7 @@ ROOT="$(cd "$HERE/../../../.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}"
 PNO="${1:-$CARGO_TARGET_DIR/debug/pno}"
 [ -x "$PNO" ] || { echo "no pno binary at $PNO (run the tests first)" >&2; exit 1; }
-# The peer's smoke.py lives outside the repository; PNO_PEER_SMOKE points at another copy.
-SMOKE="${PNO_PEER_SMOKE:-$ROOT/../shared/peers/serve_ref/smoke.py}"
+SMOKE="${PNO_PEER_SMOKE:-$HERE/peer_smoke.py}"
 if [ ! -f "$SMOKE" ] && [ "${PNO_REQUIRE_PEER_SMOKE:-0}" = "1" ]; then
   echo "peer smoke.py: SKIPPED (not found at $SMOKE; set PNO_PEER_SMOKE=path)" >&2
   echo "peer smoke.py is required (PNO_REQUIRE_PEER_SMOKE=1): failing" >&2

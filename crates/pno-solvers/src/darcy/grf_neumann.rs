@@ -1,4 +1,4 @@
-//! Gaussian random field with Neumann (cosine) modes, FNO's `GRF.m` (`pde-specs.md` §1.3).
+//! Gaussian random field with Neumann (cosine) modes, FNO's `GRF.m` (`docs/pde-specs.md` §1.3).
 //!
 //! On `s × s` points `x_m = (m + ½)/s`:
 //! `U = τ^{α−1} Σ_{(k1,k2)≠(0,0), 0≤k<s} ξ_k (π²(k1² + k2²) + τ²)^{−α/2} c_{k1} c_{k2} cos(πk1 x) cos(πk2 y)`

@@ -1,4 +1,4 @@
-//! Darcy flow `−∇·(a∇u) = f` on `(0,1)²` with `u = 0` on the boundary (`pde-specs.md` §2.1).
+//! Darcy flow `−∇·(a∇u) = f` on `(0,1)²` with `u = 0` on the boundary (`docs/pde-specs.md` §2.1).
 //!
 //! Two recipes:
 //! - **`fno`** (default), Li et al. 2020 "piececonst": `U ~ GRF_neu(α=2, τ=3)` ([`GrfNeumann`],

@@ -1,5 +1,5 @@
 //! Symmetric positive definite 5-point systems on an `n × n` grid, solved with faer's sparse
-//! Cholesky factorisation (`pde-specs.md` §2.1: "reuse the symbolic factorisation across
+//! Cholesky factorisation (`docs/pde-specs.md` §2.1: "reuse the symbolic factorisation across
 //! samples, since the pattern is identical").
 //!
 //! Unknown `(i, j)` has the lexicographic index `p = i·n + j` (row-major, `i` along axis 0). Row

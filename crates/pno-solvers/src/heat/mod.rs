@@ -1,4 +1,4 @@
-//! Heat equation `u_t = ν Δu` in 2-D with exact solutions (`pde-specs.md` §2.5, oracles §3.6).
+//! Heat equation `u_t = ν Δu` in 2-D with exact solutions (`docs/pde-specs.md` §2.5, oracles §3.6).
 //!
 //! - **`boundary = "periodic"`** (default, "H-per"): `[0,1)²` with `R²` points `x_i = i/R`,
 //!   `u0 ~ GRF_per(α=2.5, τ=7, σ = τ^{(2α−2)/2})` (neuraloperator's `GaussianRF`, the NS

@@ -1,7 +1,7 @@
 //! Real-field spectral evaluation on the periodic `n × n` grid, shared by the heat and wave
-//! generators (`pde-specs.md` §1.1–1.2): half spectra, GRF draws straight into spectral space, and
-//! batched inverse transforms (complex FFT along `x`, real c2r FFT along `y`; for even `n` the
-//! c2r is folded into one batched half-length complex FFT), all planned once.
+//! generators (`docs/pde-specs.md` §1.1–1.2): half spectra, GRF draws straight into spectral
+//! space, and batched inverse transforms (complex FFT along `x`, real c2r FFT along `y`; for even
+//! `n` the c2r is folded into one batched half-length complex FFT), all planned once.
 //!
 //! Spectra are stored **transposed**, `S[ky][kx]` with `ky = 0..=n/2` (the `rfft` axis) and `kx`
 //! in FFT order, in the unnormalised-inverse convention `u(x) = Σ_k S_k e^{+2πik·x/n}` (so

@@ -1,5 +1,5 @@
 //! Exact solutions of the viscous Burgers equation `u_t + (u²/2)_x = ν u_xx` on the periodic
-//! unit interval (`shared/research/pde-specs.md` §3.3; peer `burgers_ref.py`).
+//! unit interval (`docs/pde-specs.md` §3.3; peer `pde_ref/burgers_ref.py`).
 //!
 //! - [`cole_hopf`]: the Cole–Hopf transform evaluated with FFTs, exact up to the spectral
 //!   interpolation of `u0`; well conditioned while `range(∫u0)/(2ν)` is moderate (ν ≳ 0.05).

@@ -1,5 +1,5 @@
 //! Exact and manufactured solutions for Darcy flow `−∇·(a∇u) = f`, `u = 0` on `∂(0,1)²`
-//! (`pde-specs.md` §3.2).
+//! (`docs/pde-specs.md` §3.2).
 //!
 //! - Manufactured: `u* = sin πx sin πy`, `a = 2 + sin 2πx sin 2πy`,
 //!   `f = 2π²·a·u* − (a_x u*_x + a_y u*_y)`; a second-order scheme converges at `O(h²)`.

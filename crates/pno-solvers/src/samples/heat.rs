@@ -1,5 +1,5 @@
 //! Exact solutions and a finite-difference reference solver for the 2-D heat equation
-//! `u_t = νΔu` (`pde-specs.md` §2.5, §3.6).
+//! `u_t = νΔu` (`docs/pde-specs.md` §2.5, §3.6).
 //!
 //! - Periodic single mode: `cos(2π(k_x x + k_y y))` decays by `exp(−ν4π²|k|²t)`.
 //! - Dirichlet sine series: `Σ C_mn e^{−νπ²(m²+n²)t} sin(mπx) sin(nπy)`, evaluated here by a

@@ -1,6 +1,6 @@
 //! Exact solutions and standard data of the Kuramoto–Sivashinsky equation
 //! `u_t = −c·u u_x − u_xx − u_xxxx` on a periodic domain `[0, L)`
-//! (`shared/research/pde-specs.md` §2.4, §3.5; peer `ks_ref.py`).
+//! (`docs/pde-specs.md` §2.4, §3.5; peer `pde_ref/ks_ref.py`).
 //!
 //! - [`kt_initial_condition`]: the Kassam–Trefethen test datum `u0 = cos(x/16)(1 + sin(x/16))`.
 //! - [`linear_evolution`]: the exact solution of the linear part (`c = 0`), each Fourier mode

@@ -1,5 +1,5 @@
 //! Exact solutions of the 2-D vorticity equation `ω_t + u·∇ω = νΔω + f` on the unit torus with
-//! `u = (ψ_y, −ψ_x)`, `−Δψ = ω` (`shared/research/pde-specs.md` §3.4; peer `ns_ref.py`).
+//! `u = (ψ_y, −ψ_x)`, `−Δψ = ω` (`docs/pde-specs.md` §3.4; peer `pde_ref/ns_ref.py`).
 //!
 //! - [`fno_forcing`]: `f = A(sin 2π(x+y) + cos 2π(x+y))`, `x` along array axis 0 (FNO `ns_2d.py`).
 //! - [`single_shell`]: with `ω0 = a·sin 2πx sin 2πy` both `ω0` and `f` live on the shell

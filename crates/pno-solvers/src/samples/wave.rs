@@ -1,5 +1,5 @@
 //! Exact solutions, energy and a finite-difference reference solver for the 2-D wave equation
-//! `u_tt = c²Δu` (`pde-specs.md` §2.6, §3.6).
+//! `u_tt = c²Δu` (`docs/pde-specs.md` §2.6, §3.6).
 //!
 //! - Periodic: [`periodic_propagate`] applies the exact propagator with a full complex 2-D FFT
 //!   (independent of the generator's real-FFT path) and also returns `u_t`;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch peer for the Rust training-throughput benchmark (FNO / PNO_D, 1D and 2D).
 
-One configuration per process; prints ONE JSON line on stdout. See bench/README_train_peer.md.
+One configuration per process; prints ONE JSON line on stdout. See bench/peers/README.md.
 
   --impl neuralop  FNO built with neuralop.models.FNO (default for --model fno)
   --impl torch     the same FNO in plain PyTorch (same parameter names/layout as neuralop, so
