@@ -240,22 +240,31 @@ fn crps_gaussian(
     let shape = t.shape();
     let n = shape.first().copied().unwrap_or(1);
     let d = shape.iter().skip(1).product::<usize>().max(1);
-    // Mean and std share a dtype: convert both to f64 views.
-    let to64 = |v: View<'_>| -> Vec<f64> {
-        match v {
-            View::F32(x) => x.iter().map(|&a| f64::from(a)).collect(),
-            View::F64(x) => x.to_vec(),
-        }
-    };
-    let (m64, s64) = (to64(mu.view()), to64(sd.view()));
-    let tv = t.view();
+    let (mv, sv, tv) = (mu.view(), sd.view(), t.view());
     py.detach(|| {
-        let g = GaussianPred::new(&m64, &s64, n, d).map_err(value_err)?;
-        match tv {
-            View::F32(y) => pno_metrics::crps_gaussian(&g, y),
-            View::F64(y) => pno_metrics::crps_gaussian(&g, y),
+        // Mean and std are read in place when they share a dtype; otherwise std is converted.
+        macro_rules! score {
+            ($m:expr, $s:expr) => {{
+                let g = GaussianPred::new($m, $s, n, d).map_err(value_err)?;
+                match tv {
+                    View::F32(y) => pno_metrics::crps_gaussian(&g, y),
+                    View::F64(y) => pno_metrics::crps_gaussian(&g, y),
+                }
+                .map_err(value_err)
+            }};
         }
-        .map_err(value_err)
+        match (mv, sv) {
+            (View::F32(m), View::F32(s)) => score!(m, s),
+            (View::F64(m), View::F64(s)) => score!(m, s),
+            (View::F32(m), View::F64(s)) => {
+                let s: Vec<f32> = s.iter().map(|&v| v as f32).collect();
+                score!(m, &s)
+            }
+            (View::F64(m), View::F32(s)) => {
+                let s: Vec<f64> = s.iter().map(|&v| f64::from(v)).collect();
+                score!(m, &s)
+            }
+        }
     })
 }
 
