@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the `pno` Python package into a venv and runs its tests (called by .ci/run).
+# Installs the `pno` Python package into a venv the way a user does (`pip install
+# ./crates/pno-py`, through maturin's PEP 517 backend) and runs its tests (called by .ci/run).
 #   bash crates/pno-py/tests/run.sh PATH/TO/pno
-# Reuses the workspace's target directory (CARGO_TARGET_DIR) and the dev profile, so the
-# extension links the already-built crates; the venv is cached next to it.
+# Builds with the dev profile into the workspace's target directory (CARGO_TARGET_DIR), so the
+# extension reuses the already-built crates (a user's plain `pip install` builds release); the
+# venv is cached next to it.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 PNO_BIN="${1:?usage: run.sh PATH/TO/pno}"
@@ -11,9 +13,7 @@ if [ ! -x "$VENV/bin/maturin" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q "maturin>=1.9,<2" numpy pytest scoringrules properscoring matplotlib
 fi
-dist=$(mktemp -d)
-trap 'rm -rf "$dist"' EXIT
-(cd "$HERE" && "$VENV/bin/maturin" build --profile dev --locked -q -o "$dist" -i "$VENV/bin/python")
-"$VENV/bin/pip" install -q --force-reinstall --no-deps "$dist"/pno-*.whl
+"$VENV/bin/pip" install -q --force-reinstall --no-deps "$HERE" \
+  --config-settings=build-args="--profile dev --locked"
 cd "$HERE/tests"
 PNO_BIN="$(realpath "$PNO_BIN")" "$VENV/bin/python" -m pytest -q -p no:cacheprovider .
