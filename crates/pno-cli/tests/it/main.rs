@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod drift;
 mod generate;
 mod serve;
 mod train;

@@ -66,7 +66,7 @@ impl PsiBand {
 
 impl std::fmt::Display for PsiBand {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
