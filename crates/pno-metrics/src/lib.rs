@@ -76,10 +76,10 @@ pub use crps::{
 };
 pub use domain::Domain;
 pub use drift::{
-    Correction, DriftOptions, DriftReport, FeatureDrift, KS_EXACT_MAX_N, KsMethod, KsTest, MmdTest,
-    PSI_BINS, PSI_EPSILON, PSI_MAJOR, PSI_MIN_PER_BIN, PSI_MODERATE, PsiBand, benjamini_hochberg,
-    bonferroni, drift_report, ks_2samp, ks_statistic, median_bandwidth, mmd_test, mmd2_unbiased,
-    psi, psi_quantile, quantile_cuts,
+    Correction, DriftOptions, DriftReport, FeatureDrift, KS_EXACT_MAX_N, KsMethod, KsTest,
+    MMD_MAX_ROWS, MmdTest, PSI_BINS, PSI_EPSILON, PSI_MAJOR, PSI_MIN_PER_BIN, PSI_MODERATE,
+    PsiBand, benjamini_hochberg, bonferroni, drift_report, ks_2samp, ks_statistic,
+    median_bandwidth, mmd_test, mmd2_unbiased, psi, psi_quantile, quantile_cuts,
 };
 pub use energy::energy_score;
 pub use error::{Error, Result};

@@ -129,7 +129,9 @@ PSI votes only with 64+ samples on each side). Jointly: MMD permutation test on 
 standardised feature vectors (Gaussian kernel, median-heuristic bandwidth).
 
 Verdict: drift when any corrected KS p < --alpha, any voting PSI > 0.25, or the MMD
-p < --alpha. The three tests together raise more false alarms than --alpha alone.
+p < --alpha (MMD on at most 1000 seeded rows per side). The three tests together raise
+more false alarms than --alpha alone: 7.7 % of 1000 same-recipe pairs of 64-sample
+16x16 Darcy datasets at the defaults.
 
 Exit status: 0 no drift, 3 drift, 1 error (unreadable data, different tensors or
 shapes, bad option values), 2 usage error.
@@ -422,8 +424,13 @@ fn print_drift(reference: &Path, current: &Path, f: &DriftFeatures, r: &DriftRep
             " (too few samples: reported, not voting)"
         }
     );
+    let rows = if [r.n_reference, r.n_current] == r.mmd_rows {
+        String::new()
+    } else {
+        format!(", {} + {} subsampled rows", r.mmd_rows[0], r.mmd_rows[1])
+    };
     println!(
-        "MMD² {:.4e} on {} standardised features (bandwidth {:.4}, {} permutations, seed {}): p {:.4}",
+        "MMD² {:.4e} on {} standardised features (bandwidth {:.4}, {} permutations, seed {}{rows}): p {:.4}",
         r.mmd.mmd2,
         f.names.len() - r.mmd_constant_features.len(),
         r.mmd.bandwidth,

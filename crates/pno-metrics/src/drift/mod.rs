@@ -15,7 +15,9 @@ mod report;
 pub use correction::{Correction, benjamini_hochberg, bonferroni};
 pub use ks::{KS_EXACT_MAX_N, KsMethod, KsTest, ks_2samp};
 pub use mmd::{MmdTest, median_bandwidth, mmd_test, mmd2_unbiased};
-pub use report::{DriftOptions, DriftReport, FeatureDrift, PSI_MIN_PER_BIN, drift_report};
+pub use report::{
+    DriftOptions, DriftReport, FeatureDrift, MMD_MAX_ROWS, PSI_MIN_PER_BIN, drift_report,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,8 @@
 //! [`drift_report`]: per-feature KS and PSI plus one MMD test over two feature tables, and the
 //! dataset-level verdict.
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::correction::Correction;
@@ -16,6 +18,26 @@ use crate::view::{check_finite, check_len, check_size};
 /// Under no drift PSI ≈ (1/n_ref + 1/n_cur)·χ²_{B−1}; with ≥ 32 samples per bin the chance that
 /// one feature crosses 0.25 by noise is below 0.5 % (64 + 64 samples, 2 bins: P(χ²₁ > 8)).
 pub const PSI_MIN_PER_BIN: usize = 32;
+
+/// Most rows per sample in the MMD test of [`drift_report`]: larger samples are subsampled
+/// (seeded, without replacement), keeping the Gram matrix at most 2000² and the test O(1 s).
+pub const MMD_MAX_ROWS: usize = 1000;
+
+/// `x` (`[n, d]`) itself, or [`MMD_MAX_ROWS`] of its rows drawn without replacement (in their
+/// original order) from a stream keyed by `seed` and `stream`.
+fn subsample_rows(x: &[f64], d: usize, seed: u64, stream: u64) -> Vec<f64> {
+    let n = x.len() / d.max(1);
+    if d == 0 || n <= MMD_MAX_ROWS {
+        return x.to_vec();
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream + 1);
+    let mut rows = rand::seq::index::sample(&mut rng, n, MMD_MAX_ROWS).into_vec();
+    rows.sort_unstable();
+    rows.iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect()
+}
 
 /// Options of [`drift_report`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,6 +119,8 @@ pub struct DriftReport {
     pub features: Vec<FeatureDrift>,
     /// Features left out of the MMD embedding (constant over both samples).
     pub mmd_constant_features: Vec<String>,
+    /// Rows of the reference and current samples in the MMD test (at most [`MMD_MAX_ROWS`] each).
+    pub mmd_rows: [usize; 2],
     /// The MMD test on the standardised feature vectors.
     pub mmd: MmdTest,
     /// Dataset-level verdict: any corrected KS p < alpha, any voting PSI > 0.25, or MMD p < alpha.
@@ -112,11 +136,14 @@ pub struct DriftReport {
 /// [`psi_quantile`] on `min(psi_bins, ⌊min(n_ref, n_cur)/PSI_MIN_PER_BIN⌋)` bins (PSI votes only
 /// when that is ≥ 2). Jointly: [`mmd_test`] on the feature vectors standardised by the pooled
 /// mean and standard deviation (a relabelling-invariant map, so the permutation test stays
-/// exact); features constant over both samples are left out of the embedding.
+/// exact); features constant over both samples are left out of the embedding; samples above
+/// [`MMD_MAX_ROWS`] rows are subsampled for the MMD test.
 ///
 /// Verdict: drift when any corrected KS p-value is `< alpha`, any voting PSI is `> 0.25`, or the
 /// MMD p-value is `< alpha`. The union of three tests at level `alpha` raises more false alarms
-/// than `alpha` alone; the CLI documents the measured rate.
+/// than `alpha` alone: measured 7.7 % at alpha 0.05 (FDR) over 1000 pairs of same-recipe 16²
+/// Darcy inputs with 64 samples each (KS 3.2 %, PSI 2.8 %, MMD 5.2 %; `pno-cli` test
+/// `drift_false_alarm_rate_same_recipe`).
 pub fn drift_report(
     names: &[String],
     reference: &[f64],
@@ -199,6 +226,11 @@ pub fn drift_report(
             .flat_map(|r| keep.iter().zip(&scale).map(|(&j, (m, s))| (r[j] - m) / s))
             .collect()
     };
+    let (emb_ref, emb_cur) = (embed(reference), embed(current));
+    let d = keep.len();
+    let emb_ref = subsample_rows(&emb_ref, d, options.seed, 0);
+    let emb_cur = subsample_rows(&emb_cur, d, options.seed, 1);
+    let mmd_rows = [emb_ref.len() / d.max(1), emb_cur.len() / d.max(1)];
     let mmd = if keep.is_empty() {
         MmdTest {
             mmd2: 0.0,
@@ -208,13 +240,7 @@ pub fn drift_report(
             seed: options.seed,
         }
     } else {
-        mmd_test(
-            &embed(reference),
-            &embed(current),
-            keep.len(),
-            options.n_permutations,
-            options.seed,
-        )?
+        mmd_test(&emb_ref, &emb_cur, d, options.n_permutations, options.seed)?
     };
     if mmd.p_value < options.alpha {
         reasons.push(format!(
@@ -232,6 +258,7 @@ pub fn drift_report(
         psi_votes,
         features,
         mmd_constant_features,
+        mmd_rows,
         mmd,
         drift: !reasons.is_empty(),
         reasons,
@@ -289,6 +316,17 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn large_samples_are_subsampled_for_mmd() {
+        let r: Vec<f64> = (0..2500).map(|i| ((i * 37) % 101) as f64).collect();
+        let c: Vec<f64> = (0..1200).map(|i| ((i * 53) % 97) as f64).collect();
+        let rep = drift_report(&names(1), &r, &c, &DriftOptions::default()).unwrap();
+        assert_eq!(rep.mmd_rows, [MMD_MAX_ROWS, MMD_MAX_ROWS]);
+        assert_eq!(rep.n_reference, 2500);
+        let small = drift_report(&names(1), &r[..40], &c[..30], &DriftOptions::default()).unwrap();
+        assert_eq!(small.mmd_rows, [40, 30]);
     }
 
     #[test]
