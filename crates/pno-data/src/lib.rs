@@ -5,12 +5,14 @@
 //! - Readers for `.npy`/`.npz`, neuraloperator `.pt` and PDEBench HDF5, behind [`open_any`];
 //!   writers for `.npy`/`.npz` ([`write_npy`], [`write_npz`]), byte-compatible with numpy.
 //! - [`convert`] into our format, [`info`] summaries, and [`check`], the data-quality gate.
+//! - [`drift_features`]: per-sample mean, std and spectral band energies for drift detection.
 //! - [`Normalizer`]: per-channel unit-Gaussian normalisation (neuraloperator's
 //!   `UnitGaussianNormalizer`).
 
 mod check;
 mod convert;
 mod dataset;
+mod drift;
 mod error;
 mod hdf5;
 mod info;
@@ -38,6 +40,7 @@ pub use pt::{PtContents, read_pt};
 pub use source::{Format, SUPPORTED_FORMATS, SampleSet, Source, open_any};
 
 pub use dataset::{Dataset, merge};
+pub use drift::{DEFAULT_BANDS, DriftFeatures, drift_features, field_features};
 pub use error::{Error, Result};
 pub use manifest::{
     DatasetHeader, FORMAT_NAME, FORMAT_VERSION, FileEntry, MANIFEST_FILE, Manifest, TensorEntry,

@@ -17,7 +17,7 @@
 //! | intervals | [`coverage`], [`coverage_levels`], [`function_coverage`], [`interval_width`], [`interval_score`], [`mean_interval_score`] |
 //! | calibration | [`calibration_curve`], [`calibration_error`], [`miscalibration_area`], [`pit_values`], [`pit_histogram`] |
 //! | spread | [`sharpness`], [`spread_skill`] |
-//! | drift | [`psi`], [`ks_statistic`] |
+//! | drift | [`psi`], [`psi_quantile`], [`ks_statistic`], [`ks_2samp`], [`bonferroni`], [`benjamini_hochberg`], [`mmd_test`], [`drift_report`] |
 //! | everything | [`Report::from_samples`], [`Report::from_gaussian`] |
 //!
 //! Work is parallel over functions (rayon). The sample-based CRPS, interval, PIT and calibration
@@ -75,7 +75,12 @@ pub use crps::{
     crps_samples,
 };
 pub use domain::Domain;
-pub use drift::{PSI_EPSILON, ks_statistic, psi};
+pub use drift::{
+    Correction, DriftOptions, DriftReport, FeatureDrift, KS_EXACT_MAX_N, KsMethod, KsTest,
+    MMD_MAX_ROWS, MmdTest, PSI_BINS, PSI_EPSILON, PSI_MAJOR, PSI_MIN_PER_BIN, PSI_MODERATE,
+    PsiBand, benjamini_hochberg, bonferroni, drift_report, ks_2samp, ks_statistic,
+    median_bandwidth, mmd_test, mmd2_unbiased, psi, psi_quantile, quantile_cuts,
+};
 pub use energy::energy_score;
 pub use error::{Error, Result};
 pub use nll::{SIGMA_MAX, SIGMA_MIN, gaussian_nll_point, nll_gaussian, nll_samples};

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod data;
+mod drift;
 mod generate;
 mod promote;
 mod serve;

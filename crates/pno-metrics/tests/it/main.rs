@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod drift;
 mod golden;
 mod properties;
