@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::correction::Correction;
 use super::ks::{KsMethod, ks_2samp};
 use super::mmd::{MmdTest, mmd_test};
-use super::{PSI_BINS, PSI_MAJOR, PsiBand, psi_quantile};
+use super::{PSI_BINS, PsiBand, psi_quantile};
 use crate::error::{Error, Result};
 use crate::view::{check_finite, check_len, check_size};
 
@@ -123,7 +123,7 @@ pub struct DriftReport {
     pub mmd_rows: [usize; 2],
     /// The MMD test on the standardised feature vectors.
     pub mmd: MmdTest,
-    /// Dataset-level verdict: any corrected KS p < alpha, any voting PSI > 0.25, or MMD p < alpha.
+    /// Dataset-level verdict: any corrected KS p < alpha/2, or MMD p < alpha/2.
     pub drift: bool,
     /// One line per reason for `drift` (empty when there is none).
     pub reasons: Vec<String>,
@@ -139,11 +139,12 @@ pub struct DriftReport {
 /// exact); features constant over both samples are left out of the embedding; samples above
 /// [`MMD_MAX_ROWS`] rows are subsampled for the MMD test.
 ///
-/// Verdict: drift when any corrected KS p-value is `< alpha`, any voting PSI is `> 0.25`, or the
-/// MMD p-value is `< alpha`. The union of three tests at level `alpha` raises more false alarms
-/// than `alpha` alone: measured 7.7 % at alpha 0.05 (FDR) over 1000 pairs of same-recipe 16²
-/// Darcy inputs with 64 samples each (KS 3.2 %, PSI 2.8 %, MMD 5.2 %; `pno-cli` test
-/// `drift_false_alarm_rate_same_recipe`).
+/// Verdict: drift when any corrected KS p-value is `< alpha/2` or the MMD p-value is
+/// `< alpha/2`: the two test families share `alpha` (Bonferroni across families), so the
+/// false-alarm rate is at most `alpha`. Measured at alpha 0.05 (FDR): 14 of 400 pairs of
+/// same-recipe 16² Darcy inputs with 64 samples each (3.5 %; `pno-cli` test
+/// `drift_false_alarm_rate_same_recipe`). PSI is reported with its band as an effect size and
+/// does not vote (at these sample sizes it crossed 0.25 on 2.8 % of same-recipe pairs alone).
 pub fn drift_report(
     names: &[String],
     reference: &[f64],
@@ -180,16 +181,14 @@ pub fn drift_report(
         .zip(tests)
         .zip(corrected)
         .map(|((name, (ks, psi)), p_corrected)| {
-            let ks_drift = p_corrected < options.alpha;
-            let psi_drift = psi_votes && psi > PSI_MAJOR;
+            // The two test families share alpha (Bonferroni across families), so the verdict's
+            // false-alarm rate stays at most alpha; PSI is an effect size, reported, not voted.
+            let ks_drift = p_corrected < options.alpha / 2.0;
             if ks_drift {
                 reasons.push(format!(
-                    "KS on {name}: corrected p {p_corrected:.3e} < alpha {}",
-                    options.alpha
+                    "KS on {name}: corrected p {p_corrected:.3e} < alpha/2 {}",
+                    options.alpha / 2.0
                 ));
-            }
-            if psi_drift {
-                reasons.push(format!("PSI on {name}: {psi:.3} > {PSI_MAJOR}"));
             }
             FeatureDrift {
                 name: name.clone(),
@@ -199,7 +198,7 @@ pub fn drift_report(
                 ks_method: ks.method,
                 psi,
                 psi_band: PsiBand::of(psi),
-                drift: ks_drift || psi_drift,
+                drift: ks_drift,
             }
         })
         .collect();
@@ -242,12 +241,12 @@ pub fn drift_report(
     } else {
         mmd_test(&emb_ref, &emb_cur, d, options.n_permutations, options.seed)?
     };
-    if mmd.p_value < options.alpha {
+    if mmd.p_value < options.alpha / 2.0 {
         reasons.push(format!(
-            "MMD on {} standardised features: p {:.3e} < alpha {}",
+            "MMD on {} standardised features: p {:.3e} < alpha/2 {}",
             keep.len(),
             mmd.p_value,
-            options.alpha
+            options.alpha / 2.0
         ));
     }
     Ok(DriftReport {
