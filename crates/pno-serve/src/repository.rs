@@ -125,18 +125,14 @@ impl Repository {
             what,
         })?;
         let dir = self.root.join(name);
-        let rd = std::fs::read_dir(&dir).map_err(|_| ServeError::Repository {
+        let missing = || ServeError::Repository {
             path: dir.clone(),
             what: format!("no model `{name}` in the repository"),
-        })?;
-        let mut v: Vec<u64> = rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok()?.parse::<u64>().ok())
-            .filter(|&v| v > 0)
-            .collect();
-        v.sort_unstable();
-        Ok(v)
+        };
+        if !dir.is_dir() {
+            return Err(missing());
+        }
+        pno_run::versions(&self.root, name).map_err(|_| missing())
     }
 
     fn load_version(&self, name: &str, version: u64) -> Result<LoadedVersion> {
