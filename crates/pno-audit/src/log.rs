@@ -55,6 +55,10 @@ pub struct AuditEvent {
     pub request_id: String,
     /// SHA-256 of the request body, when there was one.
     pub input_sha256: Option<String>,
+    /// Failure class of an error outcome (`input`, `security`, `transient`, `persistent`,
+    /// `internal`); absent on success and in records written before classes existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
 }
 
 /// A record as stored (without its `hash`).

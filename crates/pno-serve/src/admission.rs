@@ -69,6 +69,7 @@ impl Ctx {
             status: status.as_u16(),
             request_id: self.request_id.clone(),
             input_sha256: None,
+            class: None,
         }
     }
 }

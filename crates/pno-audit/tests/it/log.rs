@@ -29,6 +29,7 @@ fn event(i: usize) -> AuditEvent {
         status: if i % 5 == 4 { 429 } else { 200 },
         request_id: format!("r{i}"),
         input_sha256: None,
+        class: None,
     }
 }
 

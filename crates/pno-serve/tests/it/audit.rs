@@ -19,6 +19,7 @@ fn event(i: usize) -> AuditEvent {
         status: 200,
         request_id: format!("r{i}"),
         input_sha256: Some("ab".repeat(32)),
+        class: None,
     }
 }
 
