@@ -4,7 +4,7 @@
 //! conventions, [`ShardSpec`] for splitting sample index ranges across cluster jobs, the
 //! [`Split`] names with contiguous [`SplitFractions`] and the seeded [`SplitPlan`] training
 //! carves, [`seed`] derivation with named salts, [`sha256_hex`] checksums, [`atomic_write`] for
-//! crash-safe files, and (behind the `testing` feature) explicit rel+abs tolerance checks.
+//! crash-safe files (retrying transient I/O errors, see [`retry`]), and (behind the `testing` feature) explicit rel+abs tolerance checks.
 //!
 //! ```
 //! use pno_core::ShardSpec;
@@ -16,13 +16,17 @@ mod atomic;
 mod checksum;
 mod error;
 mod grid;
+pub mod retry;
 pub mod seed;
 mod shard;
 mod split;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use atomic::{atomic_write, atomic_write_private, atomic_write_with};
+pub use atomic::{
+    atomic_write, atomic_write_private, atomic_write_retries, atomic_write_with,
+    set_atomic_write_observer,
+};
 pub use checksum::{sha256_file, sha256_hex};
 pub use error::{Error, Result};
 pub use grid::{Grid1d, Grid2d, GridKind};
