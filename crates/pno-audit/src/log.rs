@@ -5,11 +5,20 @@
 //! active `audit.log`); the chain and the sequence run across segments. What a chain alone cannot
 //! show — a truncated tail or a wholesale rewrite — a signed checkpoint of its Merkle tree does
 //! ([`crate::checkpoint`]).
+//!
+//! Appends retry transient I/O errors ([`pno_core::retry`]) without ever duplicating or
+//! half-writing a record: a failed attempt cuts the file back to its length before the attempt,
+//! and the chain state (sequence, `prev`) advances only once an attempt fully succeeded.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pno_core::retry::{Backoff, RetryBudget, retry_io};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -91,7 +100,10 @@ struct Writer {
     seq: u64,
     prev: String,
     unsynced: usize,
+    /// Length of the active file up to the last complete record.
     bytes: u64,
+    /// A failed attempt could not cut the file back to `bytes`: do it before the next write.
+    dirty: bool,
 }
 
 /// An open audit log.
@@ -99,6 +111,11 @@ pub struct AuditLog {
     path: PathBuf,
     opts: LogOptions,
     w: Mutex<Writer>,
+    retry: Backoff,
+    budget: RetryBudget,
+    retries: AtomicU64,
+    #[cfg(feature = "fault-injection")]
+    fail_writes: AtomicU32,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -296,8 +313,81 @@ impl AuditLog {
                 prev: v.head,
                 unsynced: 0,
                 bytes,
+                dirty: false,
             }),
+            retry: Backoff::default(),
+            budget: RetryBudget::default(),
+            retries: AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            fail_writes: AtomicU32::new(0),
         })
+    }
+
+    /// Use `policy` for retrying appends instead of [`Backoff::default`] (Envoy's 25 ms base,
+    /// 250 ms cap, full jitter; 3 attempts within 2 s). [`Backoff::none`] disables retries.
+    /// Appends also share a [`RetryBudget::default`] so a failing disk is not hammered.
+    pub fn with_retry(mut self, policy: Backoff) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Appends retried after a transient I/O error since the log was opened (for
+    /// `pno_retries_total{op="audit"}`).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Test hook: the next `n` write attempts of [`AuditLog::append`] write half of their record
+    /// and then fail with [`std::io::ErrorKind::Interrupted`], exercising the retry and the
+    /// cut-back of the half-written bytes. Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_writes(&self, n: u32) {
+        self.fail_writes.store(n, Ordering::SeqCst);
+    }
+
+    /// One write attempt of `line` at the end of the active file (whose good length is
+    /// `start`), fsynced when `sync`. On failure the file is cut back to `start`; if even that
+    /// fails, the writer is marked dirty and the error is made permanent (not retried).
+    fn try_append(
+        &self,
+        w: &mut Writer,
+        start: u64,
+        line: &[u8],
+        sync: bool,
+    ) -> std::io::Result<()> {
+        if w.dirty {
+            w.file.set_len(start)?;
+            w.dirty = false;
+        }
+        let attempt = (|| {
+            #[cfg(feature = "fault-injection")]
+            if self
+                .fail_writes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                w.file.write_all(&line[..line.len() / 2])?;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Interrupted,
+                    "injected fault after a half-written record",
+                ));
+            }
+            w.file.write_all(line)?;
+            if sync {
+                w.file.sync_data()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = attempt {
+            if let Err(cut) = w.file.set_len(start) {
+                w.dirty = true;
+                return Err(std::io::Error::other(format!(
+                    "{e}; then cutting the log back to {start} bytes failed: {cut}"
+                )));
+            }
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// The log file (the active segment).
@@ -307,6 +397,13 @@ impl AuditLog {
 
     /// Append one record (fsync according to the policy; rotate first when the active segment
     /// is full).
+    ///
+    /// The write (and its fsync, when the policy asks for one now) is retried on transient I/O
+    /// errors: each failed attempt is cut back off the file first, so the log never holds a
+    /// duplicate or partial record, and the record's sequence and chain link are committed only
+    /// once an attempt succeeded. On error the file is exactly as before the call. Retries wait
+    /// (at most the policy's `max_elapsed`) while holding the log's lock. Rotation is not
+    /// retried.
     pub fn append(&self, event: AuditEvent) -> Result<()> {
         let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(max) = self.opts.segment_bytes
@@ -329,27 +426,38 @@ impl AuditLog {
             line: rec.seq as usize + 1,
             what: e.to_string(),
         })?;
-        w.file
-            .write_all(line.as_bytes())
-            .map_err(io_err("append", &self.path))?;
-        w.seq += 1;
-        w.prev = hash;
-        w.unsynced += 1;
-        w.bytes += line.len() as u64;
         let sync = match self.opts.fsync {
             FsyncPolicy::Always => true,
-            FsyncPolicy::Batch => w.unsynced >= self.opts.every,
+            FsyncPolicy::Batch => w.unsynced + 1 >= self.opts.every,
             FsyncPolicy::Never => false,
         };
-        if sync {
-            w.file.sync_data().map_err(io_err("fsync", &self.path))?;
-            w.unsynced = 0;
-        }
+        let start = w.bytes;
+        retry_io(
+            &self.retry,
+            Some(&self.budget),
+            |_attempt| self.try_append(&mut w, start, line.as_bytes(), sync),
+            |_retried| {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            },
+        )
+        .map_err(io_err("append", &self.path))?;
+        // Committed: only now does the chain move on.
+        w.seq += 1;
+        w.prev = hash;
+        w.bytes += line.len() as u64;
+        w.unsynced = if sync { 0 } else { w.unsynced + 1 };
         Ok(())
     }
 
     /// Closes the active segment as the next numbered one and starts a new active file.
     fn rotate(&self, w: &mut Writer) -> Result<()> {
+        if w.dirty {
+            // A failed append left bytes it could not cut: cut them before closing the segment.
+            w.file
+                .set_len(w.bytes)
+                .map_err(io_err("truncate", &self.path))?;
+            w.dirty = false;
+        }
         w.file.sync_all().map_err(io_err("fsync", &self.path))?;
         let next = segments(&self.path)?
             .iter()
