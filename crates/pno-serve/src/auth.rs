@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use pno_core::retry::{Backoff, retry_io};
 
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -99,6 +102,38 @@ fn now_s() -> u64 {
         .unwrap_or(0)
 }
 
+/// Retries of keys-file reads in this process (for `pno_retries_total{op="keys"}`).
+static KEYS_READ_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Keys-file reads retried after a transient I/O error since the process started.
+pub fn keys_read_retries() -> u64 {
+    KEYS_READ_RETRIES.load(Ordering::Relaxed)
+}
+
+/// `read(path)`, retried on transient errors; each retry is logged and counted.
+fn read_retrying(
+    path: &Path,
+    mut read: impl FnMut(&Path) -> std::io::Result<Vec<u8>>,
+) -> std::io::Result<Vec<u8>> {
+    retry_io(
+        &Backoff::default(),
+        None,
+        |_attempt| read(path),
+        |r| {
+            KEYS_READ_RETRIES.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                class = "transient",
+                op = "keys.read",
+                path = %path.display(),
+                attempt = r.attempt,
+                delay_ms = r.delay.as_millis() as u64,
+                error = %r.error,
+                "retrying"
+            );
+        },
+    )
+}
+
 /// Split `pno_<id>_<secret>` into its id.
 fn key_id(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("pno_")?;
@@ -112,10 +147,12 @@ impl KeyStore {
         Self::default()
     }
 
-    /// Read a keys file; a missing file is an empty store that `create` will write.
+    /// Read a keys file; a missing file is an empty store that `create` will write. A
+    /// transient read error ([`pno_core::retry::is_transient`]) is retried with
+    /// [`Backoff::default`], logged as class `transient` and counted in [`keys_read_retries`].
     pub fn open(path: &Path) -> Result<Self> {
         let keys = if path.exists() {
-            let bytes = std::fs::read(path).map_err(io_err("read", path))?;
+            let bytes = read_retrying(path, |p| std::fs::read(p)).map_err(io_err("read", path))?;
             let f: KeysFile = serde_json::from_slice(&bytes).map_err(|e| ServeError::Keys {
                 path: path.to_path_buf(),
                 what: format!("expected the JSON `pno keys` writes: {e}"),
@@ -236,4 +273,36 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             what: other.to_string(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn keys_file_read_retries_transient_errors_only() {
+        let p = Path::new("keys.json");
+        let before = keys_read_retries();
+        let mut calls = 0;
+        let got = read_retrying(p, |_| {
+            calls += 1;
+            if calls == 1 {
+                Err(Error::from(ErrorKind::Interrupted))
+            } else {
+                Ok(b"{}".to_vec())
+            }
+        });
+        assert_eq!(got.ok().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(calls, 2);
+        assert!(keys_read_retries() > before);
+
+        let mut calls = 0;
+        let got = read_retrying(p, |_| {
+            calls += 1;
+            Err(Error::from(ErrorKind::PermissionDenied))
+        });
+        assert_eq!(got.map_err(|e| e.kind()), Err(ErrorKind::PermissionDenied));
+        assert_eq!(calls, 1, "a permission error is not retried");
+    }
 }
