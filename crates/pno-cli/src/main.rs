@@ -73,8 +73,32 @@ enum Commands {
     Audit(cmd::audit::AuditArgs),
 }
 
+/// Logs a retried atomic write (checkpoints, run files, reports): through `tracing` when a
+/// subscriber is installed (`pno serve`), on stderr otherwise.
+fn log_write_retry(path: &std::path::Path, r: &pno_core::retry::Retried) {
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!(
+            class = "transient",
+            op = "write",
+            path = %path.display(),
+            attempt = r.attempt,
+            delay_ms = r.delay.as_millis() as u64,
+            error = %r.error,
+            "retrying"
+        );
+    } else {
+        eprintln!(
+            "warning: writing {} failed with a transient error ({}); retrying in {} ms",
+            path.display(),
+            r.error,
+            r.delay.as_millis()
+        );
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    pno_core::set_atomic_write_observer(log_write_retry);
     let result = match cli.command {
         Commands::Generate(args) => cmd::generate::run(args, cli.json, cli.quiet),
         Commands::Data(args) => cmd::data::run(args, cli.json),
