@@ -25,6 +25,10 @@
 //! inside `spawn_blocking`). Each retry is reported to an `on_retry` callback as a [`Retried`],
 //! so callers log it with their own logger (failure class `transient`) and count it.
 //!
+//! The jitter of [`retry_io`] draws from the thread's OS-seeded generator on purpose: its job is
+//! to decorrelate the retries of different processes, which a fixed seed would defeat.
+//! [`Backoff::delay`] takes the generator as an argument, so tests draw from a seeded one.
+//!
 //! ```
 //! use std::io;
 //! use pno_core::retry::{Backoff, retry_io};
