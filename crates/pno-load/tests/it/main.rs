@@ -180,6 +180,30 @@ async fn a_refused_connection_is_an_error_with_status_0() {
     assert_eq!(Summary::of(&records, 1.0).connection_errors, 5);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_connections_closed_by_the_server_are_replaced() {
+    // Every other answer silently closes its connection; the pooled connection then fails on
+    // reuse and the client must open a fresh one rather than report an error.
+    let server = start(|n| {
+        if n % 2 == 0 {
+            reply("200 OK", "x-close: 1\r\n", OK)
+        } else {
+            reply_chunked("200 OK", OK)
+        }
+    })
+    .await;
+    let records = pno_load::run(&config(&server.url(), 20.0, 1.0, 5000))
+        .await
+        .unwrap();
+    let s = Summary::of(&records, 1.0);
+    assert_eq!((s.sent, s.succeeded, s.connection_errors), (20, 20, 0));
+    assert_eq!(
+        server.arrivals.lock().unwrap().len(),
+        20,
+        "each request reached the server once"
+    );
+}
+
 #[test]
 fn the_cli_refuses_a_non_loopback_url() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pno-load"))

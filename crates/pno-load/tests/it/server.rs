@@ -80,6 +80,11 @@ pub(crate) async fn start(
                         seen.len() - 1
                     };
                     match script(n) {
+                        // `x-close` closes the connection silently (no `Connection: close`).
+                        Some(resp) if resp.contains("\r\nx-close: 1\r\n") => {
+                            conn.get_mut().write_all(resp.as_bytes()).await.unwrap();
+                            return;
+                        }
                         Some(resp) => conn.get_mut().write_all(resp.as_bytes()).await.unwrap(),
                         None => std::future::pending::<()>().await,
                     }
