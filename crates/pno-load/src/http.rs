@@ -173,7 +173,7 @@ impl Client {
         if let Some(conn) = self.take_idle() {
             match self.exchange(conn).await {
                 Ok(resp) => return Ok(resp),
-                Err(Exchange::Stale) => {}
+                Err(Exchange::Stale(_)) => {}
                 Err(Exchange::Failed(e)) => return Err(e),
             }
         }
@@ -186,9 +186,9 @@ impl Client {
         let _ = stream.set_nodelay(true);
         match self.exchange(BufReader::new(stream)).await {
             Ok(resp) => Ok(resp),
-            Err(Exchange::Stale) => Err(LoadError::Protocol {
-                what: "status line",
-                got: "connection closed".into(),
+            Err(Exchange::Stale(source)) => Err(LoadError::Io {
+                addr: self.addr,
+                source,
             }),
             Err(Exchange::Failed(e)) => Err(e),
         }
@@ -213,12 +213,16 @@ impl Client {
                 source,
             })
         };
-        if conn.get_mut().write_all(&self.request).await.is_err() {
-            return Err(Exchange::Stale);
+        if let Err(e) = conn.get_mut().write_all(&self.request).await {
+            return Err(Exchange::Stale(e));
         }
         let mut line = Vec::new();
         match read_line(&mut conn, &mut line).await {
-            Ok(0) | Err(_) => return Err(Exchange::Stale),
+            Ok(0) => {
+                let eof = std::io::ErrorKind::UnexpectedEof;
+                return Err(Exchange::Stale(eof.into()));
+            }
+            Err(e) => return Err(Exchange::Stale(e)),
             Ok(_) => {}
         }
         let status_line = String::from_utf8_lossy(&line).trim_end().to_owned();
@@ -300,8 +304,9 @@ impl Client {
 
 /// Why one exchange on a connection did not produce an answer.
 enum Exchange {
-    /// Nothing came back on a connection; a reused one may have been closed by the server.
-    Stale,
+    /// Nothing came back on a connection (the cause given); a reused one may have been closed
+    /// by the server meanwhile.
+    Stale(std::io::Error),
     /// A real failure.
     Failed(LoadError),
 }
