@@ -36,6 +36,10 @@ pub enum ModelError {
         /// What was found.
         got: String,
     },
+    /// The caller cancelled the prediction (its deadline passed or its client left); it stopped
+    /// between chunks of draws.
+    #[error("prediction cancelled")]
+    Cancelled,
 }
 
 pub(crate) fn config_err(

@@ -311,6 +311,23 @@ impl Model {
         first_row: u64,
         max_rows: usize,
     ) -> Result<Predictive> {
+        self.predict_until(x, grid, n_samples, seed, first_row, max_rows, None)
+    }
+
+    /// [`Model::predict`] that stops with [`ModelError::Cancelled`] once `cancel` is set,
+    /// checked between chunks of draws (the draws computed are the same as without it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn predict_until(
+        &self,
+        x: Tensor<3>,
+        grid: &[usize],
+        n_samples: usize,
+        seed: u64,
+        first_row: u64,
+        max_rows: usize,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<Predictive> {
+        let cancelled = || cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         self.check_input(x.dims(), grid)?;
         if n_samples == 0 {
             return Err(ModelError::Input {
@@ -338,6 +355,9 @@ impl Model {
                 let per_pass = (max_rows / b).max(1);
                 let mut d0 = 0;
                 while d0 < s {
+                    if cancelled() {
+                        return Err(ModelError::Cancelled);
+                    }
                     let k = per_pass.min(s - d0);
                     let keys: Vec<(u64, u64)> = (d0 as u64..(d0 + k) as u64)
                         .flat_map(|d| rows.iter().map(move |&r| (d, r)))
@@ -378,6 +398,9 @@ impl Model {
                 }
                 let co = d / (b * p);
                 for k in 0..s {
+                    if cancelled() {
+                        return Err(ModelError::Cancelled);
+                    }
                     let mi = k % self.members.len();
                     let mut v = means[mi].clone();
                     if let Some(stds) = &stds {

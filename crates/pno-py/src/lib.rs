@@ -536,6 +536,7 @@ impl Run {
                     n_samples,
                     seed,
                     batch: batch.max(1),
+                    cancel: None,
                 };
                 self.trained.predict(&req, &Device::flex())
             })

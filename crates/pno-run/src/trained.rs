@@ -120,6 +120,9 @@ pub struct PredictRequest<'a> {
     pub seed: u64,
     /// Inputs per forward pass (≥ 1).
     pub batch: usize,
+    /// Set by the caller to stop early: checked between forward passes, after which
+    /// [`TrainedModel::predict`] returns `ModelError::Cancelled`.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 impl TrainedModel {
@@ -166,15 +169,27 @@ impl TrainedModel {
         let batch = req.batch.max(1);
         let max_rows = (4096 * 1024 / (p.max(1) * 64)).clamp(batch, 4096);
         for start in (0..n).step_by(batch) {
+            if req
+                .cancel
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(RunError::Model(ModelError::Cancelled));
+            }
             let b = batch.min(n - start);
             let xt = Model::tensor(
                 x[start * cin * p..(start + b) * cin * p].to_vec(),
                 [b, cin, p],
                 device,
             );
-            let pr = self
-                .model
-                .predict(xt, grid, n_samples, seed, start as u64, max_rows)?;
+            let pr = self.model.predict_until(
+                xt,
+                grid,
+                n_samples,
+                seed,
+                start as u64,
+                max_rows,
+                req.cancel,
+            )?;
             for s in 0..n_samples {
                 let src = &pr.samples[s * b * d..(s + 1) * b * d];
                 samples[(s * n + start) * d..(s * n + start + b) * d].copy_from_slice(src);

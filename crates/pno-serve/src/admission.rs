@@ -11,9 +11,10 @@
 //! | [`deadline`] | every request, innermost | the whole-request deadline (504) |
 //! | [`require`] | per role group, as a `route_layer` | the role the group needs (401/403) |
 //!
-//! Two admissions depend on what the handler has learned, so handlers call them: [`read_body`]
-//! (encoding, size limit, body deadline; only once the model is known) and [`compute_slot`] (the
-//! concurrency gate and its bounded queue, under the request's own deadline).
+//! One admission depends on what the handler has learned, so handlers call it: [`read_body`]
+//! (encoding, size limit, body deadline; only once the model is known). The compute slot (the
+//! model's bulkhead and the global ceiling) is taken by the inference handler, under the
+//! request's own deadline (`crate::resilience`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -32,7 +33,8 @@ use crate::audit::AuditEvent;
 use crate::auth::{AuthOutcome, Principal, Role};
 use crate::config::Limits;
 use crate::error::ApiError;
-use crate::limits::{Gate, OwnedSlot, Shed};
+use crate::failure::FailureClass;
+use crate::handlers::infer::ServedBy;
 use crate::metrics::Metrics;
 use crate::repository::clip;
 use crate::routes::Action;
@@ -69,7 +71,11 @@ impl Ctx {
             status: status.as_u16(),
             request_id: self.request_id.clone(),
             input_sha256: None,
-            class: None,
+            class: (status.as_u16() >= 400).then(|| {
+                FailureClass::of_status(status.as_u16())
+                    .as_str()
+                    .to_string()
+            }),
         }
     }
 }
@@ -151,6 +157,20 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        let failure = (status.as_u16() >= 400).then(|| {
+            let class = resp
+                .extensions()
+                .get::<FailureClass>()
+                .copied()
+                .unwrap_or_else(|| FailureClass::of_status(status.as_u16()));
+            let (model, version) = resp
+                .extensions()
+                .get::<ServedBy>()
+                .map(|s| (s.model.as_str(), s.version.as_str()))
+                .unwrap_or(("", ""));
+            st.count_failure(class, model, version);
+            class
+        });
         st.metrics().inc(
             "pno_http_requests_total",
             format!("class=\"{class}\",status=\"{}\"", status.as_u16()),
@@ -158,6 +178,7 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         );
         tracing::info!(
             status = status.as_u16(),
+            class = failure.map_or("", FailureClass::as_str),
             latency_ms = started.elapsed().as_secs_f64() * 1e3,
             "request"
         );
@@ -371,22 +392,4 @@ pub(crate) fn deadline_err(ms: u128) -> ApiError {
         StatusCode::GATEWAY_TIMEOUT,
         format!("inference did not finish within its deadline ({ms} ms)"),
     )
-}
-
-/// Wait for a compute slot until `deadline` (a request of `limit`): 503 when the queue is full or
-/// the gate closed, 504 at the deadline.
-pub(crate) async fn compute_slot(
-    gate: &Gate,
-    deadline: tokio::time::Instant,
-    limit: Duration,
-) -> Result<OwnedSlot, ApiError> {
-    match tokio::time::timeout_at(deadline, gate.acquire()).await {
-        Err(_) => Err(deadline_err(limit.as_millis())),
-        Ok(Err(Shed::QueueFull)) => Err(ApiError::unavailable(
-            "server overloaded: inference queue is full",
-            1,
-        )),
-        Ok(Err(Shed::Closed)) => Err(ApiError::unavailable("server is shutting down", 5)),
-        Ok(Ok(s)) => Ok(s),
-    }
 }

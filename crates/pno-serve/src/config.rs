@@ -47,6 +47,149 @@ pub struct ServeConfig {
     /// Load only versions whose gate record (`gate.json`, written by `pno promote`) passed;
     /// `[models.NAME] require_gate` overrides it per model.
     pub require_gate: bool,
+    /// Default per-model bulkhead (`[models.NAME]` overrides it).
+    pub bulkhead: BulkheadConfig,
+    /// Circuit breaker per model version.
+    pub breaker: BreakerConfig,
+    /// Which version serves a request that did not pin one when the newest one's breaker is
+    /// open (`[models.NAME] fallback` overrides it).
+    pub fallback: Fallback,
+    /// Graceful degradation under pressure.
+    pub degrade: DegradeConfig,
+    /// Retries of transient I/O (loading versions from the repository).
+    pub retry: RetryConfig,
+}
+
+/// A model's own concurrency gate and queue. Unset: 1 and 16, capped at the global
+/// `limits.max_concurrency` and `limits.max_queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct BulkheadConfig {
+    /// Inferences of one model computed at once (at most `limits.max_concurrency`).
+    pub max_concurrency: Option<usize>,
+    /// Inferences of one model waiting; more are shed with 503 (at most `limits.max_queue`).
+    pub max_queue: Option<usize>,
+}
+
+/// Circuit breaker settings (defaults after resilience4j and Envoy, with a shorter window).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// false: never open.
+    pub enabled: bool,
+    /// Outcomes in the sliding window.
+    pub window: usize,
+    /// Outcomes needed before the rates can open it.
+    pub min_calls: usize,
+    /// Failure rate in (0, 1] that opens it.
+    pub failure_rate: f64,
+    /// A call slower than this (compute, ms) is slow.
+    pub slow_call_ms: u64,
+    /// Slow-call rate in (0, 1] that opens it.
+    pub slow_call_rate: f64,
+    /// Persistent/internal failures in a row that open it.
+    pub consecutive_failures: u32,
+    /// How long it stays open (ms) before probing.
+    pub open_ms: u64,
+    /// Probe calls in half-open; that many successes close it.
+    pub half_open_calls: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: 50,
+            min_calls: 10,
+            failure_rate: 0.5,
+            slow_call_ms: 30_000,
+            slow_call_rate: 1.0,
+            consecutive_failures: 5,
+            open_ms: 30_000,
+            half_open_calls: 3,
+        }
+    }
+}
+
+/// Fallback across versions when the newest version's breaker is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Refuse with 503.
+    Off,
+    /// The next older loaded version, if its breaker is closed.
+    #[default]
+    Previous,
+    /// The newest loaded version whose breaker is closed.
+    AnyHealthy,
+}
+
+impl Fallback {
+    /// `off`, `previous` or `any_healthy`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::Off => "off",
+            Fallback::Previous => "previous",
+            Fallback::AnyHealthy => "any_healthy",
+        }
+    }
+}
+
+/// Graceful degradation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DegradeConfig {
+    /// false: never degrade (pressure queues, then sheds).
+    pub enabled: bool,
+    /// Degrade once the model's queue is this full, in [0, 1].
+    pub queue_fraction: f64,
+    /// Degrade once the model's compute latency EWMA reaches this (ms); 0: off.
+    pub latency_ewma_ms: u64,
+    /// Degrade a request asking for more sampled values than this (batch × draws × channels
+    /// × points); 0: off.
+    pub max_work: usize,
+    /// The fewest draws a degraded answer has.
+    pub min_samples: usize,
+    /// Serve only the mean (one pass) for models whose mean is deterministic.
+    pub mean_only: bool,
+}
+
+impl Default for DegradeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            queue_fraction: 0.5,
+            latency_ewma_ms: 0,
+            max_work: 0,
+            min_samples: 8,
+            mean_only: false,
+        }
+    }
+}
+
+/// Retries of transient I/O: exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Tries in all (1: no retry).
+    pub attempts: u32,
+    /// First backoff cap (ms).
+    pub base_ms: u64,
+    /// Largest backoff cap (ms).
+    pub max_ms: u64,
+    /// Give up after this long in all (ms).
+    pub max_elapsed_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_ms: 25,
+            max_ms: 250,
+            max_elapsed_ms: 2_000,
+        }
+    }
 }
 
 /// Role of a request without an API key.
@@ -93,9 +236,10 @@ pub struct Limits {
     pub max_sample_values: usize,
     /// Inputs per forward pass.
     pub batch: usize,
-    /// Inferences computed at once.
+    /// Inferences computed at once, all models together (the ceiling over the per-model
+    /// bulkheads).
     pub max_concurrency: usize,
-    /// Inferences waiting for a slot; more are shed with 503.
+    /// Inferences waiting for a global slot; more are shed with 503.
     pub max_queue: usize,
     /// Whole-request deadline (ms); a request's `timeout` parameter (µs) can only shorten it.
     pub request_timeout_ms: u64,
@@ -103,6 +247,10 @@ pub struct Limits {
     pub body_timeout_ms: u64,
     /// Deadline for receiving the request headers (ms), against slow-header clients.
     pub header_timeout_ms: u64,
+    /// Open connections at most; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Requests on one keep-alive connection before the server closes it.
+    pub max_requests_per_connection: usize,
 }
 
 impl Default for Limits {
@@ -118,11 +266,13 @@ impl Default for Limits {
             max_samples: 256,
             max_sample_values: 1 << 26,
             batch: 16,
-            max_concurrency: 1,
+            max_concurrency: 4,
             max_queue: 64,
             request_timeout_ms: 60_000,
             body_timeout_ms: 10_000,
             header_timeout_ms: 10_000,
+            max_connections: 1024,
+            max_requests_per_connection: 1000,
         }
     }
 }
@@ -226,6 +376,12 @@ pub struct ModelConfig {
     pub version_policy: VersionPolicy,
     /// Override of the server-wide `require_gate` for this model.
     pub require_gate: Option<bool>,
+    /// Override of `[bulkhead] max_concurrency` for this model.
+    pub max_concurrency: Option<usize>,
+    /// Override of `[bulkhead] max_queue` for this model.
+    pub max_queue: Option<usize>,
+    /// Override of the server-wide `fallback` for this model.
+    pub fallback: Option<Fallback>,
 }
 
 impl Default for ServeConfig {
@@ -241,6 +397,11 @@ impl Default for ServeConfig {
             shutdown: Shutdown::default(),
             models: BTreeMap::new(),
             require_gate: false,
+            bulkhead: BulkheadConfig::default(),
+            breaker: BreakerConfig::default(),
+            fallback: Fallback::default(),
+            degrade: DegradeConfig::default(),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -285,11 +446,129 @@ impl ServeConfig {
         }
     }
 
+    /// The bulkhead of `model`: (concurrency, queue).
+    pub fn model_bulkhead(&self, model: &str) -> (usize, usize) {
+        let l = &self.limits;
+        let m = self.models.get(model);
+        let c = m
+            .and_then(|m| m.max_concurrency)
+            .or(self.bulkhead.max_concurrency)
+            .unwrap_or(1)
+            .min(l.max_concurrency);
+        let q = m
+            .and_then(|m| m.max_queue)
+            .or(self.bulkhead.max_queue)
+            .unwrap_or(16)
+            .min(l.max_queue);
+        (c, q)
+    }
+
+    /// The fallback policy of `model`.
+    pub fn model_fallback(&self, model: &str) -> Fallback {
+        self.models
+            .get(model)
+            .and_then(|m| m.fallback)
+            .unwrap_or(self.fallback)
+    }
+
     /// The listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr> {
         self.listen
             .parse()
             .map_err(|_| bad("listen", "ADDR:PORT, e.g. 127.0.0.1:8000", &self.listen))
+    }
+
+    fn validate_resilience(&self) -> Result<()> {
+        let l = &self.limits;
+        let bh = &self.bulkhead;
+        if bh.max_concurrency == Some(0) {
+            return Err(bad("bulkhead.max_concurrency", "a positive integer", 0));
+        }
+        if let Some(c) = bh.max_concurrency
+            && c > l.max_concurrency
+        {
+            return Err(bad(
+                "bulkhead.max_concurrency",
+                &format!("at most limits.max_concurrency = {}", l.max_concurrency),
+                c,
+            ));
+        }
+        if let Some(q) = bh.max_queue
+            && q > l.max_queue
+        {
+            return Err(bad(
+                "bulkhead.max_queue",
+                &format!("at most limits.max_queue = {}", l.max_queue),
+                q,
+            ));
+        }
+        let b = &self.breaker;
+        if b.window == 0 {
+            return Err(bad("breaker.window", "a positive integer", 0));
+        }
+        if b.min_calls == 0 || b.min_calls > b.window {
+            return Err(bad(
+                "breaker.min_calls",
+                &format!("between 1 and breaker.window = {}", b.window),
+                b.min_calls,
+            ));
+        }
+        for (key, v) in [
+            ("breaker.failure_rate", b.failure_rate),
+            ("breaker.slow_call_rate", b.slow_call_rate),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+                return Err(bad(key, "a fraction in (0, 1]", v));
+            }
+        }
+        if b.slow_call_ms == 0 {
+            return Err(bad("breaker.slow_call_ms", "a positive integer", 0));
+        }
+        if b.consecutive_failures == 0 {
+            return Err(bad("breaker.consecutive_failures", "a positive integer", 0));
+        }
+        if b.open_ms == 0 {
+            return Err(bad("breaker.open_ms", "a positive integer", 0));
+        }
+        if b.half_open_calls == 0 {
+            return Err(bad("breaker.half_open_calls", "a positive integer", 0));
+        }
+        let d = &self.degrade;
+        if !(d.queue_fraction.is_finite() && (0.0..=1.0).contains(&d.queue_fraction)) {
+            return Err(bad(
+                "degrade.queue_fraction",
+                "a fraction in [0, 1]",
+                d.queue_fraction,
+            ));
+        }
+        if d.min_samples == 0 {
+            return Err(bad("degrade.min_samples", "a positive integer", 0));
+        }
+        if d.min_samples > l.max_samples {
+            return Err(bad(
+                "degrade.min_samples",
+                &format!(
+                    "at most limits.max_samples = {} (the floor cannot be above the ceiling)",
+                    l.max_samples
+                ),
+                d.min_samples,
+            ));
+        }
+        let r = &self.retry;
+        if r.attempts == 0 || r.attempts > 10 {
+            return Err(bad("retry.attempts", "between 1 and 10", r.attempts));
+        }
+        if r.base_ms == 0 || r.base_ms > r.max_ms {
+            return Err(bad(
+                "retry.base_ms",
+                &format!("between 1 and retry.max_ms = {}", r.max_ms),
+                r.base_ms,
+            ));
+        }
+        if r.max_elapsed_ms == 0 {
+            return Err(bad("retry.max_elapsed_ms", "a positive integer", 0));
+        }
+        Ok(())
     }
 
     /// Check every value; the error names the first bad key.
@@ -355,6 +634,12 @@ impl ServeConfig {
         if l.header_timeout_ms == 0 {
             return Err(bad("limits.header_timeout_ms", "a positive integer", 0));
         }
+        pos("limits.max_connections", l.max_connections)?;
+        pos(
+            "limits.max_requests_per_connection",
+            l.max_requests_per_connection,
+        )?;
+        self.validate_resilience()?;
         let r = &self.rate_limit;
         for (key, v) in [
             ("rate_limit.per_key_rps", r.per_key_rps),
@@ -379,6 +664,28 @@ impl ServeConfig {
         for (name, m) in &self.models {
             pno_run::check_model_name(name)
                 .map_err(|why| bad(&format!("models.{name}"), "a valid model name", why))?;
+            let over = |key: &str, v: Option<usize>, ceiling: usize, of: &str| -> Result<()> {
+                match v {
+                    Some(0) => Err(bad(
+                        &format!("models.{name}.{key}"),
+                        "a positive integer",
+                        0,
+                    )),
+                    Some(v) if v > ceiling => Err(bad(
+                        &format!("models.{name}.{key}"),
+                        &format!("at most {of} = {ceiling}"),
+                        v,
+                    )),
+                    _ => Ok(()),
+                }
+            };
+            over(
+                "max_concurrency",
+                m.max_concurrency,
+                l.max_concurrency,
+                "limits.max_concurrency",
+            )?;
+            over("max_queue", m.max_queue, l.max_queue, "limits.max_queue")?;
             if let VersionPolicy::Specific(v) = &m.version_policy
                 && v.is_empty()
             {

@@ -1,10 +1,12 @@
 //! Errors: [`ServeError`] for setup (config, repository, keys, audit log) and [`ApiError`], the
-//! HTTP answer of a failed request (always a JSON body `{"error": ...}`).
+//! HTTP answer of a failed request (always a JSON body `{"error": ..., "class": ...}`).
 
 use std::path::PathBuf;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+
+use crate::failure::FailureClass;
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, ServeError>;
@@ -74,7 +76,9 @@ pub(crate) fn io_err(
     move |source| ServeError::Io { op, path, source }
 }
 
-/// A failed request: an HTTP status, a message and optionally a `Retry-After` (seconds).
+/// A failed request: an HTTP status, a message, its [`FailureClass`] and optionally a
+/// `Retry-After` (seconds). The body is `{"error": message, "class": class}`, plus
+/// `"breaker": "open"` when an open circuit breaker refused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     /// Status.
@@ -83,15 +87,21 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
+    /// The failure class (from the status unless set).
+    pub class: FailureClass,
+    /// True when an open circuit breaker refused the request.
+    pub breaker_open: bool,
 }
 
 impl ApiError {
-    /// An error with a status and message.
+    /// An error with a status and message, classed by its status.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
             retry_after: None,
+            class: FailureClass::of_status(status.as_u16()),
+            breaker_open: false,
         }
     }
     /// 400.
@@ -119,6 +129,11 @@ impl ApiError {
         self.retry_after = Some(seconds.max(1));
         self
     }
+    /// Set the class.
+    pub fn class(mut self, class: FailureClass) -> Self {
+        self.class = class;
+        self
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -129,8 +144,11 @@ impl std::fmt::Display for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.message }).to_string();
-        let mut r = (self.status, body).into_response();
+        let mut body = serde_json::json!({ "error": self.message, "class": self.class.as_str() });
+        if self.breaker_open {
+            body["breaker"] = "open".into();
+        }
+        let mut r = (self.status, body.to_string()).into_response();
         r.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -139,6 +157,7 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        r.extensions_mut().insert(self.class);
         r
     }
 }

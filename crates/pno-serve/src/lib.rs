@@ -14,10 +14,19 @@
 //! fallbacks), `admission` (the layers a request passes), `handlers` (one module per resource)
 //! and `listener` (the accept loop and drain).
 
+// Fault injection is for test builds: a release build with it is refused.
+#[cfg(all(feature = "fault-injection", not(debug_assertions)))]
+compile_error!(
+    "the `fault-injection` feature is for tests only and cannot be built in release mode"
+);
+
 mod admission;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod failure;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod handlers;
 pub mod limits;
 mod listener;
@@ -25,14 +34,17 @@ mod metrics;
 pub mod openapi;
 mod protocol;
 pub mod repository;
+mod resilience;
 mod router;
 mod routes;
 mod state;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, Result, ServeError};
+pub use failure::FailureClass;
 pub use listener::serve;
 /// The audit log (its own crate, `pno-audit`; re-exported where the server's API has it).
 pub use pno_audit as audit;
+pub use resilience::bulkhead::{Gate, OwnedSlot, Shed};
 pub use router::app;
 pub use state::AppState;

@@ -1,13 +1,9 @@
-//! Admission control with shared state: token buckets per API key and per client address,
-//! lockout after repeated failed authentication, and a global concurrency gate with a bounded
-//! queue that sheds load.
+//! Admission control with shared state: token buckets per API key and per client address, and
+//! lockout after repeated failed authentication.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// A token bucket: `rate` tokens per second up to `burst`.
 #[derive(Debug, Clone, Copy)]
@@ -131,110 +127,6 @@ impl Lockout {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.get(client).is_some_and(|f| f.locked_until.is_none()) {
             map.remove(client);
-        }
-    }
-}
-
-/// The global concurrency gate: `slots` inferences run at once, at most `queue` wait.
-#[derive(Debug)]
-pub struct Gate {
-    slots: std::sync::Arc<Semaphore>,
-    queue: usize,
-    waiting: AtomicUsize,
-    running: std::sync::Arc<AtomicUsize>,
-}
-
-/// Why a request was not admitted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shed {
-    /// The queue is full.
-    QueueFull,
-    /// The gate was closed (draining).
-    Closed,
-}
-
-/// A running slot that owns its permit (it can move into a blocking task); frees itself when
-/// dropped.
-#[derive(Debug)]
-pub struct OwnedSlot {
-    _permit: OwnedSemaphorePermit,
-    running: std::sync::Arc<AtomicUsize>,
-}
-
-impl Drop for OwnedSlot {
-    fn drop(&mut self) {
-        self.running.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Gate {
-    /// A gate with `slots` running and `queue` waiting.
-    pub(crate) fn new(slots: usize, queue: usize) -> Self {
-        Self {
-            slots: std::sync::Arc::new(Semaphore::new(slots)),
-            queue,
-            waiting: AtomicUsize::new(0),
-            running: std::sync::Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Requests waiting for a slot.
-    pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
-    }
-
-    /// Requests holding a slot.
-    pub(crate) fn running(&self) -> usize {
-        self.running.load(Ordering::SeqCst)
-    }
-
-    /// True when the queue is full (new requests would be shed).
-    pub(crate) fn saturated(&self) -> bool {
-        self.slots.available_permits() == 0 && self.waiting() >= self.queue
-    }
-
-    fn slot(&self, permit: OwnedSemaphorePermit) -> OwnedSlot {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        OwnedSlot {
-            _permit: permit,
-            running: self.running.clone(),
-        }
-    }
-
-    /// Close the gate: queued requests are refused.
-    pub fn close(&self) {
-        self.slots.close();
-    }
-
-    /// Wait for a slot, or be shed at once when the queue is full.
-    pub async fn acquire(&self) -> Result<OwnedSlot, Shed> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(self.slot(p));
-        }
-        // Reserve a queue place atomically.
-        let mut cur = self.waiting.load(Ordering::SeqCst);
-        loop {
-            if cur >= self.queue {
-                return Err(Shed::QueueFull);
-            }
-            match self
-                .waiting
-                .compare_exchange(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
-            {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        struct Leave<'a>(&'a AtomicUsize);
-        impl Drop for Leave<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
-        let _leave = Leave(&self.waiting);
-        match self.slots.clone().acquire_owned().await {
-            Ok(p) => Ok(self.slot(p)),
-            Err(_) => Err(Shed::Closed),
         }
     }
 }

@@ -3,7 +3,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
 
 use axum::extract::ConnectInfo;
 
@@ -15,7 +20,9 @@ use crate::state::AppState;
 /// new requests get 503 at once; after `drain_grace_s` the listener closes; in-flight requests
 /// finish (at most `drain_timeout_s`); the audit log is flushed. HTTP/1.1 with keep-alive; a
 /// client that does not send its request headers within `limits.header_timeout_ms` is dropped
-/// (slow-header attacks), and `limits.body_timeout_ms` bounds the body.
+/// (slow-header attacks), and `limits.body_timeout_ms` bounds the body. At most
+/// `limits.max_connections` connections are open (more get a 503 and are closed) and a
+/// connection serves at most `limits.max_requests_per_connection` requests.
 pub async fn serve<F>(listener: tokio::net::TcpListener, state: AppState, shutdown: F) -> Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -26,10 +33,24 @@ where
 
     let addr = listener.local_addr().ok();
     let sd = state.config().shutdown.clone();
-    let header_timeout = Duration::from_millis(state.config().limits.header_timeout_ms);
+    let limits = state.config().limits.clone();
+    let header_timeout = Duration::from_millis(limits.header_timeout_ms);
+    let per_conn = limits.max_requests_per_connection;
+    let conns = Arc::new(Semaphore::new(limits.max_connections));
     let router = app(state.clone());
     let graceful = GracefulShutdown::new();
     let spawn_conn = |stream: tokio::net::TcpStream, peer: SocketAddr| {
+        // The open-connection cap: past it, a short 503 and close (never a silent hang).
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            state
+                .metrics()
+                .inc("pno_connections_refused_total", String::new(), 1.0);
+            tokio::spawn(refuse_connection(stream));
+            return;
+        };
+        // Requests on this connection: the last one allowed is answered with
+        // `Connection: close`, and hyper closes the connection after it.
+        let served = Arc::new(AtomicUsize::new(0));
         let svc = tower::ServiceExt::map_request(
             router.clone(),
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
@@ -37,12 +58,23 @@ where
                 req
             },
         );
+        let svc =
+            tower::ServiceExt::map_response(svc, move |mut resp: axum::response::Response| {
+                if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_conn {
+                    resp.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
+                resp
+            });
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
             .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
@@ -91,4 +123,18 @@ where
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Answer a connection over the cap with a 503 and close it.
+async fn refuse_connection(mut stream: tokio::net::TcpStream) {
+    let body = r#"{"error":"too many open connections","class":"transient"}"#;
+    let msg = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(msg.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }

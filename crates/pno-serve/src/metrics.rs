@@ -62,6 +62,46 @@ const HELP: &[(&str, &str, &str)] = &[
         "HTTP requests by route class and status.",
     ),
     (
+        "pno_failures_total",
+        "counter",
+        "Failed requests by failure class (input, security, transient, persistent, internal), model and version.",
+    ),
+    (
+        "pno_breaker_transitions_total",
+        "counter",
+        "Circuit breaker state changes by model, version and new state.",
+    ),
+    (
+        "pno_fallback_total",
+        "counter",
+        "Requests served by an older version because the newest one's breaker was open.",
+    ),
+    (
+        "pno_degraded_total",
+        "counter",
+        "Requests answered with fewer draws under pressure, by reason (queue, latency, work).",
+    ),
+    (
+        "pno_shed_total",
+        "counter",
+        "Inference requests refused to protect the server (queue full, queue deadline, pressure).",
+    ),
+    (
+        "pno_cancelled_total",
+        "counter",
+        "Inferences stopped before finishing, by reason (deadline, disconnect).",
+    ),
+    (
+        "pno_connections_refused_total",
+        "counter",
+        "Connections refused at the open-connection cap.",
+    ),
+    (
+        "pno_audit_append_failures_total",
+        "counter",
+        "Audit records that could not be written after retries.",
+    ),
+    (
         "pno_inference_request_duration_seconds",
         "histogram",
         "End-to-end inference request time.",
@@ -87,7 +127,7 @@ pub(crate) fn model_labels(model: &str, version: &str) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

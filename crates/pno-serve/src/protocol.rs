@@ -71,6 +71,8 @@ pub(crate) struct InferRequest {
     pub(crate) levels: Vec<f64>,
     /// Deadline from the `timeout` parameter (µs).
     pub(crate) timeout_us: Option<u64>,
+    /// The `degrade` parameter: false refuses a degraded answer (503 under pressure instead).
+    pub(crate) degrade: Option<bool>,
     /// Outputs to send, in order.
     pub(crate) outputs: Vec<OutputRequest>,
 }
@@ -333,6 +335,7 @@ pub(crate) fn parse(
     };
     let seed = int_param(params, "seed")?;
     let timeout_us = int_param(params, "timeout")?;
+    let degrade = bool_param(params, "degrade")?;
     let levels_given = levels_param(params)?;
     let binary_default = bool_param(params, "binary_data_output")?.unwrap_or(false);
 
@@ -537,6 +540,7 @@ pub(crate) fn parse(
         seed,
         levels,
         timeout_us,
+        degrade,
         outputs,
     })
 }

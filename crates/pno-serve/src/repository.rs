@@ -12,7 +12,7 @@ use pno_models::burn::tensor::Device;
 use pno_run::{TrainedModel, load_trained};
 use serde::Serialize;
 
-use crate::config::VersionPolicy;
+use crate::config::{RetryConfig, VersionPolicy};
 use crate::error::{ApiError, Result, ServeError};
 
 /// A loaded model version.
@@ -62,6 +62,10 @@ pub struct Repository {
     gates: BTreeMap<String, bool>,
     device: Device,
     models: RwLock<BTreeMap<String, ModelState>>,
+    retry: pno_core::retry::Backoff,
+    retries: std::sync::atomic::AtomicU64,
+    #[cfg(feature = "fault-injection")]
+    fail_loads: std::sync::atomic::AtomicU32,
 }
 
 impl Repository {
@@ -78,6 +82,76 @@ impl Repository {
             gates: BTreeMap::new(),
             device,
             models: RwLock::new(BTreeMap::new()),
+            retry: pno_core::retry::Backoff::default(),
+            retries: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(feature = "fault-injection")]
+            fail_loads: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// Retry transient I/O errors while loading a version, with `cfg`'s backoff.
+    pub(crate) fn retrying(mut self, cfg: RetryConfig) -> Self {
+        self.retry = pno_core::retry::Backoff {
+            base: std::time::Duration::from_millis(cfg.base_ms),
+            max: std::time::Duration::from_millis(cfg.max_ms),
+            attempts: cfg.attempts,
+            max_elapsed: std::time::Duration::from_millis(cfg.max_elapsed_ms),
+        };
+        self
+    }
+
+    /// Retries of version loads so far (transient I/O errors).
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Make the next `n` attempts to read a version from disk fail with a transient I/O error
+    /// (test builds with the `fault-injection` feature only).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn fail_next_loads(&self, n: u32) {
+        self.fail_loads
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Read a run folder, retrying transient I/O errors (each retry logged with its class).
+    fn read_run(&self, path: &Path, name: &str, version: u64) -> pno_run::Result<TrainedModel> {
+        use std::sync::atomic::Ordering;
+        let out = pno_core::retry::retry_io(
+            &self.retry,
+            None,
+            |_| {
+                #[cfg(feature = "fault-injection")]
+                if self
+                    .fail_loads
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::Interrupted,
+                        "injected transient I/O fault (repository)",
+                    ));
+                }
+                match load_trained(path, &self.device) {
+                    Err(pno_run::RunError::Io { source, .. })
+                        if pno_core::retry::is_transient(&source) =>
+                    {
+                        Err(source)
+                    }
+                    other => Ok(other),
+                }
+            },
+            |r| {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(model = name, version, attempt = r.attempt, delay_ms = r.delay.as_millis() as u64, error = %r.error, class = "transient", "retrying a version load");
+            },
+        );
+        match out {
+            Ok(r) => r,
+            Err(source) => Err(pno_run::RunError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -137,11 +211,10 @@ impl Repository {
 
     fn load_version(&self, name: &str, version: u64) -> Result<LoadedVersion> {
         let path = self.root.join(name).join(version.to_string());
-        let device = self.device.clone();
         // Loading validates checksums, shapes and values; a panic inside the model library
         // still becomes a refusal, never a crash.
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            load_trained(&path, &device)
+            self.read_run(&path, name, version)
         }));
         let err = |reason: String| ServeError::Load {
             model: name.into(),

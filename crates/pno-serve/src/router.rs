@@ -50,14 +50,23 @@ pub fn app(state: AppState) -> Router {
         .route(MODEL_V, get(model::metadata))
         .route(MODEL_READY, get(model::ready))
         .route(MODEL_READY_V, get(model::ready))
+        .route(STATS, get(model::stats))
+        .route(STATS_V, get(model::stats))
         .route(INFER, post(infer::infer))
         .route(INFER_V, post(infer::infer))
         .route_layer(from_fn_with_state(Role::Reader, admission::require));
     let operator = Router::new()
         .route(REPO_INDEX, post(repository::index))
         .route(REPO_LOAD, post(repository::load))
-        .route(REPO_UNLOAD, post(repository::unload))
-        .route_layer(from_fn_with_state(Role::Operator, admission::require));
+        .route(REPO_UNLOAD, post(repository::unload));
+    #[cfg(feature = "fault-injection")]
+    let operator = operator.route(
+        FAULTS,
+        axum::routing::put(handlers::faults::set)
+            .get(handlers::faults::list)
+            .delete(handlers::faults::clear),
+    );
+    let operator = operator.route_layer(from_fn_with_state(Role::Operator, admission::require));
     let admin = Router::new()
         .route(KEYS, get(admin::list_keys).post(admin::create_key))
         .route(KEY, delete(admin::revoke_key))

@@ -22,6 +22,11 @@ pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
 pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
+pub(crate) const STATS: &str = "/v2/models/{name}/stats";
+pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
+/// Injected faults (test builds with the `fault-injection` feature only).
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+pub(crate) const FAULTS: &str = "/v2/debug/faults";
 
 /// What a protected route does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +35,8 @@ pub(crate) enum Action {
     ModelMetadata,
     /// Read a model's readiness (not audited).
     ModelReady,
+    /// Read a model's statistics and health (not audited).
+    ModelStats,
     /// Infer.
     Infer,
     /// List the repository.
@@ -53,7 +60,7 @@ impl Action {
     pub(crate) fn audit_name(self) -> Option<&'static str> {
         Some(match self {
             Action::ModelMetadata => "model.metadata",
-            Action::ModelReady => return None,
+            Action::ModelReady | Action::ModelStats => return None,
             Action::Infer => "infer",
             Action::RepositoryIndex => "repository.index",
             Action::ModelLoad => "model.load",
@@ -70,6 +77,7 @@ impl Action {
         match self {
             Action::ModelMetadata => "read model metadata",
             Action::ModelReady => "read model readiness",
+            Action::ModelStats => "read model statistics",
             Action::Infer => "infer",
             Action::RepositoryIndex => "list the repository",
             Action::ModelLoad => "load models",
@@ -82,7 +90,7 @@ impl Action {
     /// The route class in `pno_http_requests_total`.
     pub(crate) fn class(self) -> &'static str {
         match self {
-            Action::ModelMetadata | Action::ModelReady => "model",
+            Action::ModelMetadata | Action::ModelReady | Action::ModelStats => "model",
             Action::Infer => "infer",
             Action::RepositoryIndex | Action::ModelLoad | Action::ModelUnload => "repository",
             Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::AuditVerify => {
@@ -98,6 +106,7 @@ impl Action {
             self,
             Action::ModelMetadata
                 | Action::ModelReady
+                | Action::ModelStats
                 | Action::Infer
                 | Action::ModelLoad
                 | Action::ModelUnload
@@ -115,6 +124,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
     Some(match route {
         MODEL | MODEL_V => Action::ModelMetadata,
         MODEL_READY | MODEL_READY_V => Action::ModelReady,
+        STATS | STATS_V => Action::ModelStats,
         INFER | INFER_V => Action::Infer,
         REPO_INDEX => Action::RepositoryIndex,
         REPO_LOAD => Action::ModelLoad,

@@ -12,10 +12,14 @@ use crate::audit::{AuditEvent, AuditLog};
 use crate::auth::KeyStore;
 use crate::config::ServeConfig;
 use crate::error::{Result, ServeError};
-use crate::limits::{Gate, Lockout, RateLimiter};
-use crate::metrics::Metrics;
+use crate::failure::FailureClass;
+use crate::limits::{Lockout, RateLimiter};
+use crate::metrics::{Metrics, model_labels};
 use crate::protocol::InputSpec;
 use crate::repository::{LoadedVersion, Repository};
+use crate::resilience::Guards;
+use crate::resilience::breaker::Transition;
+use crate::resilience::bulkhead::{Bulkheads, Gate, Size};
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -30,12 +34,15 @@ struct Inner {
     keys: KeyStore,
     audit: Option<AuditLog>,
     metrics: Metrics,
-    gate: Gate,
+    bulkheads: Bulkheads,
+    guards: Guards,
     key_limiter: RateLimiter,
     ip_limiter: RateLimiter,
     lockout: Lockout,
     draining: AtomicBool,
     device: Device,
+    #[cfg(feature = "fault-injection")]
+    faults: crate::faults::Faults,
     ids: AtomicU64,
     seeds: AtomicU64,
 }
@@ -74,13 +81,14 @@ impl AppState {
             .filter_map(|(k, v)| v.require_gate.map(|g| (k.clone(), g)))
             .collect();
         let repo = Repository::new(&config.repository, policies, device.clone())
-            .require_gates(config.require_gate, gates);
-        let l = &config.limits;
+            .require_gates(config.require_gate, gates)
+            .retrying(config.retry);
         let r = &config.rate_limit;
         let random: u64 = rand::random();
         Ok(Self {
             inner: Arc::new(Inner {
-                gate: Gate::new(l.max_concurrency, l.max_queue),
+                bulkheads: bulkheads(&config),
+                guards: Guards::new(config.breaker),
                 key_limiter: RateLimiter::new(r.per_key_rps, r.per_key_burst),
                 ip_limiter: RateLimiter::new(r.per_ip_rps, r.per_ip_burst),
                 lockout: Lockout::new(
@@ -94,6 +102,8 @@ impl AppState {
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
                 device,
+                #[cfg(feature = "fault-injection")]
+                faults: crate::faults::Faults::default(),
                 ids: AtomicU64::new(random),
                 seeds: AtomicU64::new(random.rotate_left(17) >> 1),
                 config,
@@ -113,9 +123,13 @@ impl AppState {
     pub fn keys(&self) -> &KeyStore {
         &self.inner.keys
     }
-    /// The concurrency gate.
+    /// The global concurrency gate (the ceiling over every model's bulkhead).
     pub fn gate(&self) -> &Gate {
-        &self.inner.gate
+        self.inner.bulkheads.global()
+    }
+    /// The concurrency gate of one model (its bulkhead).
+    pub fn model_gate(&self, model: &str) -> Arc<Gate> {
+        self.inner.bulkheads.model(model)
     }
     /// Start draining: readiness turns false and new requests are refused with 503.
     pub fn start_drain(&self) {
@@ -131,11 +145,63 @@ impl AppState {
             Err("draining")
         } else if !self.inner.repo.any_loaded() {
             Err("no model loaded")
-        } else if self.inner.gate.saturated() {
+        } else if self.gate().saturated() {
             Err("overloaded")
         } else {
             Ok(())
         }
+    }
+
+    /// The injected faults (test builds only).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn faults(&self) -> &crate::faults::Faults {
+        &self.inner.faults
+    }
+
+    /// The per-model bulkheads.
+    pub(crate) fn bulkheads(&self) -> &Bulkheads {
+        &self.inner.bulkheads
+    }
+    /// The health of each version (breakers, latency).
+    pub(crate) fn guards(&self) -> &Guards {
+        &self.inner.guards
+    }
+
+    /// A breaker changed state: log it, audit it, count it.
+    pub(crate) fn breaker_moved(&self, model: &str, version: u64, t: &Transition) {
+        let (from, to) = (t.from.as_str(), t.to.as_str());
+        if t.to == crate::resilience::breaker::State::Open {
+            tracing::warn!(model, version, from, to, reason = %t.reason, class = "transient", "circuit breaker opened");
+        } else {
+            tracing::info!(model, version, from, to, reason = %t.reason, "circuit breaker moved");
+        }
+        self.metrics().inc(
+            "pno_breaker_transitions_total",
+            format!("{},to=\"{to}\"", model_labels(model, &version.to_string())),
+            1.0,
+        );
+        self.record(AuditEvent {
+            actor: "server".into(),
+            role: "system".into(),
+            client: "local".into(),
+            action: format!("breaker.{to}"),
+            model: Some(model.to_string()),
+            version: Some(version.to_string()),
+            outcome: t.reason.clone(),
+            status: 0,
+            request_id: String::new(),
+            input_sha256: None,
+            class: None,
+        });
+    }
+
+    /// Count a failure by class, model and version (empty labels when not known).
+    pub(crate) fn count_failure(&self, class: FailureClass, model: &str, version: &str) {
+        self.metrics().inc(
+            "pno_failures_total",
+            format!("class=\"{class}\",{}", model_labels(model, version)),
+            1.0,
+        );
     }
 
     /// The audit log, when the server keeps one.
@@ -198,7 +264,35 @@ impl AppState {
             return;
         };
         if let Err(e) = log.append(event) {
-            tracing::error!(error = %e, "audit log append failed");
+            tracing::error!(error = %e, class = "transient", "audit log append failed");
+            self.count_failure(FailureClass::Transient, "", "");
+            self.metrics()
+                .inc("pno_audit_append_failures_total", String::new(), 1.0);
         }
     }
+}
+
+/// The bulkheads the configuration asks for.
+fn bulkheads(config: &ServeConfig) -> Bulkheads {
+    let l = &config.limits;
+    let (c, q) = config.model_bulkhead("");
+    let sizes = config
+        .models
+        .keys()
+        .map(|name| {
+            let (concurrency, queue) = config.model_bulkhead(name);
+            (name.clone(), Size { concurrency, queue })
+        })
+        .collect();
+    Bulkheads::new(
+        Size {
+            concurrency: l.max_concurrency,
+            queue: l.max_queue,
+        },
+        Size {
+            concurrency: c,
+            queue: q,
+        },
+        sizes,
+    )
 }

@@ -335,6 +335,7 @@ pub fn predict_on_split(
         n_samples: draws.samples,
         seed: draws.seed,
         batch: draws.batch,
+        cancel: None,
     };
     let pred = trained.predict(&req, device)?;
     Ok(SplitPrediction {
@@ -492,6 +493,7 @@ pub fn rollout(
                 n_samples: m,
                 seed: opts.seed,
                 batch: opts.batch,
+                cancel: None,
             }
         } else {
             PredictRequest {
@@ -501,6 +503,7 @@ pub fn rollout(
                 n_samples: 1,
                 seed: mix(&[opts.seed, salt::ROLLOUT, k as u64]),
                 batch: opts.batch,
+                cancel: None,
             }
         };
         let mut draws = trained.predict(&req, device)?.samples;

@@ -663,6 +663,7 @@ pub fn measure(
         n_samples,
         seed: 0,
         batch: gate.batch,
+        cancel: None,
     };
     let mut ms = Vec::with_capacity(gate.repeats);
     for _ in 0..gate.repeats {

@@ -111,6 +111,7 @@ pub(crate) fn run(args: PredictArgs, json_out: bool) -> Result<()> {
         n_samples: samples,
         seed: args.draws.seed,
         batch: args.draws.batch,
+        cancel: None,
     };
     let pred = trained.predict(&req, &device)?;
     let q = pred.quantiles(&args.quantiles);

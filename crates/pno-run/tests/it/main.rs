@@ -10,7 +10,7 @@ use pno_data::Normalizer;
 use pno_models::burn::tensor::Device;
 use pno_models::config::ModelConfig;
 use pno_models::weights::named_tensors;
-use pno_models::{Model, ModelSpec};
+use pno_models::{Model, ModelError, ModelSpec};
 use pno_run::{
     CalibrationRecord, ConformalMode, DataSpec, FORMAT, ModelFile, Normalizers, PredictRequest,
     RunDir, RunError, load_trained, to_safetensors, write_json,
@@ -99,6 +99,7 @@ fn req(x: &[f32], n: usize, batch: usize) -> PredictRequest<'_> {
         n_samples: 4,
         seed: 9,
         batch,
+        cancel: None,
     }
 }
 
@@ -266,4 +267,40 @@ fn calibration_scales_the_spread_and_keeps_the_rest() {
     }
     let text = std::fs::read_to_string(run.model()).unwrap();
     assert!(text.contains("\"split\": \"calibration\""), "{text}");
+}
+
+#[test]
+fn a_set_cancel_flag_stops_prediction_and_an_unset_one_changes_nothing() {
+    use std::sync::atomic::AtomicBool;
+    let dir = tempfile::tempdir().unwrap();
+    write_run(dir.path());
+    let device = Device::flex();
+    let t = load_trained(dir.path(), &device).unwrap();
+    let x = input(3);
+    let stop = AtomicBool::new(true);
+    let e = t
+        .predict(
+            &PredictRequest {
+                cancel: Some(&stop),
+                ..req(&x, 3, 1)
+            },
+            &device,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, pno_run::RunError::Model(ModelError::Cancelled)),
+        "{e}"
+    );
+    let go = AtomicBool::new(false);
+    let a = t
+        .predict(
+            &PredictRequest {
+                cancel: Some(&go),
+                ..req(&x, 3, 1)
+            },
+            &device,
+        )
+        .unwrap();
+    let b = t.predict(&req(&x, 3, 1), &device).unwrap();
+    assert_eq!(a.samples, b.samples);
 }

@@ -74,12 +74,46 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             f64::from(u8::from(st.is_draining())),
         ),
     ];
-    for (m, v) in st.repository().loaded() {
+    let loaded = st.repository().loaded();
+    for (m, v) in &loaded {
         gauges.push((
             "pno_model_loaded",
             "1 for each loaded model version.",
-            model_labels(&m, &v.to_string()),
+            model_labels(m, &v.to_string()),
             1.0,
+        ));
+    }
+    let now = std::time::Instant::now();
+    for (m, v) in &loaded {
+        gauges.push((
+            "pno_breaker_state",
+            "Circuit breaker state per model version: 0 closed, 1 open, 2 half-open.",
+            model_labels(m, &v.to_string()),
+            st.guards().get(m, *v).breaker.snapshot(now).state.gauge(),
+        ));
+    }
+    let mut models: Vec<&String> = loaded.iter().map(|(m, _)| m).collect();
+    models.dedup();
+    for m in &models {
+        let g = st.bulkheads().model(m);
+        gauges.push((
+            "pno_model_pending_request_count",
+            "Inference requests waiting in a model's bulkhead queue.",
+            format!("model=\"{}\"", crate::metrics::escape(m)),
+            g.waiting() as f64,
+        ));
+    }
+    for (op, n) in [
+        ("repository", st.repository().retries()),
+        ("audit", st.audit().map_or(0, |a| a.retries())),
+        ("keys", crate::auth::keys_read_retries()),
+        ("write", pno_core::atomic_write_retries()),
+    ] {
+        gauges.push((
+            "pno_retries_total",
+            "Transient I/O errors retried, by operation (a counter).",
+            format!("op=\"{op}\""),
+            n as f64,
         ));
     }
     let mut r = (StatusCode::OK, st.metrics().render(&gauges)).into_response();

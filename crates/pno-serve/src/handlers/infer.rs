@@ -1,5 +1,19 @@
-//! Inference (OIP v2, JSON or binary tensors): receive and parse within the limits, wait for a
-//! compute slot, compute on the blocking pool under the request's deadline, encode.
+//! Inference (OIP v2, JSON or binary tensors), through the resilience layer:
+//!
+//! 1. **choose** the version: the one asked for, or the newest; when its circuit breaker is open
+//!    and the request did not pin a version, fall back by the model's policy (`previous`,
+//!    `any_healthy`), else 503 at once with `Retry-After`;
+//! 2. **receive** and parse within the limits;
+//! 3. **plan**: under pressure (the model's queue, its latency EWMA, the work budget) serve fewer
+//!    draws, or refuse with 503 when the request said `"degrade": false`;
+//! 4. **queue** for the model's bulkhead slot and a global slot, under the request's deadline;
+//! 5. **compute** on the blocking pool in chunks, with a cancellation token that the deadline and
+//!    a departing client set; a panic is an internal failure, a non-finite answer to a finite,
+//!    in-range input a persistent one;
+//! 6. **encode**, saying in `parameters` how it was served (draws, degraded, fallback).
+//!
+//! The outcome goes to the version's breaker (model faults only), the metrics by failure class,
+//! and the request's audit note.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,12 +28,29 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::{AuditNote, ModelPath, Params};
-use crate::admission::{Ctx, compute_slot, deadline_err, read_body};
+use crate::admission::{Ctx, deadline_err, read_body};
+use crate::config::Fallback;
 use crate::error::ApiError;
+use crate::failure::FailureClass;
 use crate::metrics::model_labels;
 use crate::protocol::{self, InferRequest, OutputTensor};
 use crate::repository::LoadedVersion;
+use crate::resilience::Guard;
+use crate::resilience::breaker::{Outcome, Ticket};
+use crate::resilience::bulkhead::{Shed, Slots};
+use crate::resilience::cancel::{CancelOnDrop, Token, Why};
+use crate::resilience::degrade::{self, Ask, Plan, Pressure};
 use crate::state::AppState;
+
+/// The model and version that served (or refused) a request: a response extension that the
+/// envelope reads for `pno_failures_total{class,model,version}`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedBy {
+    /// Model.
+    pub(crate) model: String,
+    /// Version.
+    pub(crate) version: String,
+}
 
 /// `POST /v2/models/{name}[/versions/{version}]/infer`.
 pub(crate) async fn infer(
@@ -29,15 +60,143 @@ pub(crate) async fn infer(
     Params(at): Params<ModelPath>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let r = counted(&st, &ctx, &note, &at, &headers, body).await;
-    if let Err(e) = &r {
-        tracing::info!(status = e.status.as_u16(), error = %e.message, "inference refused");
-    }
-    r
+) -> Response {
+    let mut served = ServedBy {
+        model: crate::repository::clip(&at.name),
+        version: String::new(),
+    };
+    let r = counted(&st, &ctx, &note, &at, &headers, body, &mut served).await;
+    let mut resp = match r {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(status = e.status.as_u16(), class = %e.class, error = %e.message, "inference refused");
+            e.into_response()
+        }
+    };
+    resp.extensions_mut().insert(served);
+    resp
 }
 
-/// Infer with the served version of the model, counted in its success/failure counters and its
+/// The version chosen for a request, its health guard and the breaker's ticket; a ticket not
+/// recorded (the request was dropped) is recorded as ignored, so a half-open probe is never lost.
+struct Chosen {
+    m: Arc<LoadedVersion>,
+    guard: Arc<Guard>,
+    ticket: Option<Ticket>,
+    fallback_from: Option<u64>,
+}
+
+impl Chosen {
+    fn record(&mut self, st: &AppState, outcome: Outcome) {
+        if let Some(t) = self.ticket.take()
+            && let Some(moved) = self.guard.breaker.record(t, outcome, Instant::now())
+        {
+            st.breaker_moved(&self.m.name, self.m.version, &moved);
+        }
+    }
+}
+
+impl Drop for Chosen {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            // Only a probe's place matters here; nothing was decided.
+            let _ = self
+                .guard
+                .breaker
+                .record(t, Outcome::Ignored, Instant::now());
+        }
+    }
+}
+
+/// Pick the version: the one asked for (or the newest), or — when its breaker is open and no
+/// version was pinned — a healthy one by the model's fallback policy.
+fn choose(st: &AppState, name: &str, version: Option<&str>) -> Result<Chosen, ApiError> {
+    let m = st.repository().get(name, version)?;
+    let now = Instant::now();
+    let guard = st.guards().get(&m.name, m.version);
+    let wait = match guard.breaker.admit(now) {
+        Ok((ticket, moved)) => {
+            if let Some(t) = moved {
+                st.breaker_moved(&m.name, m.version, &t);
+            }
+            return Ok(Chosen {
+                m,
+                guard,
+                ticket: Some(ticket),
+                fallback_from: None,
+            });
+        }
+        Err(wait) => wait,
+    };
+    let policy = st.config().model_fallback(&m.name);
+    if version.is_none() && policy != Fallback::Off {
+        let mut older: Vec<u64> = st
+            .repository()
+            .loaded_versions(&m.name)
+            .into_iter()
+            .filter(|&v| v != m.version)
+            .collect();
+        older.sort_unstable_by(|a, b| b.cmp(a));
+        if policy == Fallback::Previous {
+            older.retain(|&v| v < m.version);
+            older.truncate(1);
+        }
+        for v in older {
+            let g = st.guards().get(&m.name, v);
+            if let Ok((ticket, moved)) = g.breaker.admit(now)
+                && let Ok(fb) = st.repository().get(&m.name, Some(&v.to_string()))
+            {
+                if let Some(t) = moved {
+                    st.breaker_moved(&m.name, v, &t);
+                }
+                st.metrics().inc(
+                    "pno_fallback_total",
+                    format!(
+                        "{},from=\"{}\"",
+                        model_labels(&m.name, &v.to_string()),
+                        m.version
+                    ),
+                    1.0,
+                );
+                tracing::info!(model = %m.name, from = m.version, to = v, "breaker open: falling back");
+                return Ok(Chosen {
+                    m: fb,
+                    guard: g,
+                    ticket: Some(ticket),
+                    fallback_from: Some(m.version),
+                });
+            }
+        }
+    }
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut e = ApiError::unavailable(
+        format!(
+            "model '{}' version {} is failing: its circuit breaker is open (retry in {secs} s{})",
+            m.name,
+            m.version,
+            if version.is_some() {
+                ""
+            } else {
+                "; no healthy version to fall back to"
+            }
+        ),
+        secs,
+    )
+    .class(FailureClass::Transient);
+    e.breaker_open = true;
+    Err(e)
+}
+
+/// What the compute learned, for the breaker and the metrics.
+#[derive(Debug, Default)]
+struct Learned {
+    /// Compute time, when it finished.
+    compute: Option<Duration>,
+    /// The deadline passed while computing.
+    timed_out: bool,
+}
+
+/// Choose, run, and account: the version's breaker, its success/failure counters and its
 /// request-duration histogram.
 async fn counted(
     st: &AppState,
@@ -46,11 +205,41 @@ async fn counted(
     at: &ModelPath,
     headers: &HeaderMap,
     body: Body,
+    served: &mut ServedBy,
 ) -> Result<Response, ApiError> {
-    let m = st.repository().get(&at.name, at.version.as_deref())?;
-    note.version(m.version_str());
-    let labels = model_labels(&m.name, &m.version_str());
-    let r = run(st, ctx.started, note, &m, &labels, headers, body).await;
+    let mut chosen = choose(st, &at.name, at.version.as_deref())?;
+    let version = chosen.m.version_str();
+    served.model = chosen.m.name.clone();
+    served.version = version.clone();
+    note.version(version.clone());
+    let labels = model_labels(&chosen.m.name, &version);
+    let mut learned = Learned::default();
+    let r = run(
+        st,
+        ctx.started,
+        note,
+        &chosen,
+        &labels,
+        headers,
+        body,
+        &mut learned,
+    )
+    .await;
+    let slow = chosen.guard.breaker.slow_call();
+    let outcome = match &r {
+        Ok(_) if learned.compute.is_some_and(|d| d >= slow) => Outcome::Slow,
+        Ok(_) => Outcome::Success,
+        Err(_) if learned.timed_out => Outcome::Failure {
+            consecutive: false,
+            slow: true,
+        },
+        Err(e) if e.class.is_model_fault() => Outcome::Failure {
+            consecutive: true,
+            slow: learned.compute.is_some_and(|d| d >= slow),
+        },
+        Err(_) => Outcome::Ignored,
+    };
+    chosen.record(st, outcome);
     let metrics = st.metrics();
     match &r {
         Ok(_) => metrics.inc("pno_inference_request_success_total", labels.clone(), 1.0),
@@ -94,16 +283,154 @@ async fn receive(
     })
 }
 
+/// How a request is served: the draws computed and whether that is a degraded answer.
+#[derive(Debug, Clone, Copy)]
+struct Serving {
+    samples: usize,
+    degraded: Option<(degrade::Reason, bool)>,
+}
+
+/// Decide the draws under the model's pressure; 503 when the request refused degradation.
+fn plan(st: &AppState, c: &Chosen, req: &InferRequest) -> Result<Serving, ApiError> {
+    let m = &c.m;
+    let gate = st.bulkheads().model(&m.name);
+    let size = st.bulkheads().size(&m.name);
+    let points: usize = req.grid.iter().product();
+    let kind = m.model.file.model.kind;
+    let ask = Ask {
+        samples: req.n_samples,
+        values_per_draw: req.n * m.model.file.out_channels * points,
+        allow: req.degrade.unwrap_or(true),
+        deterministic_mean: matches!(
+            kind,
+            pno_models::Kind::Fno
+                | pno_models::Kind::Deeponet
+                | pno_models::Kind::Laplace
+                | pno_models::Kind::PnoR
+        ),
+    };
+    let pressure = Pressure {
+        waiting: gate.waiting(),
+        queue: size.queue,
+        latency_ms: c.guard.latency.get(),
+    };
+    let labels = model_labels(&m.name, &m.version_str());
+    match degrade::plan(&st.config().degrade, pressure, ask) {
+        Plan::Full => Ok(Serving {
+            samples: req.n_samples,
+            degraded: None,
+        }),
+        Plan::Degraded {
+            samples,
+            reason,
+            mean_only,
+        } => {
+            st.metrics().inc(
+                "pno_degraded_total",
+                format!("{labels},reason=\"{}\"", reason.as_str()),
+                1.0,
+            );
+            Ok(Serving {
+                samples,
+                degraded: Some((reason, mean_only)),
+            })
+        }
+        Plan::Refuse(reason) => {
+            st.metrics().inc(
+                "pno_shed_total",
+                format!("{labels},reason=\"pressure_{}\"", reason.as_str()),
+                1.0,
+            );
+            Err(ApiError::unavailable(
+                format!(
+                    "model '{}' is under pressure ({}) and the request asked for no degraded answer (\"degrade\": false); retry later",
+                    m.name,
+                    reason.as_str()
+                ),
+                1,
+            ))
+        }
+    }
+}
+
+/// Wait for the model's slot and a global one until `deadline`: 503 when a queue is full or the
+/// gates closed, 504 at the deadline.
+async fn queue(
+    st: &AppState,
+    model: &str,
+    labels: &str,
+    deadline: tokio::time::Instant,
+    limit: Duration,
+) -> Result<Slots, ApiError> {
+    let shed = |reason: &str| {
+        st.metrics().inc(
+            "pno_shed_total",
+            format!("{labels},reason=\"{reason}\""),
+            1.0,
+        );
+    };
+    match tokio::time::timeout_at(deadline, st.bulkheads().acquire(model)).await {
+        Err(_) => {
+            shed("queue_deadline");
+            Err(deadline_err(limit.as_millis()))
+        }
+        Ok(Err(Shed::QueueFull)) => {
+            shed("queue_full");
+            Err(ApiError::unavailable(
+                format!("model '{model}' is overloaded: its inference queue is full"),
+                1,
+            ))
+        }
+        Ok(Err(Shed::Closed)) => Err(ApiError::unavailable("server is shutting down", 5)),
+        Ok(Ok(s)) => Ok(s),
+    }
+}
+
+/// Why the compute job failed.
+pub(crate) enum JobError {
+    /// The model refused or failed.
+    Model(pno_run::RunError),
+    /// The prediction stopped on its cancellation token.
+    Cancelled,
+    /// A non-finite output; `in_range` when the input was finite and within the model's range.
+    NonFinite { in_range: bool },
+    /// The model panicked.
+    Panicked,
+    /// An injected fault (test builds only).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    Injected(FailureClass, String),
+}
+
+/// How far (in training standard deviations) an input may be from the training mean and still
+/// count as in range: a non-finite answer to an input within it is the model's failure.
+const IN_RANGE_STDS: f32 = 1e3;
+
+fn in_range(m: &LoadedVersion, x: &[f32], points: usize) -> bool {
+    let mut z = x.to_vec();
+    if let Some(nx) = &m.model.normalizers.x
+        && nx
+            .transform(&mut z, m.model.file.in_channels, points)
+            .is_err()
+    {
+        return false;
+    }
+    z.iter().all(|v| v.is_finite() && v.abs() <= IN_RANGE_STDS)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run(
     st: &AppState,
     started: Instant,
     note: &AuditNote,
-    m: &Arc<LoadedVersion>,
+    c: &Chosen,
     labels: &str,
     headers: &HeaderMap,
     body: Body,
+    learned: &mut Learned,
 ) -> Result<Response, ApiError> {
+    let m = &c.m;
     let mut req = receive(st, note, m, headers, body).await?;
+    let serving = plan(st, c, &req)?;
     let limit = Duration::from_millis(st.config().limits.request_timeout_ms);
     let limit = match req.timeout_us {
         Some(us) if us > 0 => limit.min(Duration::from_micros(us)),
@@ -111,9 +438,20 @@ async fn run(
     };
     let deadline = tokio::time::Instant::from_std(started) + limit;
 
-    // Queue.
+    // Cancellation: the deadline or a departing client (this future dropped) stops the compute,
+    // whether it is still queued (it leaves the queue) or computing (it stops between chunks).
+    let token = Token::default();
+    let mut on_drop = CancelOnDrop::new(token.clone());
+    let cancelled = |why: Why| {
+        st.metrics().inc(
+            "pno_cancelled_total",
+            format!("reason=\"{}\"", why.as_str()),
+            1.0,
+        );
+    };
+
     let q0 = Instant::now();
-    let slot = compute_slot(st.gate(), deadline, limit)
+    let slots = queue(st, &m.name, labels, deadline, limit)
         .instrument(tracing::info_span!("queue"))
         .await?;
     st.metrics().observe(
@@ -122,20 +460,28 @@ async fn run(
         q0.elapsed().as_secs_f64(),
     );
 
-    // Compute (blocking, on the blocking pool; the slot is held until it ends even if the
-    // client or the deadline gives up).
     let seed = req.seed.unwrap_or_else(|| st.next_seed());
     let device = st.device().clone();
     let batch = st.config().limits.batch;
     let model = m.clone();
-    let (n, grid, n_samples) = (req.n, req.grid.clone(), req.n_samples);
+    let (n, grid, n_samples) = (req.n, req.grid.clone(), serving.samples);
     let x = std::mem::take(&mut req.x);
     let compute_span = tracing::info_span!("compute", n, n_samples, seed);
+    let job_token = token.clone();
+    #[cfg(feature = "fault-injection")]
+    let fault = st.faults().take(&m.name, m.version);
+    let metrics_st = st.clone();
     let job = tokio::task::spawn_blocking(move || {
-        let _slot = slot;
+        let _slots = slots;
         let _e = compute_span.enter();
         let t = Instant::now();
+        let points: usize = grid.iter().product();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(feature = "fault-injection")]
+            let after = match crate::faults::before(fault.as_ref(), &job_token) {
+                Ok(after) => after,
+                Err(e) => return Err(e),
+            };
             let req = pno_run::PredictRequest {
                 x: &x,
                 n,
@@ -143,21 +489,52 @@ async fn run(
                 n_samples,
                 seed,
                 batch,
+                cancel: Some(job_token.flag()),
             };
-            model.model.predict(&req, &device)
+            #[allow(unused_mut)]
+            let mut pred = model.model.predict(&req, &device).map_err(|e| match e {
+                pno_run::RunError::Model(pno_models::ModelError::Cancelled) => JobError::Cancelled,
+                e => JobError::Model(e),
+            })?;
+            #[cfg(feature = "fault-injection")]
+            crate::faults::after(after, &mut pred);
+            let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+            if !(finite(&pred.mean) && finite(&pred.std) && finite(&pred.samples)) {
+                return Err(JobError::NonFinite {
+                    in_range: in_range(&model, &x, points),
+                });
+            }
+            Ok(pred)
         }));
+        let r = r.unwrap_or(Err(JobError::Panicked));
+        if let (Err(JobError::Cancelled), Some(why)) = (&r, job_token.why())
+            && why == Why::Disconnect
+        {
+            metrics_st
+                .metrics()
+                .inc("pno_cancelled_total", "reason=\"disconnect\"".into(), 1.0);
+        }
         (r, t.elapsed())
     });
-    let (pred, dt) = match tokio::time::timeout_at(deadline, job).await {
-        Err(_) => return Err(deadline_err(limit.as_millis())),
-        Ok(Err(_)) => return Err(ApiError::internal("inference task failed")),
-        Ok(Ok((Err(_), _))) => return Err(ApiError::internal("the model failed on this input")),
-        Ok(Ok((Ok(Err(e)), _))) => {
-            return Err(ApiError::bad_request(format!(
-                "the model refused the input: {e}"
-            )));
+    let out = tokio::time::timeout_at(deadline, job).await;
+    on_drop.disarm();
+    let (pred, dt) = match out {
+        Err(_) => {
+            // The compute stops at its next chunk and frees its slot then.
+            token.cancel(Why::Deadline);
+            cancelled(Why::Deadline);
+            learned.timed_out = true;
+            return Err(deadline_err(limit.as_millis()));
         }
-        Ok(Ok((Ok(Ok(p)), dt))) => (p, dt),
+        Ok(Err(_)) => return Err(ApiError::internal("inference task failed")),
+        Ok(Ok((r, dt))) => {
+            learned.compute = Some(dt);
+            c.guard.latency.observe(dt.as_secs_f64() * 1e3);
+            match r {
+                Ok(p) => (p, dt),
+                Err(e) => return Err(job_error(m, e)),
+            }
+        }
     };
     let metrics = st.metrics();
     metrics.observe(
@@ -181,7 +558,49 @@ async fn run(
         samples: &pred.samples,
         quantiles: &quantiles,
     };
-    encode(m, &req, seed, &fields)
+    let how = How {
+        seed,
+        serving,
+        fallback_from: c.fallback_from,
+    };
+    encode(m, &req, &how, &fields)
+}
+
+/// The answer to a failed compute job.
+fn job_error(m: &LoadedVersion, e: JobError) -> ApiError {
+    match e {
+        JobError::Model(e) => ApiError::bad_request(format!("the model refused the input: {e}")),
+        JobError::Cancelled => ApiError::unavailable("inference cancelled", 1),
+        JobError::NonFinite { in_range: true } => ApiError::internal(format!(
+            "model '{}' version {} produced non-finite values for a finite, in-range input",
+            m.name, m.version
+        ))
+        .class(FailureClass::Persistent),
+        JobError::NonFinite { in_range: false } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the output is not finite for this input, which lies more than {IN_RANGE_STDS} training standard deviations from the training mean"
+            ),
+        ),
+        JobError::Panicked => {
+            ApiError::internal("the model failed on this input (a panic was caught)")
+        }
+        JobError::Injected(class, msg) => {
+            let e = if class == FailureClass::Transient {
+                ApiError::unavailable(msg, 1)
+            } else {
+                ApiError::internal(msg)
+            };
+            e.class(class)
+        }
+    }
+}
+
+/// How the request was served, for the response parameters.
+struct How {
+    seed: u64,
+    serving: Serving,
+    fallback_from: Option<u64>,
 }
 
 /// The predicted fields, flat `[.., n, channels, points]`.
@@ -193,12 +612,12 @@ struct Fields<'a> {
     quantiles: &'a [f32],
 }
 
-/// The response: the requested outputs in order (400 when one is not finite), the parameters
-/// used, JSON or binary as asked.
+/// The response: the requested outputs in order, the parameters used (draws, seed, whether
+/// degraded and why, the version fallen back from), JSON or binary as asked.
 fn encode(
     m: &LoadedVersion,
     req: &InferRequest,
-    seed: u64,
+    how: &How,
     f: &Fields<'_>,
 ) -> Result<Response, ApiError> {
     let mut field = vec![req.n, f.channels];
@@ -210,14 +629,8 @@ fn encode(
             "mean" => (f.mean, vec![]),
             "std" => (f.std, vec![]),
             "quantiles" => (f.quantiles, vec![req.levels.len()]),
-            _ => (f.samples, vec![req.n_samples]),
+            _ => (f.samples, vec![how.serving.samples]),
         };
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(ApiError::bad_request(format!(
-                "output '{}' is not finite for this input (values outside the model's range?)",
-                o.name
-            )));
-        }
         let mut shape = lead;
         shape.extend(&field);
         outs.push(OutputTensor {
@@ -227,7 +640,21 @@ fn encode(
             binary: o.binary,
         });
     }
-    let mut params = json!({ "n_samples": req.n_samples, "seed": seed });
+    let mut params = json!({
+        "n_samples": how.serving.samples,
+        "seed": how.seed,
+        "degraded": how.serving.degraded.is_some(),
+    });
+    if let Some((reason, mean_only)) = how.serving.degraded {
+        params["requested_samples"] = req.n_samples.into();
+        params["degrade_reason"] = reason.as_str().into();
+        if mean_only {
+            params["mean_only"] = true.into();
+        }
+    }
+    if let Some(v) = how.fallback_from {
+        params["fallback_from"] = v.to_string().into();
+    }
     if wants_q {
         params["quantile_levels"] = Value::String(
             req.levels

@@ -9,6 +9,8 @@
 //! ready the layer writes one audit record with the outcome.
 
 pub(crate) mod admin;
+#[cfg(feature = "fault-injection")]
+pub(crate) mod faults;
 pub(crate) mod health;
 pub(crate) mod infer;
 pub(crate) mod model;
@@ -32,6 +34,7 @@ use serde_json::Value;
 use crate::admission::{Ctx, read_body};
 use crate::audit::AuditEvent;
 use crate::error::ApiError;
+use crate::failure::FailureClass;
 use crate::protocol;
 use crate::repository::clip;
 use crate::state::AppState;
@@ -92,10 +95,19 @@ pub(crate) async fn audited(
     let resp = next.run(req).await;
     if let Some(name) = action.audit_name() {
         let noted = note.take();
+        let class = (resp.status().as_u16() >= 400).then(|| {
+            resp.extensions()
+                .get::<FailureClass>()
+                .copied()
+                .unwrap_or_else(|| FailureClass::of_status(resp.status().as_u16()))
+                .as_str()
+                .to_string()
+        });
         st.record(AuditEvent {
             model,
             version: noted.version,
             input_sha256: noted.input_sha256,
+            class,
             ..ctx.audit_event(name, resp.status())
         });
     }

@@ -71,6 +71,13 @@ pub(crate) async fn load(
     match res {
         Ok(v) => {
             tracing::info!(model = %name, versions = ?v, "model loaded");
+            // A version read anew from disk is a new artifact: its breaker starts closed.
+            for &version in &v {
+                let g = st.guards().get(&name, version);
+                if let Some(t) = g.breaker.reset("version reloaded from the repository") {
+                    st.breaker_moved(&name, version, &t);
+                }
+            }
             Ok(ok_json(json!({
                 "name": name,
                 "loaded": v.iter().map(u64::to_string).collect::<Vec<_>>(),

@@ -361,5 +361,6 @@ fn predict_req(x: &[f32], n: usize, n_samples: usize, seed: u64) -> pno_run::Pre
         n_samples,
         seed,
         batch: 16,
+        cancel: None,
     }
 }

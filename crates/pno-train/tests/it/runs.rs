@@ -70,6 +70,7 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
             n_samples: 5,
             seed: 1,
             batch,
+            cancel: None,
         };
         let p = t.predict(&req(4), &device).unwrap();
         assert_eq!(p.samples.len(), 5 * 2 * 256);
@@ -92,6 +93,7 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
                 n_samples: 3,
                 seed: 0,
                 batch: 1,
+                cancel: None,
             };
             let p32 = t.predict(&r32, &device).unwrap();
             assert_eq!(p32.mean.len(), 32 * 32);
