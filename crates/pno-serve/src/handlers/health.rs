@@ -22,7 +22,7 @@ pub(crate) async fn ready(State(st): State<AppState>) -> Response {
         Err(why) => {
             let mut r = json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                &json!({ "ready": false, "error": format!("not ready: {why}") }),
+                &json!({ "ready": false, "error": format!("not ready: {why}"), "class": "transient" }),
             );
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));

@@ -110,8 +110,14 @@ impl Drop for Chosen {
 
 /// Pick the version: the one asked for (or the newest), or — when its breaker is open and no
 /// version was pinned — a healthy one by the model's fallback policy.
-fn choose(st: &AppState, name: &str, version: Option<&str>) -> Result<Chosen, ApiError> {
+fn choose(
+    st: &AppState,
+    name: &str,
+    version: Option<&str>,
+    served: &mut ServedBy,
+) -> Result<Chosen, ApiError> {
     let m = st.repository().get(name, version)?;
+    served.version = m.version_str();
     let now = Instant::now();
     let guard = st.guards().get(&m.name, m.version);
     let wait = match guard.breaker.admit(now) {
@@ -207,7 +213,7 @@ async fn counted(
     body: Body,
     served: &mut ServedBy,
 ) -> Result<Response, ApiError> {
-    let mut chosen = choose(st, &at.name, at.version.as_deref())?;
+    let mut chosen = choose(st, &at.name, at.version.as_deref(), served)?;
     let version = chosen.m.version_str();
     served.model = chosen.m.name.clone();
     served.version = version.clone();
@@ -441,14 +447,19 @@ async fn run(
     // Cancellation: the deadline or a departing client (this future dropped) stops the compute,
     // whether it is still queued (it leaves the queue) or computing (it stops between chunks).
     let token = Token::default();
-    let mut on_drop = CancelOnDrop::new(token.clone());
-    let cancelled = |why: Why| {
-        st.metrics().inc(
+    let st2 = st.clone();
+    let mut on_drop = CancelOnDrop::new(token.clone(), deadline.into_std(), move |why| {
+        tracing::info!(
+            reason = why.as_str(),
+            class = "transient",
+            "inference cancelled"
+        );
+        st2.metrics().inc(
             "pno_cancelled_total",
             format!("reason=\"{}\"", why.as_str()),
             1.0,
         );
-    };
+    });
 
     let q0 = Instant::now();
     let slots = queue(st, &m.name, labels, deadline, limit)
@@ -470,7 +481,6 @@ async fn run(
     let job_token = token.clone();
     #[cfg(feature = "fault-injection")]
     let fault = st.faults().take(&m.name, m.version);
-    let metrics_st = st.clone();
     let job = tokio::task::spawn_blocking(move || {
         let _slots = slots;
         let _e = compute_span.enter();
@@ -506,28 +516,22 @@ async fn run(
             }
             Ok(pred)
         }));
-        let r = r.unwrap_or(Err(JobError::Panicked));
-        if let (Err(JobError::Cancelled), Some(why)) = (&r, job_token.why())
-            && why == Why::Disconnect
-        {
-            metrics_st
-                .metrics()
-                .inc("pno_cancelled_total", "reason=\"disconnect\"".into(), 1.0);
-        }
-        (r, t.elapsed())
+        (r.unwrap_or(Err(JobError::Panicked)), t.elapsed())
     });
     let out = tokio::time::timeout_at(deadline, job).await;
-    on_drop.disarm();
     let (pred, dt) = match out {
         Err(_) => {
             // The compute stops at its next chunk and frees its slot then.
-            token.cancel(Why::Deadline);
-            cancelled(Why::Deadline);
+            on_drop.cancel(Why::Deadline);
             learned.timed_out = true;
             return Err(deadline_err(limit.as_millis()));
         }
-        Ok(Err(_)) => return Err(ApiError::internal("inference task failed")),
+        Ok(Err(_)) => {
+            on_drop.disarm();
+            return Err(ApiError::internal("inference task failed"));
+        }
         Ok(Ok((r, dt))) => {
+            on_drop.disarm();
             learned.compute = Some(dt);
             c.guard.latency.observe(dt.as_secs_f64() * 1e3);
             match r {

@@ -65,29 +65,59 @@ impl Token {
     }
 }
 
-/// Cancels its token as a disconnect when dropped before [`CancelOnDrop::disarm`].
-#[derive(Debug)]
+/// Cancels its token when dropped before [`CancelOnDrop::disarm`] — the request's future was
+/// dropped: at or past `deadline` that is the deadline (an outer timeout fired), before it the
+/// client left — and reports the reason to `on_cancel`.
 pub(crate) struct CancelOnDrop {
     token: Token,
-    armed: bool,
+    deadline: std::time::Instant,
+    on_cancel: Option<Box<dyn FnOnce(Why) + Send>>,
+}
+
+impl std::fmt::Debug for CancelOnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CancelOnDrop")
+            .field("token", &self.token)
+            .field("armed", &self.on_cancel.is_some())
+            .finish()
+    }
 }
 
 impl CancelOnDrop {
-    /// Guard `token`.
-    pub(crate) fn new(token: Token) -> Self {
-        Self { token, armed: true }
+    /// Guard `token` of a request due by `deadline`.
+    pub(crate) fn new(
+        token: Token,
+        deadline: std::time::Instant,
+        on_cancel: impl FnOnce(Why) + Send + 'static,
+    ) -> Self {
+        Self {
+            token,
+            deadline,
+            on_cancel: Some(Box::new(on_cancel)),
+        }
     }
-    /// The request finished: dropping no longer cancels.
+    /// The request was answered (or cancelled and counted already): dropping does nothing.
     pub(crate) fn disarm(&mut self) {
-        self.armed = false;
+        self.on_cancel = None;
+    }
+    /// Cancel now for `why` and report it (once).
+    pub(crate) fn cancel(&mut self, why: Why) {
+        if let Some(f) = self.on_cancel.take()
+            && self.token.cancel(why)
+        {
+            f(why);
+        }
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if self.armed {
-            self.token.cancel(Why::Disconnect);
-        }
+        let why = if std::time::Instant::now() >= self.deadline {
+            Why::Deadline
+        } else {
+            Why::Disconnect
+        };
+        self.cancel(why);
     }
 }
 
@@ -104,14 +134,37 @@ mod tests {
         assert_eq!(t.why(), Some(Why::Deadline));
         assert!(t.flag().load(Ordering::SeqCst));
 
+        let seen = std::sync::Arc::new(AtomicU8::new(0));
+        let count = |seen: &std::sync::Arc<AtomicU8>| {
+            let s = seen.clone();
+            move |_why: Why| {
+                s.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
         let t = Token::default();
-        drop(CancelOnDrop::new(t.clone()));
+        drop(CancelOnDrop::new(t.clone(), later, count(&seen)));
         assert_eq!(t.why(), Some(Why::Disconnect));
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+
+        let past = std::time::Instant::now();
+        let t = Token::default();
+        drop(CancelOnDrop::new(t.clone(), past, count(&seen)));
+        assert_eq!(t.why(), Some(Why::Deadline), "dropped at the deadline");
 
         let t = Token::default();
-        let mut g = CancelOnDrop::new(t.clone());
+        let mut g = CancelOnDrop::new(t.clone(), later, count(&seen));
         g.disarm();
         drop(g);
         assert_eq!(t.why(), None);
+        assert_eq!(seen.load(Ordering::SeqCst), 2);
+
+        // Cancelled explicitly once, counted once.
+        let t = Token::default();
+        let mut g = CancelOnDrop::new(t.clone(), later, count(&seen));
+        g.cancel(Why::Deadline);
+        drop(g);
+        assert_eq!(t.why(), Some(Why::Deadline));
+        assert_eq!(seen.load(Ordering::SeqCst), 3);
     }
 }

@@ -5,6 +5,7 @@
 mod audit;
 mod infer;
 mod repository;
+mod resilience;
 mod routes;
 mod security;
 mod socket;
@@ -121,7 +122,7 @@ pub(crate) async fn body_bytes(r: Response<Body>) -> Vec<u8> {
         .to_vec()
 }
 
-/// Status and JSON body; asserts that every non-2xx answer is `{"error": "..."}`.
+/// Status and JSON body; asserts that every non-2xx answer is `{"error": "...", "class": ...}`.
 pub(crate) async fn call(st: &AppState, req: Request<Body>) -> (StatusCode, Value) {
     let r = send(st, req).await;
     let status = r.status();
@@ -136,6 +137,12 @@ pub(crate) async fn call(st: &AppState, req: Request<Body>) -> (StatusCode, Valu
         assert!(
             ct.starts_with("application/json") && v["error"].is_string(),
             "{status}: error body must be JSON {{\"error\"}}: {ct} {}",
+            String::from_utf8_lossy(&b)
+        );
+        let class = v["class"].as_str().unwrap_or("");
+        assert!(
+            ["input", "security", "transient", "persistent", "internal"].contains(&class),
+            "{status}: error body must carry a failure class: {}",
             String::from_utf8_lossy(&b)
         );
     }
