@@ -11,6 +11,7 @@
 #   PNO, PNO_LOAD      the `pno` and `pno-load` binaries; unset: built here in the dev profile
 #   CARGO_TARGET_DIR   where to build them (default ~/.cache/pno-physics-bench/target)
 #   TOUR_KEEP=1        keep the temp dir (server log, audit log, load timeline) for a look
+#   TOUR_RATE=N        arrivals per second of the overload in step 6 (default 100)
 #
 # Needs bash, curl and python3 (standard library only) besides the binaries. Bounded in time:
 # every curl has --max-time, the load runs 5 s, the whole tour takes about a minute or two after
@@ -47,8 +48,8 @@ check() {
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
 if [[ -z "${PNO:-}" || -z "${PNO_LOAD:-}" ]]; then
-    printf '%sbuilding pno and pno-load (dev profile) in %s%s\n' "$B" "$CARGO_TARGET_DIR" "$N"
-    (cd "$ROOT" && cargo build -q -p pno-cli -p pno-load) || die "cargo build failed"
+    printf '%sbuilding pno and pno-load (dev profile) in %s (minutes on a fresh target dir)%s\n' "$B" "$CARGO_TARGET_DIR" "$N"
+    build_out=$(cd "$ROOT" && cargo build -q -p pno-cli -p pno-load 2>&1) || { printf '%s\n' "$build_out"; die "cargo build failed"; }
     PNO=${PNO:-$CARGO_TARGET_DIR/debug/pno}
     PNO_LOAD=${PNO_LOAD:-$CARGO_TARGET_DIR/debug/pno-load}
 fi
@@ -379,7 +380,7 @@ write_config serve-load.toml 1000.0 1000
 start_server serve-load.toml
 infer_body load.json 64
 infer_body strict.json 64 '{"degrade": false}'
-RATE=${TOUR_RATE:-60}
+RATE=${TOUR_RATE:-100}
 printf '   → pno-load --url %s/v2/models/pno/infer --body load.json (n_samples 64) --rate %s --duration 5 --out timeline.jsonl --summary summary.json\n' "" "$RATE"
 "$PNO_LOAD" --url "$URL/v2/models/pno/infer" --body load.json --header "Authorization: Bearer $K_LOAD" \
     --rate "$RATE" --duration 5 --timeout-ms 15000 --out timeline.jsonl --summary summary.json >load.out 2>&1 &
