@@ -45,6 +45,8 @@ pub enum ServeError {
         path: PathBuf,
         /// Why (checksum mismatch, bad config, corrupt weights…).
         reason: String,
+        /// Persistent (a bad artifact) or transient (I/O that failed through its retries).
+        class: FailureClass,
     },
     /// The model repository has no usable model or version.
     #[error("model repository {path}: {what}")]

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::config::{RetryConfig, VersionPolicy};
 use crate::error::{ApiError, Result, ServeError};
+use crate::failure::FailureClass;
 
 /// A loaded model version.
 #[derive(Debug)]
@@ -216,16 +217,36 @@ impl Repository {
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.read_run(&path, name, version)
         }));
-        let err = |reason: String| ServeError::Load {
+        let class_err = |reason: String, class| ServeError::Load {
             model: name.into(),
             version: version.to_string(),
             path: path.clone(),
             reason,
+            class,
         };
+        let err = |reason: String| class_err(reason, FailureClass::Persistent);
         let model = match loaded {
             Ok(Ok(m)) => m,
+            Ok(Err(pno_run::RunError::Io {
+                op,
+                path: p,
+                source,
+            })) if pno_core::retry::is_transient(&source) => {
+                return Err(class_err(
+                    format!(
+                        "{op} {}: {source} (transient; retries exhausted)",
+                        p.display()
+                    ),
+                    FailureClass::Transient,
+                ));
+            }
             Ok(Err(e)) => return Err(err(e.to_string())),
-            Err(_) => return Err(err("the model library panicked while loading".into())),
+            Err(_) => {
+                return Err(class_err(
+                    "the model library panicked while loading".into(),
+                    FailureClass::Internal,
+                ));
+            }
         };
         if self.gate_required(name) {
             match model.run.read_gate() {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::{AuditNote, Params, ok_json, small_json};
 use crate::error::{ApiError, ServeError};
+use crate::failure::FailureClass;
 use crate::repository::clip;
 use crate::state::AppState;
 
@@ -92,6 +93,11 @@ pub(crate) async fn load(
             tracing::warn!(model = %name, error = %e, "model load refused");
             match e {
                 ServeError::Repository { .. } => Err(ApiError::not_found(msg)),
+                ServeError::Load {
+                    class: FailureClass::Transient,
+                    ..
+                } => Err(ApiError::unavailable(msg, 1)),
+                ServeError::Load { class, .. } => Err(ApiError::bad_request(msg).class(class)),
                 _ => Err(ApiError::bad_request(msg)),
             }
         }

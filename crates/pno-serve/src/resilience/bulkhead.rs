@@ -58,7 +58,7 @@ impl Gate {
     }
 
     /// Requests holding a slot.
-    pub(crate) fn running(&self) -> usize {
+    pub fn running(&self) -> usize {
         self.running.load(Ordering::SeqCst)
     }
 

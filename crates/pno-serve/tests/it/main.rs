@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+#[cfg(feature = "fault-injection")]
+mod faults;
 mod infer;
 mod repository;
 mod resilience;

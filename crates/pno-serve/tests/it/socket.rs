@@ -131,3 +131,103 @@ async fn slow_headers_are_cut_off() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+async fn start(
+    st: &AppState,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<pno_serve::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(20), "{what}: timed out");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_request_whose_client_leaves_is_dropped_before_it_starts() {
+    let (_dir, st) = setup();
+    let (addr, tx, server) = start(&st).await;
+    let slot = st.model_gate("pno").acquire().await.unwrap();
+    // A request queues behind the held slot, then its client goes away.
+    let body = infer_body(&input(1), 1, json!({"n_samples": 3, "seed": 5})).to_string();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v2/models/pno/infer HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body.as_bytes()).await.unwrap();
+    let gate = st.model_gate("pno");
+    wait_for("queued", || gate.waiting() == 1).await;
+    drop(s);
+    wait_for("left the queue", || gate.waiting() == 0).await;
+    drop(slot);
+    let m = String::from_utf8(http(addr, "GET", "/metrics", b"").await.2).unwrap();
+    assert!(
+        m.contains("pno_cancelled_total{reason=\"disconnect\"} 1"),
+        "{m}"
+    );
+    // It never computed.
+    assert!(!m.contains("pno_inference_exec_count_total{"), "{m}");
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_503_and_keep_alive_is_bounded() {
+    let (dir, _) = setup();
+    let mut cfg = config(&dir.path().join("repo"));
+    cfg.limits.max_connections = 1;
+    cfg.limits.max_requests_per_connection = 2;
+    let st = state(cfg);
+    let (addr, tx, server) = start(&st).await;
+    // One keep-alive connection: the second request's answer closes it.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = b"GET /v2/health/live HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    s.write_all(req).await.unwrap();
+    // While it is open, another connection is refused with 503.
+    let (status, head, b) = http(addr, "GET", "/v2/health/live", b"").await;
+    assert_eq!(status, 503, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(v["class"], "transient");
+    s.write_all(req).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection after its last allowed request")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert_eq!(text.matches("http/1.1 200").count(), 2, "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+    drop(s);
+    // The slot is free again.
+    wait_for("connection slot freed", || true).await;
+    let mut ok = false;
+    for _ in 0..100 {
+        if http(addr, "GET", "/v2/health/live", b"").await.0 == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "a new connection is served once the old one closed");
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
