@@ -9,6 +9,12 @@
 //!   checkpoint kept anywhere else detects truncation and rewriting of everything it covers.
 //! - [`report`]: counts by actor, role, action, outcome and status for compliance reviews.
 
+// Fault injection is for test builds: a release build with it is refused.
+#[cfg(all(feature = "fault-injection", not(debug_assertions)))]
+compile_error!(
+    "the `fault-injection` feature is for tests only and cannot be built in release mode"
+);
+
 pub mod checkpoint;
 mod error;
 mod log;

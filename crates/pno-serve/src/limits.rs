@@ -92,7 +92,7 @@ impl Lockout {
         let now = Instant::now();
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let until = map.get(client)?.locked_until?;
-        (until > now).then(|| until.duration_since(now).as_secs().max(1))
+        (until > now).then(|| until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64)
     }
 
     /// Record a failed authentication; `Some(seconds)` when this locks the client out.
@@ -156,7 +156,8 @@ mod tests {
         assert_eq!(l.fail("ip"), None);
         assert_eq!(l.locked("ip"), None);
         assert_eq!(l.fail("ip"), Some(30));
-        assert!(l.locked("ip").is_some());
+        // Rounded up: a client that waits Retry-After seconds is no longer locked out.
+        assert_eq!(l.locked("ip"), Some(30));
         assert!(l.locked("other").is_none());
     }
 }

@@ -81,7 +81,21 @@ pub const ROUTES: &[RouteDoc] = &[
     RouteDoc {
         method: "get",
         path: "/v2/models/{name}/versions/{version}/ready",
-        summary: "Model version readiness",
+        summary: "Model version readiness (503 while its circuit breaker is open)",
+        role: "reader",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/stats",
+        summary: "Extension: health of each served version (circuit breaker state, failure and slow-call rates, latency EWMA) and the model's bulkhead",
+        role: "reader",
+        errors: &[404],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/versions/{version}/stats",
+        summary: "Extension: health of one version (circuit breaker, latency EWMA) and the model's bulkhead",
         role: "reader",
         errors: &[404],
     },
@@ -90,14 +104,14 @@ pub const ROUTES: &[RouteDoc] = &[
         path: "/v2/models/{name}/infer",
         summary: "Inference (JSON or binary tensor data); parameters n_samples, seed, quantile_levels, timeout (µs), binary_data_output",
         role: "reader",
-        errors: &[400, 404, 408, 413, 415, 503, 504],
+        errors: &[400, 404, 408, 413, 415, 422, 500, 503, 504],
     },
     RouteDoc {
         method: "post",
         path: "/v2/models/{name}/versions/{version}/infer",
         summary: "Inference on a version",
         role: "reader",
-        errors: &[400, 404, 408, 413, 415, 503, 504],
+        errors: &[400, 404, 408, 413, 415, 422, 500, 503, 504],
     },
     RouteDoc {
         method: "post",
@@ -213,7 +227,11 @@ pub(crate) fn document() -> Value {
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Error": {"type": "object", "required": ["error", "class"], "properties": {
+                    "error": {"type": "string"},
+                    "class": {"type": "string", "enum": ["input", "security", "transient", "persistent", "internal"],
+                              "description": "Failure class: the caller's fault (input), auth and limits (security), may succeed on retry (transient, with Retry-After), the model's fault (persistent), a bug (internal)"},
+                    "breaker": {"type": "string", "enum": ["open"], "description": "Present when the version's circuit breaker refused the request"}}},
                 "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
                     "id": {"type": "string"},
                     "parameters": {"type": "object", "properties": {
@@ -221,6 +239,7 @@ pub(crate) fn document() -> Value {
                         "seed": {"type": "integer", "minimum": 0},
                         "quantile_levels": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
                         "timeout": {"type": "integer", "description": "µs"},
+                        "degrade": {"type": "boolean", "description": "false: under pressure answer 503 instead of fewer draws (default true)"},
                         "binary_data_output": {"type": "boolean"}}},
                     "inputs": {"type": "array", "items": {"type": "object", "required": ["name", "shape", "datatype"], "properties": {
                         "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},

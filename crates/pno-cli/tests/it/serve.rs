@@ -65,6 +65,9 @@ fn bad_configs_are_refused_at_start_naming_the_key() {
         ("[limits]\nmax_queue = \"many\"\n", "limits.max_queue"),
         ("listen = \"nowhere\"\n", "listen"),
         ("bogus_key = 1\n", "bogus_key"),
+        ("[breaker]\nfailure_rate = 2.0\n", "breaker.failure_rate"),
+        ("[degrade]\nmin_samples = 100000\n", "degrade.min_samples"),
+        ("[breaker]\nwindow = -5\n", "breaker.window"),
     ] {
         std::fs::write(&cfg, text).unwrap();
         let err = pno_err(&["serve", "--config", cfg.to_str().unwrap()]);
@@ -257,4 +260,124 @@ fn audit_verify_names_the_first_tampered_record() {
         dir.path().join("none.log").to_str().unwrap(),
     ]);
     assert!(err.contains("none.log"), "{err}");
+}
+
+/// Copy a run with every weight scaled by 1e30: finite (it loads, its checksum is updated) but
+/// every forward pass overflows.
+fn broken_copy(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_file() {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+    let w = dst.join("weights.safetensors");
+    let (mut tensors, meta) = pno_run::from_safetensors(&std::fs::read(&w).unwrap(), &w).unwrap();
+    for t in tensors.values_mut() {
+        t.values.iter_mut().for_each(|v| *v *= 1e30);
+    }
+    let out = pno_run::to_safetensors(&tensors, meta).unwrap();
+    std::fs::write(&w, &out).unwrap();
+    let mp = dst.join("model.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mp).unwrap()).unwrap();
+    m["weights_sha256"] = pno_core::sha256_hex(&out).into();
+    std::fs::write(&mp, m.to_string()).unwrap();
+}
+
+#[test]
+fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    broken_copy(
+        &dir.path().join("repo/pno/1"),
+        &dir.path().join("repo/pno/2"),
+    );
+    let audit = dir.path().join("audit.log");
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nrepository = {repo:?}\nfallback = \"previous\"\n\
+             [breaker]\nconsecutive_failures = 3\nopen_ms = 60000\n\
+             [audit]\npath = {:?}\n[models.pno]\nversion_policy = \"all\"\n",
+            audit.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let x: Vec<f32> = (0..256).map(|i| (i as f32 * 0.1).sin().abs()).collect();
+    let req = serde_json::json!({"parameters": {"n_samples": 4, "seed": 3},
+        "inputs": [{"name": "x", "shape": [1, 1, 16, 16], "datatype": "FP32", "data": x}]})
+    .to_string();
+    let pinned = "/v2/models/pno/versions/2/infer";
+    for _ in 0..3 {
+        let (s, body) = http(&addr, "POST", pinned, None, &req);
+        assert_eq!(s, 500, "{body}");
+        assert!(body.contains("\"class\":\"persistent\""), "{body}");
+    }
+    let t = Instant::now();
+    let (s, body) = http(&addr, "POST", pinned, None, &req);
+    let fail_fast = t.elapsed();
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("\"breaker\":\"open\""), "{body}");
+    let (s, body) = http(&addr, "POST", "/v2/models/pno/infer", None, &req);
+    assert_eq!(s, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (
+            v["model_version"].as_str(),
+            v["parameters"]["fallback_from"].as_str()
+        ),
+        (Some("1"), Some("2"))
+    );
+    let (_, m) = http(&addr, "GET", "/metrics", None, "");
+    assert!(
+        m.contains("pno_breaker_state{model=\"pno\",version=\"2\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("pno_failures_total{class=\"persistent\",model=\"pno\",version=\"2\"} 3"),
+        "{m}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("circuit breaker opened"), "{logs}");
+    assert!(
+        logs.contains("\"class\":\"persistent\""),
+        "the log line carries the class: {logs}"
+    );
+    let audit_text = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        audit_text.contains("\"action\":\"breaker.open\""),
+        "{audit_text}"
+    );
+    assert!(
+        audit_text.contains("\"class\":\"persistent\""),
+        "{audit_text}"
+    );
+    let out = pno_ok(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(out.starts_with("ok:"), "{out}");
+    eprintln!("breaker fail-fast answer on a real server: {fail_fast:?}");
 }

@@ -56,6 +56,7 @@ impl Token {
     }
 
     /// Why it was cancelled, if it was.
+    #[cfg_attr(not(any(test, feature = "fault-injection")), allow(dead_code))]
     pub(crate) fn why(&self) -> Option<Why> {
         match self.0.why.load(Ordering::SeqCst) {
             1 => Some(Why::Deadline),
