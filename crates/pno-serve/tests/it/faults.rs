@@ -278,3 +278,46 @@ async fn transient_io_on_the_audit_log_and_the_repository_is_retried_away() {
         "two infers and two loads (fault routes and /metrics are not audited)"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_computation_whose_client_leaves_stops_and_frees_its_slot() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let st = two_models(dir.path(), |_| {});
+    inject(&st, json!({"model": "a", "mode": "hang"})).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
+        let _ = rx.await;
+    }));
+    let b = body().to_string();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v2/models/a/infer HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        b.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b.as_bytes()).await.unwrap();
+    let gate = st.model_gate("a");
+    let t = Instant::now();
+    while gate.running() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The client leaves mid-computation: the compute sees its token and frees the slot long
+    // before the 60 s request deadline.
+    drop(s);
+    let t = Instant::now();
+    while gate.running() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(5), "slot never freed");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let m = metrics(&st).await;
+    assert!(
+        m.contains("pno_cancelled_total{reason=\"disconnect\"} 1"),
+        "{m}"
+    );
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}
