@@ -8,8 +8,8 @@
 # hung connections, 5xx for malformed requests, and audit records lost.
 #   bash bench/chaos.sh
 # Env: DUR (s of load, 180; the schedule scales with it), RATE (req/s per model; default 60 % of
-#      the capacity measured with both models busy), SKIP_BUILD=1, PNO=…, LOAD=… (built
-#      binaries), WORK (scratch folder), OUT (results JSON, default
+#      the capacity measured with both models busy), SKIP_BUILD=1 with PNO=…, LOAD=… (built
+#      binaries, copied to WORK/bin), WORK (scratch folder), OUT (results JSON, default
 #      bench/results/<date>-<commit>-chaos.json).
 # Loopback only; bounded in time (DUR + ~60 s); everything it starts is stopped on exit.
 set -euo pipefail
@@ -19,9 +19,9 @@ cd "$(dirname "$0")/.."
 DUR=${DUR:-180}
 TIMEOUT_MS=2000   # the server's request deadline
 SLOW_MS=600       # injected slow call, above breaker.slow_call_ms
-res_build
 WORK=${WORK:-$(mktemp -d /tmp/pno-chaos.XXXXXX)}
 mkdir -p "$WORK"
+res_build "$WORK/bin"
 OUT=${OUT:-$(res_results_file chaos)}
 echo "work: $WORK  results: $OUT" >&2
 trap 'res_stop_all; kill $(jobs -p) 2>/dev/null || true' EXIT
@@ -55,6 +55,7 @@ TOML
 } > "$WORK/serve.toml"
 res_start "$WORK/serve.toml" "$WORK/serve.log" "$URL"
 H="Authorization: Bearer $ADMIN_KEY"
+res_has_faults "$URL" || { echo "error: $PNO has no PUT /v2/debug/faults: it was not built with --features pno-serve/fault-injection (another build may have replaced debug/pno in the shared target folder; rebuild)" >&2; exit 1; }
 
 # Capacity with both models busy (closed loop, 2 in flight each, 5 s), after a short warm-up.
 for m in a b; do

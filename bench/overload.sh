@@ -16,9 +16,9 @@ cd "$(dirname "$0")/.."
 . bench/resilience.sh
 RUN_S=${RUN_S:-40}; SWEEP_S=${SWEEP_S:-8}; FACTOR=${FACTOR:-4}
 TIMEOUT_MS=2000
-res_build
 WORK=${WORK:-$(mktemp -d /tmp/pno-overload.XXXXXX)}
 mkdir -p "$WORK"
+res_build "$WORK/bin"
 OUT=${OUT:-$(res_results_file overload)}
 echo "work: $WORK  results: $OUT" >&2
 trap 'res_stop_all; kill $(jobs -p) 2>/dev/null || true' EXIT
@@ -50,6 +50,9 @@ load() {  # URL RATE SECONDS NAME
     --rate "$2" --duration "$3" --timeout-ms 5000 --seed 3 \
     --out "$WORK/timeline_$4.jsonl" --summary "$WORK/summary_$4.json" > "$WORK/load_$4.md"
 }
+
+BUILD="dev profile, plain (no fault-injection feature)"
+res_has_faults "${URLS[on]}" && BUILD="dev profile, --features pno-serve/fault-injection (no faults injected)"
 
 # Closed-loop capacity (4 in flight, 5 s) after a warm-up, on the degradation-off server.
 U=${URLS[off]}
@@ -92,7 +95,7 @@ cat > "$WORK/params.json" <<JSON
  "run_s": $RUN_S, "sweep_s": $SWEEP_S, "request_timeout_ms": $TIMEOUT_MS, "client_timeout_ms": 5000,
  "model": "a (32² PNO_D, n_samples 32)", "bulkhead": "max_concurrency 2, max_queue 16; global 2/32",
  "degrade_on": "default [degrade] (queue_fraction 0.5, min_samples 8)", "degrade_off": "[degrade] enabled = false",
- "build": "dev profile, --features pno-serve/fault-injection (no faults injected)"}
+ "build": "$BUILD"}
 JSON
 
 for mode in on off; do

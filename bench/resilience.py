@@ -132,8 +132,11 @@ def cmd_drive(a):
         s, b, _ = request(url, "PUT", "/v2/debug/faults", key, json.dumps(fault))
         injections.append({"t_ms": round(rel(), 1), "fault": fault, "status": s, "body": b[:200]})
         if s != 200:
-            print(f"warning: PUT /v2/debug/faults {fault} -> {s} {b[:200]}", file=sys.stderr)
+            print(f"error: PUT /v2/debug/faults {fault} -> {s} {b[:200]}", file=sys.stderr)
+            put.failed += 1
         return s
+
+    put.failed = 0
 
     def clear():
         s, b, _ = request(url, "DELETE", "/v2/debug/faults", key)
@@ -207,6 +210,8 @@ def cmd_drive(a):
                        ("repo_loads.json", loads), ("injections.json", injections)]:
         with open(os.path.join(work, fname), "w") as f:
             json.dump(obj, f, indent=1)
+    if put.failed:
+        sys.exit(f"error: {put.failed} fault injections were refused (injections.json)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,14 +5,30 @@
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
 # Dev profile on purpose (dependencies are optimised there; a release build of burn takes 15+ min
-# on this 2-core machine). The fault-injection feature adds PUT /v2/debug/faults.
+# on this 2-core machine). The fault-injection feature adds PUT /v2/debug/faults. The target
+# folder is shared with other builds, which may rebuild debug/pno without that feature at any
+# time: res_build BINDIR copies both binaries to BINDIR at once, and res_has_faults checks the
+# running server has the route.
 res_build() {
-  [ -n "${SKIP_BUILD:-}" ] && return 0
-  cargo build -q -p pno-cli --features pno-serve/fault-injection
-  cargo build -q -p pno-load
+  local bin=$1
+  mkdir -p "$bin"
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    cargo build -q -p pno-cli --features pno-serve/fault-injection
+    cp "$CARGO_TARGET_DIR/debug/pno" "$bin/pno"
+    cargo build -q -p pno-load
+    cp "$CARGO_TARGET_DIR/debug/pno-load" "$bin/pno-load"
+  else
+    cp "${PNO:-$CARGO_TARGET_DIR/debug/pno}" "$bin/pno"
+    cp "${LOAD:-$CARGO_TARGET_DIR/debug/pno-load}" "$bin/pno-load"
+  fi
+  PNO=$bin/pno
+  LOAD=$bin/pno-load
 }
-PNO=${PNO:-$CARGO_TARGET_DIR/debug/pno}
-LOAD=${LOAD:-$CARGO_TARGET_DIR/debug/pno-load}
+
+# res_has_faults URL: whether the server answers GET /v2/debug/faults (fault-injection build).
+res_has_faults() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $ADMIN_KEY" "$1/v2/debug/faults")" = 200 ]
+}
 
 # A results file bench/results/<date>-<commit>-WHAT.json (-2, -3, … when taken).
 res_results_file() {
