@@ -230,7 +230,8 @@ def pct(values, p):
 
 def lat(rs):
     ls = [r["latency_ms"] for r in rs]
-    return {"n": len(ls), "p50": pct(ls, 50), "p99": pct(ls, 99), "max": pct(ls, 100)}
+    return {"n": len(ls), "p50": pct(ls, 50), "p90": pct(ls, 90), "p99": pct(ls, 99),
+            "max": pct(ls, 100)}
 
 
 def ok(r):
@@ -297,6 +298,8 @@ def cmd_chaos_report(a):
     cfg = json.load(open(os.path.join(w, "params.json")))
 
     res = {**stamp, "what": "chaos", "params": cfg, "faults": faults}
+    if a.note:
+        res["note"] = a.note
     res["per_model"] = {}
     for m, rs in tl.items():
         c = counts(rs)
@@ -336,8 +339,9 @@ def cmd_chaos_report(a):
         first_open_req = min((r["start_ms"] for r in open_rs), default=None)
         rec = next((x for x in mttr["faults"] if x["name"] == f["name"]), {})
         # Recovery bounded by the next fault: from the fault's end to the end of the last failing
-        # request of a that started before the next fault (0 when none failed after the end).
-        after = [r for r in tl["a"] if f["end_ms"] <= r["start_ms"] < nxt and not ok(r)
+        # request of a that started after the end and more than 500 ms before the next fault's
+        # start (its PUT lands a few ms after the recorded start; 0 when none failed).
+        after = [r for r in tl["a"] if f["end_ms"] <= r["start_ms"] < nxt - 500 and not ok(r)
                  and r["status"] != 429]
         rec_ms = max((r["start_ms"] + r["latency_ms"] - f["end_ms"] for r in after), default=0.0)
         per_fault.append({
@@ -410,13 +414,13 @@ def cmd_chaos_report(a):
         print(f"| {m} | {c['sent']} | {c['succeeded']} | {c['degraded']} | {c['failed']} ({cls}) | "
               f"{c['hung']} | {fmt(c['latency_success_ms']['p50'])} | {fmt(c['latency_success_ms']['p99'])} |")
     print("\n| fault on a/1 | window s | a: ok/sent | breaker open after ms | fast-fail p99 ms (n) | "
-          "half-open / closed after end ms | recovery ms |")
-    print("|---|---|---|---|---|---|---|")
+          "fast-fail p50 ms | half-open / closed after end ms | recovery ms |")
+    print("|---|---|---|---|---|---|---|---|")
     for f in per_fault:
         ws = f"{f['window_ms'][0]/1e3:.1f}–{f['window_ms'][1]/1e3:.1f}"
         ff = f["open_fast_fail_latency_ms"]
         print(f"| {f['name']} | {ws} | {f['succeeded_a']}/{f['requests_a']} | "
-              f"{fmt(f['breaker_opened_after_ms'])} | {fmt(ff['p99'])} ({ff['n']}) | "
+              f"{fmt(f['breaker_opened_after_ms'])} | {fmt(ff['p99'])} ({ff['n']}) | {fmt(ff['p50'])} | "
               f"{fmt(f['half_open_after_end_ms'])} / {fmt(f['closed_after_end_ms'])} | "
               f"{fmt(f['recovery_ms'])} |")
     bi = res["b_isolation"]
@@ -511,6 +515,7 @@ def main():
         r.add_argument("--work", required=True)
         r.add_argument("--out", required=True)
         r.add_argument("--stamp")
+        r.add_argument("--note")
     a = p.parse_args()
     {"body": cmd_body, "drive": cmd_drive, "chaos-report": cmd_chaos_report,
      "overload-report": cmd_overload_report}[a.cmd](a)
