@@ -37,7 +37,7 @@ use crate::failure::{FailureClass, ServedBy};
 use crate::metrics::Metrics;
 use crate::repository::clip;
 use crate::routes::Action;
-use crate::state::AppState;
+use crate::state::{AppState, Audited};
 
 /// Per-request context: set by [`envelope`], completed by [`authenticate`], read by handlers.
 #[derive(Debug, Clone)]
@@ -118,14 +118,23 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         .map(|c| c.0.ip().to_string())
         .unwrap_or_else(|| "local".into());
     let class = crate::routes::class(req.method(), req.extensions().get::<MatchedPath>());
+    let action = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|r| crate::routes::action(req.method(), r));
+    let probe = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|r| matches!(r.as_str(), crate::routes::LIVE | crate::routes::READY));
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %request_id, %method, path = %clip(req.uri().path()), %client);
-    req.extensions_mut().insert(Ctx {
+    let ctx = Ctx {
         request_id: request_id.clone(),
         client,
         principal: None,
         started,
-    });
+    };
+    req.extensions_mut().insert(ctx.clone());
     async move {
         st.metrics().in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(st.metrics());
@@ -155,6 +164,29 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        // Every refusal has one audit record: the inner layers wrote theirs (marked
+        // `Audited`); a refusal at the door (drain, lockout, rate limits, unknown routes, size
+        // limits) gets it here. Health probes are not refusals.
+        if status.as_u16() >= 400 && resp.extensions().get::<Audited>().is_none() && !probe {
+            let mut c = ctx.clone();
+            c.principal = resp.extensions().get::<Principal>().cloned();
+            let class = resp
+                .extensions()
+                .get::<FailureClass>()
+                .copied()
+                .unwrap_or_else(|| FailureClass::of_status(status.as_u16()));
+            // A wrong method has no action of its own.
+            let name = if status == StatusCode::METHOD_NOT_ALLOWED {
+                "request"
+            } else {
+                action.map_or("request", Action::name)
+            };
+            st.record_async(AuditEvent {
+                class: Some(class.as_str().to_string()),
+                ..c.audit_event(name, status)
+            })
+            .await;
         }
         let failure = (status.as_u16() >= 400).then(|| {
             let class = resp
@@ -265,12 +297,20 @@ pub(crate) async fn authenticate(
             } else {
                 "auth"
             };
-            st.record(ctx.audit_event(action, StatusCode::UNAUTHORIZED));
-            return refuse(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"));
+            st.record_async(ctx.audit_event(action, StatusCode::UNAUTHORIZED))
+                .await;
+            let mut r = refuse(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"));
+            r.extensions_mut().insert(Audited);
+            return r;
         }
     };
+    let principal = ctx.principal.clone();
     req.extensions_mut().insert(ctx);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    if let Some(p) = principal {
+        resp.extensions_mut().insert(p);
+    }
+    resp
 }
 
 /// 504 when the request has not finished within `limits.request_timeout_ms`.

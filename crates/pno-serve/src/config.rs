@@ -323,6 +323,21 @@ pub struct AuditConfig {
     pub fsync: FsyncPolicy,
     /// Records between fsyncs with `fsync = "batch"`.
     pub fsync_every: usize,
+    /// When a record cannot be written (after retries): `open` answers anyway (counted in
+    /// `pno_audit_append_failures_total`, `pno_audit_healthy` 0); `closed` withholds the answer
+    /// of an audited request and returns 503.
+    pub on_failure: AuditFailure,
+}
+
+/// What to do with a request whose audit record cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFailure {
+    /// Answer anyway (counted and logged).
+    #[default]
+    Open,
+    /// Withhold the answer: 503 class transient.
+    Closed,
 }
 
 impl Default for AuditConfig {
@@ -331,6 +346,7 @@ impl Default for AuditConfig {
             path: None,
             fsync: FsyncPolicy::Always,
             fsync_every: 64,
+            on_failure: AuditFailure::Open,
         }
     }
 }

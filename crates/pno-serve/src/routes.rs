@@ -72,6 +72,18 @@ impl Action {
         })
     }
 
+    /// The action's name in audit records (every action has one; refusals of the actions
+    /// whose successes are not audited are recorded under it).
+    pub(crate) fn name(self) -> &'static str {
+        match self.audit_name() {
+            Some(n) => n,
+            None => match self {
+                Action::ModelReady => "model.ready",
+                _ => "model.stats",
+            },
+        }
+    }
+
     /// What the caller wants to do, as a refusal words it ("… is needed to load models").
     pub(crate) fn what(self) -> &'static str {
         match self {

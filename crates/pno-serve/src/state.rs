@@ -21,6 +21,10 @@ use crate::resilience::Guards;
 use crate::resilience::breaker::Transition;
 use crate::resilience::bulkhead::{Bulkheads, Gate, Size};
 
+/// Marks a response whose audit record is written, so the envelope does not write another.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Audited;
+
 /// Everything the handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -40,6 +44,7 @@ struct Inner {
     ip_limiter: RateLimiter,
     lockout: Lockout,
     draining: AtomicBool,
+    audit_healthy: AtomicBool,
     device: Device,
     #[cfg(feature = "fault-injection")]
     faults: crate::faults::Faults,
@@ -101,6 +106,7 @@ impl AppState {
                 audit,
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
+                audit_healthy: AtomicBool::new(true),
                 device,
                 #[cfg(feature = "fault-injection")]
                 faults: crate::faults::Faults::default(),
@@ -258,17 +264,45 @@ impl AppState {
         }
     }
 
-    /// Append to the audit log, when there is one; a failed append is logged, never an error.
-    pub(crate) fn record(&self, event: AuditEvent) {
+    /// Append to the audit log, when there is one; false when the append failed (after its
+    /// retries): logged with class `transient`, counted, and `pno_audit_healthy` turns 0 until an
+    /// append succeeds. Blocking (the log may fsync and back off): from async code use
+    /// [`AppState::record_async`].
+    pub(crate) fn record(&self, event: AuditEvent) -> bool {
         let Some(log) = &self.inner.audit else {
-            return;
+            return true;
         };
-        if let Err(e) = log.append(event) {
-            tracing::error!(error = %e, class = "transient", "audit log append failed");
-            self.count_failure(FailureClass::Transient, "", "");
-            self.metrics()
-                .inc("pno_audit_append_failures_total", String::new(), 1.0);
+        match log.append(event) {
+            Ok(_) => {
+                self.inner.audit_healthy.store(true, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                self.inner.audit_healthy.store(false, Ordering::SeqCst);
+                tracing::error!(error = %e, class = "transient", "audit log append failed");
+                self.count_failure(FailureClass::Transient, "", "");
+                self.metrics()
+                    .inc("pno_audit_append_failures_total", String::new(), 1.0);
+                false
+            }
         }
+    }
+
+    /// [`AppState::record`] on the blocking pool, so a retry's backoff never stalls a runtime
+    /// worker.
+    pub(crate) async fn record_async(&self, event: AuditEvent) -> bool {
+        if self.inner.audit.is_none() {
+            return true;
+        }
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || st.record(event))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// False after an audit append failed, until one succeeds.
+    pub(crate) fn audit_healthy(&self) -> bool {
+        self.inner.audit_healthy.load(Ordering::SeqCst)
     }
 }
 

@@ -73,6 +73,12 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             String::new(),
             f64::from(u8::from(st.is_draining())),
         ),
+        (
+            "pno_audit_healthy",
+            "0 after an audit record could not be written (after retries), until one is.",
+            String::new(),
+            f64::from(u8::from(st.audit_healthy())),
+        ),
     ];
     let loaded = st.repository().loaded();
     for (m, v) in &loaded {

@@ -321,11 +321,7 @@ fn plan(st: &AppState, c: &Chosen, req: &InferRequest) -> Result<Serving, ApiErr
             reason,
             mean_only,
         } => {
-            st.metrics().inc(
-                "pno_degraded_total",
-                format!("{labels},reason=\"{}\"", reason.as_str()),
-                1.0,
-            );
+            // Counted once answered (pno_degraded_total), not here: it may still be shed.
             Ok(Serving {
                 samples,
                 degraded: Some((reason, mean_only)),
@@ -523,6 +519,13 @@ async fn run(
     );
     metrics.inc("pno_inference_count_total", labels.to_string(), n as f64);
     metrics.inc("pno_inference_exec_count_total", labels.to_string(), 1.0);
+    if let Some((reason, _)) = serving.degraded {
+        metrics.inc(
+            "pno_degraded_total",
+            format!("{labels},reason=\"{}\"", reason.as_str()),
+            1.0,
+        );
+    }
 
     let _e = tracing::info_span!("encode").entered();
     let quantiles = if req.outputs.iter().any(|o| o.name == "quantiles") {

@@ -467,3 +467,91 @@ fn the_shipped_config_is_valid() {
     assert_eq!(cfg.listen, "127.0.0.1:8000");
     assert_eq!(cfg.audit.fsync, pno_serve::config::FsyncPolicy::Batch);
 }
+
+#[tokio::test]
+async fn every_refusal_writes_exactly_one_audit_record_with_its_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, reader, _, _) = secured(dir.path());
+    let mut cfg = st.config().clone();
+    cfg.rate_limit.per_ip_rps = 0.01;
+    cfg.rate_limit.per_ip_burst = 2;
+    cfg.rate_limit.max_auth_failures = 2;
+    cfg.limits.max_body_bytes = 1000;
+    let st = state(cfg);
+    let big = "x".repeat(5000);
+    let mut expected: Vec<(u16, &str, &str)> = Vec::new();
+    // (request, expected status, expected action, expected class)
+    let r = from(get("/v2/models/pno"), [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    expected.push((401, "model.metadata", "security"));
+    let r = from(
+        with_key(get("/v2/repository/index"), &reader),
+        [10, 0, 0, 1],
+    );
+    let r = send(&st, r).await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    expected.push((405, "request", "input"));
+    // The per-address bucket (burst 2) is now empty.
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    expected.push((429, "model.metadata", "security"));
+    // Bad keys from another address: 401, then locked out (audited by the key check), then
+    // refused at the door while locked out.
+    for _ in 0..2 {
+        let r = from(
+            with_key(get("/v2/models/pno"), "pno_bad_key"),
+            [10, 0, 0, 2],
+        );
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    expected.push((401, "auth", "security"));
+    expected.push((401, "auth.lockout", "security"));
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 2]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    expected.push((429, "model.metadata", "security"));
+    // Size limit and unknown route, from fresh addresses.
+    let r = from(
+        with_key(
+            Request::post("/v2/models/pno/infer")
+                .body(Body::from(big))
+                .unwrap(),
+            &reader,
+        ),
+        [10, 0, 0, 3],
+    );
+    assert_eq!(call(&st, r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    expected.push((413, "infer", "input"));
+    let r = from(with_key(get("/v2/nowhere"), &reader), [10, 0, 0, 4]);
+    assert_eq!(call(&st, r).await.0, StatusCode::NOT_FOUND);
+    expected.push((404, "request", "input"));
+    // Draining.
+    st.start_drain();
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 5]);
+    assert_eq!(call(&st, r).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    expected.push((503, "model.metadata", "transient"));
+
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(u16, String, String)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap() as u16,
+                r["action"].as_str().unwrap().to_string(),
+                r["class"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u16, String, String)> = expected
+        .iter()
+        .map(|(s, a, c)| (*s, a.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want, "{text}");
+    assert_eq!(
+        recs[2]["actor"], "anonymous",
+        "refused before authentication"
+    );
+}
