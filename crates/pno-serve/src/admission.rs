@@ -101,6 +101,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The client address: the peer's, or, from a trusted proxy, the one its headers name.
+fn client_of(st: &AppState, req: &Request) -> String {
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| {
+            crate::proxy::client(
+                c.0.ip(),
+                st.proxies(),
+                header("x-forwarded-for"),
+                header("forwarded"),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "local".into())
+}
+
 /// Every request: the request id (a valid `X-Request-Id` or a fresh one), the client address,
 /// the [`Ctx`] and the `request` span; on the way out every error becomes JSON (keeping
 /// `Retry-After`), a 401 gets `WWW-Authenticate: Bearer`, and the request is counted by route
@@ -112,11 +129,7 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         .get("x-request-id")
         .and_then(valid_request_id)
         .unwrap_or_else(|| st.next_id());
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "local".into());
+    let client = client_of(&st, &req);
     let class = crate::routes::class(req.method(), req.extensions().get::<MatchedPath>());
     let action = req
         .extensions()

@@ -33,6 +33,7 @@ mod listener;
 mod metrics;
 pub mod openapi;
 mod protocol;
+mod proxy;
 pub mod repository;
 mod resilience;
 mod router;

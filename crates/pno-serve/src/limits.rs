@@ -65,31 +65,54 @@ struct Failures {
     count: u32,
     first: Instant,
     locked_until: Option<Instant>,
+    /// Lockouts so far (each one longer), forgotten after a day without one.
+    bans: u32,
+    last_ban: Option<Instant>,
 }
 
-/// Lockout of client addresses after repeated failed authentication.
+/// How long escalation remembers a client's lockouts.
+const BAN_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
+/// Lockout of client addresses after repeated failed authentication, escalating for repeat
+/// offenders (fail2ban's `bantime.increment`): the n-th lockout lasts `lock × factor^(n-1)`, at
+/// most `max_lock`.
 #[derive(Debug)]
 pub(crate) struct Lockout {
     max: u32,
     window: Duration,
     lock: Duration,
+    factor: f64,
+    max_lock: Duration,
     map: Mutex<HashMap<String, Failures>>,
 }
 
 impl Lockout {
-    /// `max` failures within `window` lock the address for `lock`.
-    pub(crate) fn new(max: u32, window: Duration, lock: Duration) -> Self {
+    /// `max` failures within `window` lock the address for `lock` (then `lock × factor`, …, at
+    /// most `max_lock`).
+    pub(crate) fn new(
+        max: u32,
+        window: Duration,
+        lock: Duration,
+        factor: f64,
+        max_lock: Duration,
+    ) -> Self {
         Self {
             max,
             window,
             lock,
+            factor,
+            max_lock: max_lock.max(lock),
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    /// `Some(seconds left)` while `client` is locked out.
+    /// `Some(seconds left)` while `client` is locked out (rounded up: a client that waits that
+    /// long is let in).
     pub(crate) fn locked(&self, client: &str) -> Option<u64> {
-        let now = Instant::now();
+        self.locked_at(client, Instant::now())
+    }
+
+    fn locked_at(&self, client: &str, now: Instant) -> Option<u64> {
         let map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let until = map.get(client)?.locked_until?;
         (until > now).then(|| until.duration_since(now).as_secs_f64().ceil().max(1.0) as u64)
@@ -97,36 +120,59 @@ impl Lockout {
 
     /// Record a failed authentication; `Some(seconds)` when this locks the client out.
     pub(crate) fn fail(&self, client: &str) -> Option<u64> {
-        let now = Instant::now();
+        self.fail_at(client, Instant::now())
+    }
+
+    fn fail_at(&self, client: &str, now: Instant) -> Option<u64> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
-            map.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+            map.retain(|_, f| {
+                f.locked_until.is_some_and(|u| u > now)
+                    || f.last_ban
+                        .is_some_and(|b| now.duration_since(b) < BAN_MEMORY)
+            });
         }
         let f = map.entry(client.to_string()).or_insert(Failures {
             count: 0,
             first: now,
             locked_until: None,
+            bans: 0,
+            last_ban: None,
         });
+        if f.last_ban
+            .is_some_and(|b| now.duration_since(b) >= BAN_MEMORY)
+        {
+            f.bans = 0;
+            f.last_ban = None;
+        }
         if now.duration_since(f.first) > self.window || f.locked_until.is_some_and(|u| u <= now) {
-            *f = Failures {
-                count: 0,
-                first: now,
-                locked_until: None,
-            };
+            f.count = 0;
+            f.first = now;
+            f.locked_until = None;
         }
         f.count += 1;
         if f.count >= self.max {
-            f.locked_until = Some(now + self.lock);
-            return Some(self.lock.as_secs().max(1));
+            let scale = self.factor.powi(f.bans.min(64) as i32);
+            let lock = self.lock.mul_f64(scale.min(1e9)).min(self.max_lock);
+            f.bans += 1;
+            f.last_ban = Some(now);
+            f.locked_until = Some(now + lock);
+            return Some(lock.as_secs_f64().ceil().max(1.0) as u64);
         }
         None
     }
 
-    /// Forget failures after a successful authentication.
+    /// Forget failures after a successful authentication (not the lockout history).
     pub(crate) fn succeed(&self, client: &str) {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.get(client).is_some_and(|f| f.locked_until.is_none()) {
-            map.remove(client);
+        if let Some(f) = map.get_mut(client)
+            && f.locked_until.is_none()
+        {
+            if f.bans == 0 {
+                map.remove(client);
+            } else {
+                f.count = 0;
+            }
         }
     }
 }
@@ -150,8 +196,40 @@ mod tests {
     }
 
     #[test]
+    fn repeat_offenders_are_locked_out_longer_up_to_the_cap() {
+        let l = Lockout::new(
+            2,
+            Duration::from_secs(60),
+            Duration::from_secs(10),
+            3.0,
+            Duration::from_secs(50),
+        );
+        let mut t = Instant::now();
+        let mut bans = Vec::new();
+        for _ in 0..4 {
+            assert_eq!(l.fail_at("ip", t), None);
+            let b = l.fail_at("ip", t).unwrap();
+            assert_eq!(l.locked_at("ip", t), Some(b));
+            bans.push(b);
+            t += Duration::from_secs(b);
+            assert_eq!(l.locked_at("ip", t), None, "free once the ban ends");
+        }
+        assert_eq!(bans, [10, 30, 50, 50], "×3 each time, capped at 50 s");
+        // A day later the history is forgotten.
+        t += BAN_MEMORY;
+        l.fail_at("ip", t);
+        assert_eq!(l.fail_at("ip", t), Some(10));
+    }
+
+    #[test]
     fn lockout_after_max_failures() {
-        let l = Lockout::new(3, Duration::from_secs(60), Duration::from_secs(30));
+        let l = Lockout::new(
+            3,
+            Duration::from_secs(60),
+            Duration::from_secs(30),
+            1.0,
+            Duration::from_secs(30),
+        );
         assert_eq!(l.fail("ip"), None);
         assert_eq!(l.fail("ip"), None);
         assert_eq!(l.locked("ip"), None);

@@ -40,6 +40,7 @@ struct Inner {
     metrics: Metrics,
     bulkheads: Bulkheads,
     guards: Guards,
+    proxies: Vec<crate::proxy::Cidr>,
     key_limiter: RateLimiter,
     ip_limiter: RateLimiter,
     lockout: Lockout,
@@ -94,12 +95,19 @@ impl AppState {
             inner: Arc::new(Inner {
                 bulkheads: bulkheads(&config),
                 guards: Guards::new(config.breaker),
+                proxies: config
+                    .trusted_proxies
+                    .iter()
+                    .filter_map(|p| crate::proxy::Cidr::parse(p).ok())
+                    .collect(),
                 key_limiter: RateLimiter::new(r.per_key_rps, r.per_key_burst),
                 ip_limiter: RateLimiter::new(r.per_ip_rps, r.per_ip_burst),
                 lockout: Lockout::new(
                     r.max_auth_failures,
                     Duration::from_secs(r.auth_failure_window_s),
                     Duration::from_secs(r.lockout_s),
+                    r.lockout_escalation,
+                    Duration::from_secs(r.max_lockout_s),
                 ),
                 repo,
                 keys,
@@ -162,6 +170,11 @@ impl AppState {
     #[cfg(feature = "fault-injection")]
     pub(crate) fn faults(&self) -> &crate::faults::Faults {
         &self.inner.faults
+    }
+
+    /// The trusted proxies.
+    pub(crate) fn proxies(&self) -> &[crate::proxy::Cidr] {
+        &self.inner.proxies
     }
 
     /// The per-model bulkheads.

@@ -555,3 +555,66 @@ async fn every_refusal_writes_exactly_one_audit_record_with_its_class() {
         "refused before authentication"
     );
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_and_lockout_are_per_client_and_forged_headers_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, reader, _, _) = secured(dir.path());
+    let mut cfg = st.config().clone();
+    cfg.trusted_proxies = vec!["10.0.0.0/8".into()];
+    cfg.rate_limit.max_auth_failures = 2;
+    let st = state(cfg);
+    let via = |key: &str, xff: &str, peer: [u8; 4]| {
+        let mut r = from(with_key(get("/v2/models/pno"), key), peer);
+        r.headers_mut()
+            .insert("x-forwarded-for", xff.parse().unwrap());
+        r
+    };
+    // An attacker behind the proxy locks only itself out.
+    for _ in 0..2 {
+        let r = via("pno_bad", "203.0.113.66", [10, 0, 0, 1]);
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let r = via(&reader, "203.0.113.66", [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let r = via(&reader, "203.0.113.7", [10, 0, 0, 1]);
+    assert_eq!(
+        call(&st, r).await.0,
+        StatusCode::OK,
+        "another client behind the same proxy"
+    );
+    // A stranger cannot forge the header: it is judged by its own address.
+    for _ in 0..2 {
+        let r = via("pno_bad", "203.0.113.8", [198, 51, 100, 9]);
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let r = via(&reader, "203.0.113.9", [198, 51, 100, 9]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(log.contains("\"client\":\"203.0.113.66\""), "{log}");
+    assert!(!log.contains("203.0.113.8"), "forged: {log}");
+}
+
+#[test]
+fn bad_trusted_proxies_and_lockout_settings_name_the_key() {
+    for (toml, key) in [
+        (
+            "trusted_proxies = [\"10.0.0.0/8\", \"bogus\"]",
+            "trusted_proxies[1]",
+        ),
+        ("trusted_proxies = [\"10.0.0.0/40\"]", "trusted_proxies[0]"),
+        (
+            "[rate_limit]\nlockout_escalation = 0.5",
+            "rate_limit.lockout_escalation",
+        ),
+        (
+            "[rate_limit]\nlockout_s = 600\nmax_lockout_s = 60",
+            "rate_limit.max_lockout_s",
+        ),
+    ] {
+        let e = pno_serve::ServeConfig::from_toml_str(toml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{toml:?}: {e}");
+    }
+}
