@@ -103,13 +103,14 @@ impl Drop for InFlight<'_> {
 
 /// The client address: the peer's, or, from a trusted proxy, the one its headers name.
 fn client_of(st: &AppState, req: &Request) -> String {
+    let live = st.live();
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| {
             crate::proxy::client(
                 c.0.ip(),
-                st.proxies(),
+                &live.proxies,
                 header("x-forwarded-for"),
                 header("forwarded"),
             )

@@ -62,6 +62,9 @@ pub struct ServeConfig {
     /// the client address used for rate limits, lockout and audit; from any other peer they are
     /// ignored.
     pub trusted_proxies: Vec<String>,
+    /// Reload the configuration when its file changes (polled each second), besides SIGHUP and
+    /// `POST /v2/admin/config/reload`.
+    pub watch_config: bool,
 }
 
 /// A model's own concurrency gate and queue. Unset: 1 and 16, capped at the global
@@ -429,6 +432,7 @@ impl Default for ServeConfig {
             degrade: DegradeConfig::default(),
             retry: RetryConfig::default(),
             trusted_proxies: Vec::new(),
+            watch_config: false,
         }
     }
 }

@@ -34,6 +34,7 @@ mod metrics;
 pub mod openapi;
 mod protocol;
 mod proxy;
+pub mod reload;
 pub mod repository;
 mod resilience;
 mod router;

@@ -15,19 +15,38 @@ struct Bucket {
 /// Keyed token buckets.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
+    inner: Mutex<Buckets>,
+}
+
+#[derive(Debug)]
+struct Buckets {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    map: HashMap<String, Bucket>,
 }
 
 impl RateLimiter {
     /// `rate` per second, `burst` at most.
     pub(crate) fn new(rate: f64, burst: u32) -> Self {
         Self {
-            rate,
-            burst: f64::from(burst),
-            buckets: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Buckets {
+                rate,
+                burst: f64::from(burst),
+                map: HashMap::new(),
+            }),
         }
+    }
+
+    /// New rate and burst (a config reload); the buckets keep their tokens, capped at the new
+    /// burst.
+    pub(crate) fn reconfigure(&self, rate: f64, burst: u32) {
+        let mut b = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        b.rate = rate;
+        b.burst = f64::from(burst);
+        let cap = b.burst;
+        b.map
+            .values_mut()
+            .for_each(|x| x.tokens = x.tokens.min(cap));
     }
 
     /// Take a token for `key`: `Ok(())`, or `Err(seconds until one is available)`.
@@ -36,26 +55,27 @@ impl RateLimiter {
     }
 
     fn check_at(&self, key: &str, now: Instant) -> Result<(), u64> {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let Buckets { rate, burst, map } = &mut *guard;
+        let (rate, burst) = (*rate, *burst);
         if map.len() > 100_000 {
             // Forget idle clients (full buckets) so the map stays bounded.
-            let (rate, burst) = (self.rate, self.burst);
             map.retain(|_, b| {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst
             });
         }
         let b = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: self.burst,
+            tokens: burst,
             at: now,
         });
         let dt = now.saturating_duration_since(b.at).as_secs_f64();
-        b.tokens = (b.tokens + dt * self.rate).min(self.burst);
+        b.tokens = (b.tokens + dt * rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
             b.tokens -= 1.0;
             Ok(())
         } else {
-            Err(((1.0 - b.tokens) / self.rate).ceil().max(1.0) as u64)
+            Err(((1.0 - b.tokens) / rate).ceil().max(1.0) as u64)
         }
     }
 }
@@ -78,12 +98,18 @@ const BAN_MEMORY: Duration = Duration::from_secs(24 * 3600);
 /// most `max_lock`.
 #[derive(Debug)]
 pub(crate) struct Lockout {
+    params: Mutex<LockParams>,
+    map: Mutex<HashMap<String, Failures>>,
+}
+
+/// The lockout's settings.
+#[derive(Debug, Clone, Copy)]
+struct LockParams {
     max: u32,
     window: Duration,
     lock: Duration,
     factor: f64,
     max_lock: Duration,
-    map: Mutex<HashMap<String, Failures>>,
 }
 
 impl Lockout {
@@ -97,13 +123,33 @@ impl Lockout {
         max_lock: Duration,
     ) -> Self {
         Self {
+            params: Mutex::new(LockParams {
+                max,
+                window,
+                lock,
+                factor,
+                max_lock: max_lock.max(lock),
+            }),
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// New settings (a config reload); current lockouts and histories stay.
+    pub(crate) fn reconfigure(
+        &self,
+        max: u32,
+        window: Duration,
+        lock: Duration,
+        factor: f64,
+        max_lock: Duration,
+    ) {
+        *self.params.lock().unwrap_or_else(|p| p.into_inner()) = LockParams {
             max,
             window,
             lock,
             factor,
             max_lock: max_lock.max(lock),
-            map: Mutex::new(HashMap::new()),
-        }
+        };
     }
 
     /// `Some(seconds left)` while `client` is locked out (rounded up: a client that waits that
@@ -124,6 +170,7 @@ impl Lockout {
     }
 
     fn fail_at(&self, client: &str, now: Instant) -> Option<u64> {
+        let p = *self.params.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, f| {
@@ -145,15 +192,15 @@ impl Lockout {
             f.bans = 0;
             f.last_ban = None;
         }
-        if now.duration_since(f.first) > self.window || f.locked_until.is_some_and(|u| u <= now) {
+        if now.duration_since(f.first) > p.window || f.locked_until.is_some_and(|u| u <= now) {
             f.count = 0;
             f.first = now;
             f.locked_until = None;
         }
         f.count += 1;
-        if f.count >= self.max {
-            let scale = self.factor.powi(f.bans.min(64) as i32);
-            let lock = self.lock.mul_f64(scale.min(1e9)).min(self.max_lock);
+        if f.count >= p.max {
+            let scale = p.factor.powi(f.bans.min(64) as i32);
+            let lock = p.lock.mul_f64(scale.min(1e9)).min(p.max_lock);
             f.bans += 1;
             f.last_ban = Some(now);
             f.locked_until = Some(now + lock);

@@ -71,6 +71,7 @@ pub fn app(state: AppState) -> Router {
         .route(KEYS, get(admin::list_keys).post(admin::create_key))
         .route(KEY, delete(admin::revoke_key))
         .route(AUDIT_VERIFY, get(admin::verify_audit))
+        .route(CONFIG_RELOAD, post(admin::reload_config))
         .route_layer(from_fn_with_state(Role::Admin, admission::require));
     let protected = reader
         .merge(operator)

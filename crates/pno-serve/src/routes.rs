@@ -22,6 +22,7 @@ pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
 pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
+pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
 /// Injected faults (test builds with the `fault-injection` feature only).
@@ -53,6 +54,8 @@ pub(crate) enum Action {
     KeysRevoke,
     /// Verify the audit log.
     AuditVerify,
+    /// Reload the configuration (audited by the reload itself, with the keys it changed).
+    ConfigReload,
 }
 
 impl Action {
@@ -69,6 +72,7 @@ impl Action {
             Action::KeysCreate => "keys.create",
             Action::KeysRevoke => "keys.revoke",
             Action::AuditVerify => "audit.verify",
+            Action::ConfigReload => return None,
         })
     }
 
@@ -79,6 +83,7 @@ impl Action {
             Some(n) => n,
             None => match self {
                 Action::ModelReady => "model.ready",
+                Action::ConfigReload => "config.reload",
                 _ => "model.stats",
             },
         }
@@ -96,6 +101,7 @@ impl Action {
             Action::ModelUnload => "unload models",
             Action::KeysList | Action::KeysCreate | Action::KeysRevoke => "manage keys",
             Action::AuditVerify => "read the audit log",
+            Action::ConfigReload => "reload the configuration",
         }
     }
 
@@ -105,9 +111,11 @@ impl Action {
             Action::ModelMetadata | Action::ModelReady | Action::ModelStats => "model",
             Action::Infer => "infer",
             Action::RepositoryIndex | Action::ModelLoad | Action::ModelUnload => "repository",
-            Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::AuditVerify => {
-                "admin"
-            }
+            Action::KeysList
+            | Action::KeysCreate
+            | Action::KeysRevoke
+            | Action::AuditVerify
+            | Action::ConfigReload => "admin",
         }
     }
 
@@ -145,6 +153,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         KEYS => Action::KeysList,
         KEY => Action::KeysRevoke,
         AUDIT_VERIFY => Action::AuditVerify,
+        CONFIG_RELOAD => Action::ConfigReload,
         _ => return None,
     })
 }

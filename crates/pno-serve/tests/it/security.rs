@@ -182,7 +182,7 @@ async fn missing_key_is_401_wrong_role_is_403() {
 async fn anonymous_reader_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let (st, ..) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.anonymous = Some(AnonymousRole::Reader);
     let st = state(cfg);
     assert_eq!(call(&st, get("/v2/models/pno")).await.0, StatusCode::OK);
@@ -198,7 +198,7 @@ async fn anonymous_reader_when_configured() {
 async fn repeated_failed_authentication_locks_the_address_out() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, ..) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.max_auth_failures = 3;
     cfg.rate_limit.lockout_s = 60;
     let st = state(cfg);
@@ -228,7 +228,7 @@ async fn repeated_failed_authentication_locks_the_address_out() {
 async fn rate_limits_per_key_and_per_address() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, operator, _) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.per_key_rps = 0.01;
     cfg.rate_limit.per_key_burst = 3;
     let st = state(cfg);
@@ -261,7 +261,7 @@ async fn rate_limits_per_key_and_per_address() {
         "another key has its own bucket"
     );
 
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.per_key_burst = 1000;
     cfg.rate_limit.per_ip_rps = 0.01;
     cfg.rate_limit.per_ip_burst = 2;
@@ -406,7 +406,7 @@ async fn deadlines_end_requests_that_wait_too_long() {
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
     assert!(t.elapsed().as_millis() < 3000);
     // The server's whole-request deadline.
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.limits.request_timeout_ms = 150;
     let st2 = state(cfg);
     let _slot2 = st2.gate().acquire().await.unwrap();
@@ -472,7 +472,7 @@ fn the_shipped_config_is_valid() {
 async fn every_refusal_writes_exactly_one_audit_record_with_its_class() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, _, _) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.per_ip_rps = 0.01;
     cfg.rate_limit.per_ip_burst = 2;
     cfg.rate_limit.max_auth_failures = 2;
@@ -560,7 +560,7 @@ async fn every_refusal_writes_exactly_one_audit_record_with_its_class() {
 async fn behind_a_trusted_proxy_limits_and_lockout_are_per_client_and_forged_headers_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, _, _) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.trusted_proxies = vec!["10.0.0.0/8".into()];
     cfg.rate_limit.max_auth_failures = 2;
     let st = state(cfg);
