@@ -11,8 +11,7 @@
 //! config hash.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
@@ -20,10 +19,8 @@ use crate::audit::AuditEvent;
 use crate::config::ServeConfig;
 use crate::error::ServeError;
 use crate::resilience::Guards;
-use crate::state::{AppState, Live};
-
-/// Where a reload reads the configuration from (the file plus the command line's overrides).
-pub type ConfigSource = Box<dyn Fn() -> crate::Result<ServeConfig> + Send + Sync>;
+pub use crate::state::ConfigSource;
+use crate::state::{AppState, Live, config_hash, now_s};
 
 /// Keys that need a restart: a reload that changes one is rejected, naming it.
 const RESTART_ONLY: [&str; 9] = [
@@ -37,61 +34,6 @@ const RESTART_ONLY: [&str; 9] = [
     "shutdown",
     "watch_config",
 ];
-
-/// Reload bookkeeping: the source, the last outcome, a lock so reloads never overlap.
-pub(crate) struct ReloadState {
-    source: Mutex<Option<ConfigSource>>,
-    running: tokio::sync::Mutex<()>,
-    ok: AtomicBool,
-    at_s: AtomicU64,
-    hash: Mutex<String>,
-}
-
-impl std::fmt::Debug for ReloadState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReloadState")
-            .field("ok", &self.ok)
-            .field("at_s", &self.at_s)
-            .finish()
-    }
-}
-
-fn now_s() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// The hash of a configuration (its canonical JSON).
-pub(crate) fn config_hash(c: &ServeConfig) -> String {
-    let v = serde_json::to_vec(c).unwrap_or_default();
-    pno_core::sha256_hex(&v)[..16].to_string()
-}
-
-impl ReloadState {
-    /// No source yet; the configuration `config` is in force.
-    pub(crate) fn new(config: &ServeConfig) -> Self {
-        Self {
-            source: Mutex::new(None),
-            running: tokio::sync::Mutex::new(()),
-            ok: AtomicBool::new(true),
-            at_s: AtomicU64::new(now_s()),
-            hash: Mutex::new(config_hash(config)),
-        }
-    }
-    /// 1 when the last reload succeeded (or none was tried).
-    pub(crate) fn last_ok(&self) -> bool {
-        self.ok.load(Ordering::SeqCst)
-    }
-    /// Unix time of the last successful reload (or the start).
-    pub(crate) fn last_success_s(&self) -> u64 {
-        self.at_s.load(Ordering::SeqCst)
-    }
-    /// The hash of the configuration in force.
-    pub(crate) fn hash(&self) -> String {
-        self.hash.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
 
 /// Why a reload was rejected (the old configuration keeps serving).
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! lockout, drain flag) and the compute device.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use pno_models::burn::tensor::Device;
@@ -67,7 +67,7 @@ struct Inner {
     audit: Option<AuditLog>,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
-    reload: crate::reload::ReloadState,
+    reload: ReloadState,
     key_limiter: RateLimiter,
     ip_limiter: RateLimiter,
     lockout: Lockout,
@@ -113,7 +113,7 @@ impl AppState {
         Ok(Self {
             inner: Arc::new(Inner {
                 guards: RwLock::new(Arc::new(Guards::new(config.breaker))),
-                reload: crate::reload::ReloadState::new(&config),
+                reload: ReloadState::new(&config),
                 key_limiter: RateLimiter::new(r.per_key_rps, r.per_key_burst),
                 ip_limiter: RateLimiter::new(r.per_ip_rps, r.per_ip_burst),
                 lockout: Lockout::new(
@@ -156,7 +156,7 @@ impl AppState {
         *self.inner.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
     }
     /// Reload bookkeeping.
-    pub(crate) fn reload_state(&self) -> &crate::reload::ReloadState {
+    pub(crate) fn reload_state(&self) -> &ReloadState {
         &self.inner.reload
     }
     /// The model repository.
@@ -393,4 +393,62 @@ pub(crate) fn make_bulkheads(config: &ServeConfig) -> Bulkheads {
         },
         sizes,
     )
+}
+
+/// Where a reload reads the configuration from (the file plus the command line's overrides).
+pub type ConfigSource = Box<dyn Fn() -> crate::Result<ServeConfig> + Send + Sync>;
+
+/// Reload bookkeeping: the source, the last outcome, a lock so reloads never overlap.
+pub(crate) struct ReloadState {
+    pub(crate) source: Mutex<Option<ConfigSource>>,
+    pub(crate) running: tokio::sync::Mutex<()>,
+    pub(crate) ok: AtomicBool,
+    pub(crate) at_s: AtomicU64,
+    pub(crate) hash: Mutex<String>,
+}
+
+impl std::fmt::Debug for ReloadState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadState")
+            .field("ok", &self.ok)
+            .field("at_s", &self.at_s)
+            .finish()
+    }
+}
+
+pub(crate) fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The hash of a configuration (its canonical JSON).
+pub(crate) fn config_hash(c: &ServeConfig) -> String {
+    let v = serde_json::to_vec(c).unwrap_or_default();
+    pno_core::sha256_hex(&v)[..16].to_string()
+}
+
+impl ReloadState {
+    /// No source yet; the configuration `config` is in force.
+    pub(crate) fn new(config: &ServeConfig) -> Self {
+        Self {
+            source: Mutex::new(None),
+            running: tokio::sync::Mutex::new(()),
+            ok: AtomicBool::new(true),
+            at_s: AtomicU64::new(now_s()),
+            hash: Mutex::new(config_hash(config)),
+        }
+    }
+    /// 1 when the last reload succeeded (or none was tried).
+    pub(crate) fn last_ok(&self) -> bool {
+        self.ok.load(Ordering::SeqCst)
+    }
+    /// Unix time of the last successful reload (or the start).
+    pub(crate) fn last_success_s(&self) -> u64 {
+        self.at_s.load(Ordering::SeqCst)
+    }
+    /// The hash of the configuration in force.
+    pub(crate) fn hash(&self) -> String {
+        self.hash.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }

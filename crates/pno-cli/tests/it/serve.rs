@@ -381,3 +381,85 @@ fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real
     assert!(out.starts_with("ok:"), "{out}");
     eprintln!("breaker fail-fast answer on a real server: {fail_fast:?}");
 }
+
+#[test]
+fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let cfg = dir.path().join("serve.toml");
+    let write = |extra: &str| {
+        std::fs::write(
+            &cfg,
+            format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n{extra}"),
+        )
+        .unwrap();
+    };
+    write("[limits]\nmax_batch = 4\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let max_batch = || {
+        let (s, body) = http(&addr, "GET", "/v2/models/pno", None, "");
+        assert_eq!(s, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["parameters"]["max_batch"].as_u64().unwrap()
+    };
+    let metric = |name: &str| {
+        let (_, m) = http(&addr, "GET", "/metrics", None, "");
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let hup = || {
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    let wait_for = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(20), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    assert_eq!(max_batch(), 4);
+    write("[limits]\nmax_batch = 9\n");
+    hup();
+    wait_for("reloaded", &|| max_batch() == 9);
+    assert_eq!(metric("pno_config_last_reload_successful"), "1");
+    // A broken file: rejected, the server keeps serving max_batch 9, the gauge says so.
+    write("[limits]\nmax_batch = \"nine\"\n");
+    hup();
+    wait_for("rejection seen", &|| {
+        metric("pno_config_last_reload_successful") == "0"
+    });
+    assert_eq!(max_batch(), 9);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("config reloaded"), "{logs}");
+    assert!(
+        logs.contains("limits.max_batch"),
+        "the rejection names the key: {logs}"
+    );
+}
