@@ -258,7 +258,22 @@ pub(crate) async fn authenticate(
         AuthOutcome::Missing => st.config().anonymous_role().map(|role| Principal {
             id: "anonymous".into(),
             role,
+            models: Vec::new(),
         }),
+        AuthOutcome::Expired { id, at } => {
+            // The right secret: not a guess, so not counted towards the lockout.
+            st.record(AuditEvent {
+                actor: id.clone(),
+                ..ctx.audit_event("auth", StatusCode::UNAUTHORIZED)
+            });
+            return refuse(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "API key {id} expired at {} ({at} s since the Unix epoch)",
+                    crate::auth::utc(at)
+                ),
+            ));
+        }
         AuthOutcome::Invalid => {
             let locked = st.lockout().fail(&ctx.client);
             let action = if locked.is_some() {

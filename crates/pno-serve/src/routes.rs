@@ -21,6 +21,7 @@ pub(crate) const REPO_LOAD: &str = "/v2/repository/models/{name}/load";
 pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
 pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
+pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
@@ -51,6 +52,8 @@ pub(crate) enum Action {
     KeysCreate,
     /// Revoke an API key.
     KeysRevoke,
+    /// Rotate an API key (a new secret, the old one kept for a grace period).
+    KeysRotate,
     /// Verify the audit log.
     AuditVerify,
 }
@@ -68,6 +71,7 @@ impl Action {
             Action::KeysList => "keys.list",
             Action::KeysCreate => "keys.create",
             Action::KeysRevoke => "keys.revoke",
+            Action::KeysRotate => "keys.rotate",
             Action::AuditVerify => "audit.verify",
         })
     }
@@ -82,7 +86,9 @@ impl Action {
             Action::RepositoryIndex => "list the repository",
             Action::ModelLoad => "load models",
             Action::ModelUnload => "unload models",
-            Action::KeysList | Action::KeysCreate | Action::KeysRevoke => "manage keys",
+            Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::KeysRotate => {
+                "manage keys"
+            }
             Action::AuditVerify => "read the audit log",
         }
     }
@@ -93,9 +99,11 @@ impl Action {
             Action::ModelMetadata | Action::ModelReady | Action::ModelStats => "model",
             Action::Infer => "infer",
             Action::RepositoryIndex | Action::ModelLoad | Action::ModelUnload => "repository",
-            Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::AuditVerify => {
-                "admin"
-            }
+            Action::KeysList
+            | Action::KeysCreate
+            | Action::KeysRevoke
+            | Action::KeysRotate
+            | Action::AuditVerify => "admin",
         }
     }
 
@@ -132,6 +140,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         KEYS if method == Method::POST => Action::KeysCreate,
         KEYS => Action::KeysList,
         KEY => Action::KeysRevoke,
+        KEY_ROTATE => Action::KeysRotate,
         AUDIT_VERIFY => Action::AuditVerify,
         _ => return None,
     })

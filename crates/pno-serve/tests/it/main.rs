@@ -6,6 +6,7 @@ mod audit;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod infer;
+mod keys;
 mod repository;
 mod resilience;
 mod routes;
