@@ -306,7 +306,10 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Vec<KeyRecord>> {
     let f: KeysFile = serde_json::from_slice(bytes)
         .map_err(|e| bad(format!("expected the JSON `pno keys` writes: {e}")))?;
     for k in &f.keys {
-        let prev_ok = k.previous.as_ref().is_none_or(|p| decode32(&p.sha256).is_some());
+        let prev_ok = k
+            .previous
+            .as_ref()
+            .is_none_or(|p| decode32(&p.sha256).is_some());
         if decode32(&k.sha256).is_none() || k.id.len() != 12 || !prev_ok {
             return Err(bad(format!("key `{}`: malformed id or sha256", k.id)));
         }
@@ -441,7 +444,12 @@ impl KeyStore {
         let s = &self.shared;
         let _writer = s.writer.lock().unwrap_or_else(|p| p.into_inner());
         let Some(path) = &s.path else {
-            let mut keys = self.snapshot().entries.iter().map(|e| e.rec.clone()).collect();
+            let mut keys = self
+                .snapshot()
+                .entries
+                .iter()
+                .map(|e| e.rec.clone())
+                .collect();
             let t = change(&mut keys)?;
             self.install(keys, None, now);
             return Ok(t);
@@ -886,7 +894,11 @@ mod tests {
         assert!(matches!(s.check_at(&key, T0), KeyCheck::Valid(_)));
         // In memory at once, not in the file (no write per request).
         assert_eq!(s.list()[0].last_used.map(|t| t >= T0), Some(true));
-        assert!(!std::fs::read_to_string(&path).unwrap().contains("last_used"));
+        assert!(
+            !std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("last_used")
+        );
         assert!(s.flush_usage().unwrap());
         assert!(!s.flush_usage().unwrap(), "nothing new to write");
         let back = KeyStore::open(&path).unwrap().list();
@@ -928,12 +940,15 @@ mod tests {
         assert!(err.contains("keys.json") && err.contains("JSON"), "{err}");
         assert!(!server.reload_status().ok);
         assert!(server.verify(&key).is_some(), "the last good keys stay");
-        assert!(!server.reload().unwrap(), "the same bad content is not re-read");
+        assert!(
+            !server.reload().unwrap(),
+            "the same bad content is not re-read"
+        );
         // A change through the store is refused too: never written over a broken file.
         assert!(server.create(Role::Reader).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
         let good = serde_json::to_string(&KeysFile {
-            keys: vec![rec.clone()],
+            keys: vec![rec],
         })
         .unwrap();
         std::fs::write(&path, good).unwrap();
@@ -941,7 +956,10 @@ mod tests {
         assert!(server.reload_status().ok);
         std::fs::remove_file(&path).unwrap();
         assert!(server.reload().unwrap());
-        assert!(server.verify(&key).is_none(), "a removed file means no keys");
+        assert!(
+            server.verify(&key).is_none(),
+            "a removed file means no keys"
+        );
     }
 
     #[test]

@@ -161,8 +161,12 @@ pub(crate) fn run(args: KeysArgs, json_out: bool) -> Result<()> {
                 println!("{}", json!({ "keys": v }));
             } else {
                 for k in list {
-                    let mut line =
-                        format!("{}  {:<8}  created {}", k.id, k.role.as_str(), utc(k.created));
+                    let mut line = format!(
+                        "{}  {:<8}  created {}",
+                        k.id,
+                        k.role.as_str(),
+                        utc(k.created)
+                    );
                     if let Some(t) = k.expires_at {
                         line += &format!("  expires {}", utc(t));
                     }
@@ -220,10 +224,24 @@ mod tests {
 
     #[test]
     fn durations_parse_and_bad_ones_name_the_flag() {
-        for (s, secs) in [("45s", 45), ("90m", 5400), ("12h", 43_200), ("30d", 2_592_000)] {
+        for (s, secs) in [
+            ("45s", 45),
+            ("90m", 5400),
+            ("12h", 43_200),
+            ("30d", 2_592_000),
+        ] {
             assert_eq!(parse_duration("--grace", s).unwrap().as_secs(), secs, "{s}");
         }
-        for s in ["", "30", "d", "1.5h", "-3m", "3w", "10 s", "99999999999999999999d"] {
+        for s in [
+            "",
+            "30",
+            "d",
+            "1.5h",
+            "-3m",
+            "3w",
+            "10 s",
+            "99999999999999999999d",
+        ] {
             let e = parse_duration("--expires-in", s).unwrap_err().to_string();
             assert!(e.contains("--expires-in") && e.contains("30d"), "{s}: {e}");
         }

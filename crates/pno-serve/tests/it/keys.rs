@@ -62,7 +62,13 @@ async fn keys_changed_by_another_handle_reach_the_server_within_a_second() {
     let (fresh, _) = cli.create(Role::Reader).unwrap();
     until_status(&st, &fresh, StatusCode::OK, Duration::from_secs(1)).await;
     assert!(cli.revoke(&reader[4..16]).unwrap());
-    let took = until_status(&st, &reader, StatusCode::UNAUTHORIZED, Duration::from_secs(1)).await;
+    let took = until_status(
+        &st,
+        &reader,
+        StatusCode::UNAUTHORIZED,
+        Duration::from_secs(1),
+    )
+    .await;
     assert!(took < Duration::from_secs(1), "{took:?}");
     let text = metrics_text(&st).await;
     assert_eq!(gauge(&text, "pno_keys_reload_success"), 1.0);
@@ -78,7 +84,10 @@ async fn an_admin_create_after_a_cli_revoke_does_not_resurrect_the_revoked_key()
     // At once, before the server could have noticed: its change starts from the file.
     let (s, v) = call(
         &st,
-        with_key(post_json("/v2/admin/keys", &json!({"role": "reader"})), &admin),
+        with_key(
+            post_json("/v2/admin/keys", &json!({"role": "reader"})),
+            &admin,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -110,16 +119,16 @@ async fn an_invalid_keys_file_keeps_the_old_keys_and_sets_the_reload_gauge_to_0(
     // A change through the API is refused rather than written over the broken file.
     let (s, v) = call(
         &st,
-        with_key(post_json("/v2/admin/keys", &json!({"role": "reader"})), &admin),
+        with_key(
+            post_json("/v2/admin/keys", &json!({"role": "reader"})),
+            &admin,
+        ),
     )
     .await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
     assert_eq!(v["class"], "persistent");
     assert!(v["error"].as_str().unwrap().contains("keys.json"), "{v}");
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        "{\"keys\": [ oops"
-    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"keys\": [ oops");
     // Fixed by hand: back to 1.
     std::fs::write(&path, good).unwrap();
     let t = Instant::now();
@@ -191,7 +200,10 @@ async fn a_key_scoped_to_models_gets_403_naming_the_model_for_others() {
     assert_eq!(s, StatusCode::OK);
     for (body, field) in [
         (json!({"role": "reader", "expires_in_s": 0}), "expires_in_s"),
-        (json!({"role": "reader", "expires_in_s": "1d"}), "expires_in_s"),
+        (
+            json!({"role": "reader", "expires_in_s": "1d"}),
+            "expires_in_s",
+        ),
         (json!({"role": "reader", "models": "pno"}), "models"),
         (json!({"role": "reader", "models": [""]}), "models"),
     ] {
@@ -214,7 +226,10 @@ async fn rotation_through_the_admin_api_keeps_the_old_secret_for_the_grace() {
     };
     let (s, v) = call(&st, rotate(json!({"grace_s": 1}))).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["id"].as_str(), v["role"].as_str()), (Some(&*id), Some("reader")));
+    assert_eq!(
+        (v["id"].as_str(), v["role"].as_str()),
+        (Some(&*id), Some("reader"))
+    );
     let new = v["key"].as_str().unwrap().to_string();
     assert_eq!(metadata(&st, &reader).await, StatusCode::OK);
     assert_eq!(metadata(&st, &new).await, StatusCode::OK);
