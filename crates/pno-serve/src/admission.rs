@@ -33,12 +33,11 @@ use crate::audit::AuditEvent;
 use crate::auth::{AuthOutcome, Principal, Role};
 use crate::config::Limits;
 use crate::error::ApiError;
-use crate::failure::FailureClass;
-use crate::handlers::infer::ServedBy;
+use crate::failure::{FailureClass, ServedBy};
 use crate::metrics::Metrics;
 use crate::repository::clip;
 use crate::routes::Action;
-use crate::state::AppState;
+use crate::state::{AppState, Audited};
 
 /// Per-request context: set by [`envelope`], completed by [`authenticate`], read by handlers.
 #[derive(Debug, Clone)]
@@ -102,6 +101,24 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The client address: the peer's, or, from a trusted proxy, the one its headers name.
+fn client_of(st: &AppState, req: &Request) -> String {
+    let live = st.live();
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| {
+            crate::proxy::client(
+                c.0.ip(),
+                &live.proxies,
+                header("x-forwarded-for"),
+                header("forwarded"),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "local".into())
+}
+
 /// Every request: the request id (a valid `X-Request-Id` or a fresh one), the client address,
 /// the [`Ctx`] and the `request` span; on the way out every error becomes JSON (keeping
 /// `Retry-After`), a 401 gets `WWW-Authenticate: Bearer`, and the request is counted by route
@@ -113,20 +130,25 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         .get("x-request-id")
         .and_then(valid_request_id)
         .unwrap_or_else(|| st.next_id());
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "local".into());
+    let client = client_of(&st, &req);
     let class = crate::routes::class(req.method(), req.extensions().get::<MatchedPath>());
+    let action = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|r| crate::routes::action(req.method(), r));
+    let probe = req
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|r| matches!(r.as_str(), crate::routes::LIVE | crate::routes::READY));
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %request_id, %method, path = %clip(req.uri().path()), %client);
-    req.extensions_mut().insert(Ctx {
+    let ctx = Ctx {
         request_id: request_id.clone(),
         client,
         principal: None,
         started,
-    });
+    };
+    req.extensions_mut().insert(ctx.clone());
     async move {
         st.metrics().in_flight.fetch_add(1, Ordering::SeqCst);
         let _guard = InFlight(st.metrics());
@@ -156,6 +178,29 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        // Every refusal has one audit record: the inner layers wrote theirs (marked
+        // `Audited`); a refusal at the door (drain, lockout, rate limits, unknown routes, size
+        // limits) gets it here. Health probes are not refusals.
+        if status.as_u16() >= 400 && resp.extensions().get::<Audited>().is_none() && !probe {
+            let mut c = ctx.clone();
+            c.principal = resp.extensions().get::<Principal>().cloned();
+            let class = resp
+                .extensions()
+                .get::<FailureClass>()
+                .copied()
+                .unwrap_or_else(|| FailureClass::of_status(status.as_u16()));
+            // A wrong method has no action of its own.
+            let name = if status == StatusCode::METHOD_NOT_ALLOWED {
+                "request"
+            } else {
+                action.map_or("request", Action::name)
+            };
+            st.record_async(AuditEvent {
+                class: Some(class.as_str().to_string()),
+                ..c.audit_event(name, status)
+            })
+            .await;
         }
         let failure = (status.as_u16() >= 400).then(|| {
             let class = resp
@@ -232,8 +277,9 @@ pub(crate) async fn limit_address(
     next.run(req).await
 }
 
-/// Who is asking: a valid key (then its token bucket), no key (the anonymous role, if any), or
-/// a bad key (401, audited, counted towards the address's lockout).
+/// Who is asking: a valid key (then its token bucket), no key (the anonymous role, if any), an
+/// expired key (401 naming it and its expiry, audited, not counted towards the lockout), or a
+/// bad key (401, audited, counted towards the address's lockout).
 pub(crate) async fn authenticate(
     State(st): State<AppState>,
     Extension(mut ctx): Extension<Ctx>,
@@ -262,17 +308,20 @@ pub(crate) async fn authenticate(
         }),
         AuthOutcome::Expired { id, at } => {
             // The right secret: not a guess, so not counted towards the lockout.
-            st.record(AuditEvent {
+            st.record_async(AuditEvent {
                 actor: id.clone(),
                 ..ctx.audit_event("auth", StatusCode::UNAUTHORIZED)
-            });
-            return refuse(ApiError::new(
+            })
+            .await;
+            let mut r = refuse(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 format!(
                     "API key {id} expired at {} ({at} s since the Unix epoch)",
                     crate::auth::utc(at)
                 ),
             ));
+            r.extensions_mut().insert(Audited);
+            return r;
         }
         AuthOutcome::Invalid => {
             let locked = st.lockout().fail(&ctx.client);
@@ -281,12 +330,20 @@ pub(crate) async fn authenticate(
             } else {
                 "auth"
             };
-            st.record(ctx.audit_event(action, StatusCode::UNAUTHORIZED));
-            return refuse(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"));
+            st.record_async(ctx.audit_event(action, StatusCode::UNAUTHORIZED))
+                .await;
+            let mut r = refuse(ApiError::new(StatusCode::UNAUTHORIZED, "invalid API key"));
+            r.extensions_mut().insert(Audited);
+            return r;
         }
     };
+    let principal = ctx.principal.clone();
     req.extensions_mut().insert(ctx);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    if let Some(p) = principal {
+        resp.extensions_mut().insert(p);
+    }
+    resp
 }
 
 /// 504 when the request has not finished within `limits.request_timeout_ms`.

@@ -947,10 +947,7 @@ mod tests {
         // A change through the store is refused too: never written over a broken file.
         assert!(server.create(Role::Reader).is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ not json");
-        let good = serde_json::to_string(&KeysFile {
-            keys: vec![rec],
-        })
-        .unwrap();
+        let good = serde_json::to_string(&KeysFile { keys: vec![rec] }).unwrap();
         std::fs::write(&path, good).unwrap();
         assert!(server.reload().unwrap());
         assert!(server.reload_status().ok);

@@ -58,6 +58,13 @@ pub struct ServeConfig {
     pub degrade: DegradeConfig,
     /// Retries of transient I/O (loading versions from the repository).
     pub retry: RetryConfig,
+    /// Peers (CIDR blocks, e.g. `10.0.0.0/8`) whose `X-Forwarded-For`/`Forwarded` headers name
+    /// the client address used for rate limits, lockout and audit; from any other peer they are
+    /// ignored.
+    pub trusted_proxies: Vec<String>,
+    /// Reload the configuration when its file changes (polled each second), besides SIGHUP and
+    /// `POST /v2/admin/config/reload`.
+    pub watch_config: bool,
 }
 
 /// A model's own concurrency gate and queue. Unset: 1 and 16, capped at the global
@@ -295,6 +302,10 @@ pub struct RateLimits {
     pub auth_failure_window_s: u64,
     /// Lockout length (s).
     pub lockout_s: u64,
+    /// Each further lockout of the same address within a day lasts this many times longer (≥ 1).
+    pub lockout_escalation: f64,
+    /// The longest lockout (s).
+    pub max_lockout_s: u64,
 }
 
 impl Default for RateLimits {
@@ -307,6 +318,8 @@ impl Default for RateLimits {
             max_auth_failures: 10,
             auth_failure_window_s: 60,
             lockout_s: 300,
+            lockout_escalation: 2.0,
+            max_lockout_s: 86_400,
         }
     }
 }
@@ -323,6 +336,21 @@ pub struct AuditConfig {
     pub fsync: FsyncPolicy,
     /// Records between fsyncs with `fsync = "batch"`.
     pub fsync_every: usize,
+    /// When a record cannot be written (after retries): `open` answers anyway (counted in
+    /// `pno_audit_append_failures_total`, `pno_audit_healthy` 0); `closed` withholds the answer
+    /// of an audited request and returns 503.
+    pub on_failure: AuditFailure,
+}
+
+/// What to do with a request whose audit record cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditFailure {
+    /// Answer anyway (counted and logged).
+    #[default]
+    Open,
+    /// Withhold the answer: 503 class transient.
+    Closed,
 }
 
 impl Default for AuditConfig {
@@ -331,6 +359,7 @@ impl Default for AuditConfig {
             path: None,
             fsync: FsyncPolicy::Always,
             fsync_every: 64,
+            on_failure: AuditFailure::Open,
         }
     }
 }
@@ -402,6 +431,8 @@ impl Default for ServeConfig {
             fallback: Fallback::default(),
             degrade: DegradeConfig::default(),
             retry: RetryConfig::default(),
+            trusted_proxies: Vec::new(),
+            watch_config: false,
         }
     }
 }
@@ -634,6 +665,10 @@ impl ServeConfig {
         if l.header_timeout_ms == 0 {
             return Err(bad("limits.header_timeout_ms", "a positive integer", 0));
         }
+        for (i, p) in self.trusted_proxies.iter().enumerate() {
+            crate::proxy::Cidr::parse(p)
+                .map_err(|why| bad(&format!("trusted_proxies[{i}]"), "a CIDR block", why))?;
+        }
         pos("limits.max_connections", l.max_connections)?;
         pos(
             "limits.max_requests_per_connection",
@@ -654,6 +689,20 @@ impl ServeConfig {
         }
         if r.per_ip_burst == 0 {
             return Err(bad("rate_limit.per_ip_burst", "a positive integer", 0));
+        }
+        if !(r.lockout_escalation.is_finite() && r.lockout_escalation >= 1.0) {
+            return Err(bad(
+                "rate_limit.lockout_escalation",
+                "a number ≥ 1",
+                r.lockout_escalation,
+            ));
+        }
+        if r.max_lockout_s < r.lockout_s {
+            return Err(bad(
+                "rate_limit.max_lockout_s",
+                &format!("at least rate_limit.lockout_s = {}", r.lockout_s),
+                r.max_lockout_s,
+            ));
         }
         if r.max_auth_failures == 0 {
             return Err(bad("rate_limit.max_auth_failures", "a positive integer", 0));

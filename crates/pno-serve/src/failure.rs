@@ -67,6 +67,31 @@ impl fmt::Display for FailureClass {
     }
 }
 
+/// The model and version that served (or refused) a request: a response extension that the
+/// envelope reads for `pno_failures_total{class,model,version}`.
+#[derive(Debug, Clone)]
+pub(crate) struct ServedBy {
+    /// Model.
+    pub(crate) model: String,
+    /// Version.
+    pub(crate) version: String,
+}
+
+/// Why the compute job failed.
+pub(crate) enum JobError {
+    /// The model refused or failed.
+    Model(pno_run::RunError),
+    /// The prediction stopped on its cancellation token.
+    Cancelled,
+    /// A non-finite output; `in_range` when the input was finite and within the model's range.
+    NonFinite { in_range: bool },
+    /// The model panicked.
+    Panicked,
+    /// An injected fault (test builds only).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    Injected(FailureClass, String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

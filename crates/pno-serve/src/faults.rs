@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::failure::FailureClass;
-use crate::handlers::infer::JobError;
+use crate::failure::{FailureClass, JobError};
 use crate::resilience::cancel::Token;
 
 /// What a faulty version does.

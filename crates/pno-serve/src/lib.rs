@@ -33,6 +33,8 @@ mod listener;
 mod metrics;
 pub mod openapi;
 mod protocol;
+mod proxy;
+pub mod reload;
 pub mod repository;
 mod resilience;
 mod router;

@@ -161,7 +161,11 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             if *kind == "counter" {
                 for ((n, l), v) in i.counters.iter().filter(|((n, _), _)| n == name) {
-                    let _ = writeln!(out, "{n}{{{l}}} {v}");
+                    if l.is_empty() {
+                        let _ = writeln!(out, "{n} {v}");
+                    } else {
+                        let _ = writeln!(out, "{n}{{{l}}} {v}");
+                    }
                 }
             } else {
                 for ((n, l), h) in i.hists.iter().filter(|((n, _), _)| n == name) {

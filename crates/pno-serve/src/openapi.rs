@@ -86,6 +86,13 @@ pub const ROUTES: &[RouteDoc] = &[
         errors: &[404],
     },
     RouteDoc {
+        method: "post",
+        path: "/v2/admin/config/reload",
+        summary: "Reload the config file: validate, load changed models, smoke-test, swap; a rejected reload names why and the previous config keeps serving",
+        role: "admin",
+        errors: &[400, 409],
+    },
+    RouteDoc {
         method: "get",
         path: "/v2/models/{name}/stats",
         summary: "Extension: health of each served version (circuit breaker state, failure and slow-call rates, latency EWMA) and the model's bulkhead",

@@ -12,7 +12,7 @@ use pno_models::burn::tensor::Device;
 use pno_run::{TrainedModel, load_trained};
 use serde::Serialize;
 
-use crate::config::{RetryConfig, VersionPolicy};
+use crate::config::VersionPolicy;
 use crate::error::{ApiError, Result, ServeError};
 use crate::failure::FailureClass;
 
@@ -54,51 +54,86 @@ pub(crate) struct IndexEntry {
     pub(crate) reason: String,
 }
 
+/// What the configuration says about loading: version policies, gate requirements, retries.
+/// Replaced whole by a config reload.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Version policy per model (default: latest).
+    pub(crate) policies: BTreeMap<String, VersionPolicy>,
+    /// Require a passing gate record.
+    pub(crate) require_gate: bool,
+    /// Per-model override of `require_gate`.
+    pub(crate) gates: BTreeMap<String, bool>,
+    /// Backoff of transient I/O while loading.
+    pub(crate) retry: pno_core::retry::Backoff,
+}
+
+impl Settings {
+    /// The settings a configuration asks for.
+    pub(crate) fn of(config: &crate::config::ServeConfig) -> Self {
+        let r = config.retry;
+        Self {
+            policies: config
+                .models
+                .iter()
+                .map(|(k, v)| (k.clone(), v.version_policy.clone()))
+                .collect(),
+            require_gate: config.require_gate,
+            gates: config
+                .models
+                .iter()
+                .filter_map(|(k, v)| v.require_gate.map(|g| (k.clone(), g)))
+                .collect(),
+            retry: pno_core::retry::Backoff {
+                base: std::time::Duration::from_millis(r.base_ms),
+                max: std::time::Duration::from_millis(r.max_ms),
+                attempts: r.attempts,
+                max_elapsed: std::time::Duration::from_millis(r.max_elapsed_ms),
+            },
+        }
+    }
+}
+
 /// The repository and what is loaded from it.
 #[derive(Debug)]
 pub struct Repository {
     root: PathBuf,
-    policies: BTreeMap<String, VersionPolicy>,
-    require_gate: bool,
-    gates: BTreeMap<String, bool>,
+    settings: RwLock<Settings>,
     device: Device,
     models: RwLock<BTreeMap<String, ModelState>>,
-    retry: pno_core::retry::Backoff,
     retries: std::sync::atomic::AtomicU64,
     #[cfg(feature = "fault-injection")]
     fail_loads: std::sync::atomic::AtomicU32,
 }
 
 impl Repository {
-    /// A repository at `root` (nothing loaded yet).
-    pub(crate) fn new(
-        root: &Path,
-        policies: BTreeMap<String, VersionPolicy>,
-        device: Device,
-    ) -> Self {
+    /// A repository at `root` (nothing loaded yet) loading by `settings`.
+    pub(crate) fn new(root: &Path, settings: Settings, device: Device) -> Self {
         Self {
             root: root.to_path_buf(),
-            policies,
-            require_gate: false,
-            gates: BTreeMap::new(),
+            settings: RwLock::new(settings),
             device,
             models: RwLock::new(BTreeMap::new()),
-            retry: pno_core::retry::Backoff::default(),
             retries: std::sync::atomic::AtomicU64::new(0),
             #[cfg(feature = "fault-injection")]
             fail_loads: std::sync::atomic::AtomicU32::new(0),
         }
     }
 
-    /// Retry transient I/O errors while loading a version, with `cfg`'s backoff.
-    pub(crate) fn retrying(mut self, cfg: RetryConfig) -> Self {
-        self.retry = pno_core::retry::Backoff {
-            base: std::time::Duration::from_millis(cfg.base_ms),
-            max: std::time::Duration::from_millis(cfg.max_ms),
-            attempts: cfg.attempts,
-            max_elapsed: std::time::Duration::from_millis(cfg.max_elapsed_ms),
-        };
-        self
+    /// The loading settings now.
+    pub(crate) fn settings(&self) -> Settings {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replace the loading settings (a config reload); returns the old ones.
+    pub(crate) fn set_settings(&self, settings: Settings) -> Settings {
+        std::mem::replace(
+            &mut *self.settings.write().unwrap_or_else(|p| p.into_inner()),
+            settings,
+        )
     }
 
     /// Retries of version loads so far (transient I/O errors).
@@ -117,8 +152,9 @@ impl Repository {
     /// Read a run folder, retrying transient I/O errors (each retry logged with its class).
     fn read_run(&self, path: &Path, name: &str, version: u64) -> pno_run::Result<TrainedModel> {
         use std::sync::atomic::Ordering;
+        let policy = self.settings().retry;
         let out = pno_core::retry::retry_io(
-            &self.retry,
+            &policy,
             None,
             |_| {
                 #[cfg(feature = "fault-injection")]
@@ -156,20 +192,14 @@ impl Repository {
         }
     }
 
-    /// Require a passing gate record (`gate.json`) to load a version: `default` for every
-    /// model, `per_model` overriding it.
-    pub(crate) fn require_gates(
-        mut self,
-        default: bool,
-        per_model: BTreeMap<String, bool>,
-    ) -> Self {
-        self.require_gate = default;
-        self.gates = per_model;
-        self
+    fn policy(&self, name: &str) -> VersionPolicy {
+        let st = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        st.policies.get(name).cloned().unwrap_or_default()
     }
 
     fn gate_required(&self, name: &str) -> bool {
-        self.gates.get(name).copied().unwrap_or(self.require_gate)
+        let st = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        st.gates.get(name).copied().unwrap_or(st.require_gate)
     }
 
     /// The root folder.
@@ -285,7 +315,7 @@ impl Repository {
     /// policy the newly loaded version replaces the others.
     pub(crate) fn load(&self, name: &str, version: Option<u64>) -> Result<Vec<u64>> {
         let on_disk = self.versions_on_disk(name)?;
-        let policy = self.policies.get(name).cloned().unwrap_or_default();
+        let policy = self.policy(name);
         let wanted: Vec<u64> = match (version, &policy) {
             (Some(v), _) => vec![v],
             (None, VersionPolicy::Latest) => on_disk.last().copied().into_iter().collect(),
@@ -336,7 +366,7 @@ impl Repository {
                 Ok(_) => {}
                 Err(e) => {
                     errors.push(e);
-                    let policy = self.policies.get(&name).cloned().unwrap_or_default();
+                    let policy = self.policy(&name);
                     if matches!(policy, VersionPolicy::Latest) {
                         let mut older = self.versions_on_disk(&name)?;
                         older.pop();
@@ -395,6 +425,21 @@ impl Repository {
                     ))
                 }),
         }
+    }
+
+    /// The versions of `name` served now, to put back with [`Repository::restore`].
+    pub(crate) fn snapshot(&self, name: &str) -> BTreeMap<u64, Arc<LoadedVersion>> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .get(name)
+            .map(|s| s.versions.clone())
+            .unwrap_or_default()
+    }
+
+    /// Serve exactly `versions` of `name` again (the same artifacts, no I/O).
+    pub(crate) fn restore(&self, name: &str, versions: BTreeMap<u64, Arc<LoadedVersion>>) {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        models.entry(name.to_string()).or_default().versions = versions;
     }
 
     /// Versions of `name` being served.

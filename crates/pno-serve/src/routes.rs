@@ -23,6 +23,7 @@ pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
 pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
+pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
 /// Injected faults (test builds with the `fault-injection` feature only).
@@ -56,6 +57,8 @@ pub(crate) enum Action {
     KeysRotate,
     /// Verify the audit log.
     AuditVerify,
+    /// Reload the configuration (audited by the reload itself, with the keys it changed).
+    ConfigReload,
 }
 
 impl Action {
@@ -73,7 +76,21 @@ impl Action {
             Action::KeysRevoke => "keys.revoke",
             Action::KeysRotate => "keys.rotate",
             Action::AuditVerify => "audit.verify",
+            Action::ConfigReload => return None,
         })
+    }
+
+    /// The action's name in audit records (every action has one; refusals of the actions
+    /// whose successes are not audited are recorded under it).
+    pub(crate) fn name(self) -> &'static str {
+        match self.audit_name() {
+            Some(n) => n,
+            None => match self {
+                Action::ModelReady => "model.ready",
+                Action::ConfigReload => "config.reload",
+                _ => "model.stats",
+            },
+        }
     }
 
     /// What the caller wants to do, as a refusal words it ("… is needed to load models").
@@ -90,6 +107,7 @@ impl Action {
                 "manage keys"
             }
             Action::AuditVerify => "read the audit log",
+            Action::ConfigReload => "reload the configuration",
         }
     }
 
@@ -103,7 +121,8 @@ impl Action {
             | Action::KeysCreate
             | Action::KeysRevoke
             | Action::KeysRotate
-            | Action::AuditVerify => "admin",
+            | Action::AuditVerify
+            | Action::ConfigReload => "admin",
         }
     }
 
@@ -142,6 +161,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         KEY => Action::KeysRevoke,
         KEY_ROTATE => Action::KeysRotate,
         AUDIT_VERIFY => Action::AuditVerify,
+        CONFIG_RELOAD => Action::ConfigReload,
         _ => return None,
     })
 }

@@ -2,8 +2,8 @@
 //! the keys, the audit log, the metrics, the admission state (concurrency gate, rate limiters,
 //! lockout, drain flag) and the compute device.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use pno_models::burn::tensor::Device;
@@ -21,6 +21,37 @@ use crate::resilience::Guards;
 use crate::resilience::breaker::Transition;
 use crate::resilience::bulkhead::{Bulkheads, Gate, Size};
 
+/// Marks a response whose audit record is written, so the envelope does not write another.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Audited;
+
+/// The configuration and what is built from it alone; a config reload replaces it whole (a
+/// request reads the one in force at each step).
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// The configuration.
+    pub(crate) config: Arc<ServeConfig>,
+    /// Per-model bulkheads and the global ceiling.
+    pub(crate) bulkheads: Arc<Bulkheads>,
+    /// Trusted proxies.
+    pub(crate) proxies: Vec<crate::proxy::Cidr>,
+}
+
+impl Live {
+    /// Build from `config`, keeping `bulkheads` when their sizes did not change.
+    pub(crate) fn new(config: ServeConfig, bulkheads: Option<Arc<Bulkheads>>) -> Self {
+        Self {
+            bulkheads: bulkheads.unwrap_or_else(|| Arc::new(make_bulkheads(&config))),
+            proxies: config
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| crate::proxy::Cidr::parse(p).ok())
+                .collect(),
+            config: Arc::new(config),
+        }
+    }
+}
+
 /// Everything the handlers share. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -29,17 +60,19 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
-    config: ServeConfig,
+    /// What a config reload swaps: the configuration and what is built from it alone.
+    live: RwLock<Arc<Live>>,
     repo: Repository,
     keys: KeyStore,
     audit: Option<AuditLog>,
     metrics: Metrics,
-    bulkheads: Bulkheads,
-    guards: Guards,
+    guards: RwLock<Arc<Guards>>,
+    reload: crate::reload::ReloadState,
     key_limiter: RateLimiter,
     ip_limiter: RateLimiter,
     lockout: Lockout,
     draining: AtomicBool,
+    audit_healthy: AtomicBool,
     device: Device,
     #[cfg(feature = "fault-injection")]
     faults: crate::faults::Faults,
@@ -72,50 +105,61 @@ impl AppState {
                 what: "not a folder (expected <repository>/<model>/<version>/ run folders)".into(),
             });
         }
-        let policies = config
-            .models
-            .iter()
-            .map(|(k, v)| (k.clone(), v.version_policy.clone()))
-            .collect();
-        let gates = config
-            .models
-            .iter()
-            .filter_map(|(k, v)| v.require_gate.map(|g| (k.clone(), g)))
-            .collect();
-        let repo = Repository::new(&config.repository, policies, device.clone())
-            .require_gates(config.require_gate, gates)
-            .retrying(config.retry);
+        let repo = Repository::new(
+            &config.repository,
+            crate::repository::Settings::of(&config),
+            device.clone(),
+        );
         let r = &config.rate_limit;
         let random: u64 = rand::random();
         Ok(Self {
             inner: Arc::new(Inner {
-                bulkheads: bulkheads(&config),
-                guards: Guards::new(config.breaker),
+                guards: RwLock::new(Arc::new(Guards::new(config.breaker))),
+                reload: crate::reload::ReloadState::new(&config),
                 key_limiter: RateLimiter::new(r.per_key_rps, r.per_key_burst),
                 ip_limiter: RateLimiter::new(r.per_ip_rps, r.per_ip_burst),
                 lockout: Lockout::new(
                     r.max_auth_failures,
                     Duration::from_secs(r.auth_failure_window_s),
                     Duration::from_secs(r.lockout_s),
+                    r.lockout_escalation,
+                    Duration::from_secs(r.max_lockout_s),
                 ),
                 repo,
                 keys,
                 audit,
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
+                audit_healthy: AtomicBool::new(true),
                 device,
                 #[cfg(feature = "fault-injection")]
                 faults: crate::faults::Faults::default(),
                 ids: AtomicU64::new(random),
                 seeds: AtomicU64::new(random.rotate_left(17) >> 1),
-                config,
+                live: RwLock::new(Arc::new(Live::new(config, None))),
             }),
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &ServeConfig {
-        &self.inner.config
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<ServeConfig> {
+        self.live().config.clone()
+    }
+    /// The configuration and what is built from it, in force now.
+    pub(crate) fn live(&self) -> Arc<Live> {
+        self.inner
+            .live
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// Swap in a new live configuration (a reload).
+    pub(crate) fn set_live(&self, live: Live) {
+        *self.inner.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+    }
+    /// Reload bookkeeping.
+    pub(crate) fn reload_state(&self) -> &crate::reload::ReloadState {
+        &self.inner.reload
     }
     /// The model repository.
     pub fn repository(&self) -> &Repository {
@@ -126,12 +170,12 @@ impl AppState {
         &self.inner.keys
     }
     /// The global concurrency gate (the ceiling over every model's bulkhead).
-    pub fn gate(&self) -> &Gate {
-        self.inner.bulkheads.global()
+    pub fn gate(&self) -> Arc<Gate> {
+        self.live().bulkheads.global()
     }
     /// The concurrency gate of one model (its bulkhead).
     pub fn model_gate(&self, model: &str) -> Arc<Gate> {
-        self.inner.bulkheads.model(model)
+        self.live().bulkheads.model(model)
     }
     /// Start draining: readiness turns false and new requests are refused with 503.
     pub fn start_drain(&self) {
@@ -161,12 +205,37 @@ impl AppState {
     }
 
     /// The per-model bulkheads.
-    pub(crate) fn bulkheads(&self) -> &Bulkheads {
-        &self.inner.bulkheads
+    pub(crate) fn bulkheads(&self) -> Arc<Bulkheads> {
+        self.live().bulkheads.clone()
     }
     /// The health of each version (breakers, latency).
-    pub(crate) fn guards(&self) -> &Guards {
-        &self.inner.guards
+    pub(crate) fn guards(&self) -> Arc<Guards> {
+        self.inner
+            .guards
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// New breaker settings: every version starts closed under them.
+    pub(crate) fn set_guards(&self, guards: Guards) {
+        *self.inner.guards.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(guards);
+    }
+    /// The rate limiters and the lockout take the settings of `config`.
+    pub(crate) fn reconfigure_limits(&self, config: &ServeConfig) {
+        let r = &config.rate_limit;
+        self.inner
+            .key_limiter
+            .reconfigure(r.per_key_rps, r.per_key_burst);
+        self.inner
+            .ip_limiter
+            .reconfigure(r.per_ip_rps, r.per_ip_burst);
+        self.inner.lockout.reconfigure(
+            r.max_auth_failures,
+            Duration::from_secs(r.auth_failure_window_s),
+            Duration::from_secs(r.lockout_s),
+            r.lockout_escalation,
+            Duration::from_secs(r.max_lockout_s),
+        );
     }
 
     /// A breaker changed state: log it, audit it, count it.
@@ -245,7 +314,8 @@ impl AppState {
 
     /// What an inference request for `m` may contain.
     pub(crate) fn input_spec(&self, m: &LoadedVersion) -> InputSpec {
-        let l = &self.inner.config.limits;
+        let config = self.config();
+        let l = &config.limits;
         InputSpec {
             name: "x".into(),
             channels: m.model.file.in_channels,
@@ -260,22 +330,50 @@ impl AppState {
         }
     }
 
-    /// Append to the audit log, when there is one; a failed append is logged, never an error.
-    pub(crate) fn record(&self, event: AuditEvent) {
+    /// Append to the audit log, when there is one; false when the append failed (after its
+    /// retries): logged with class `transient`, counted, and `pno_audit_healthy` turns 0 until an
+    /// append succeeds. Blocking (the log may fsync and back off): from async code use
+    /// [`AppState::record_async`].
+    pub(crate) fn record(&self, event: AuditEvent) -> bool {
         let Some(log) = &self.inner.audit else {
-            return;
+            return true;
         };
-        if let Err(e) = log.append(event) {
-            tracing::error!(error = %e, class = "transient", "audit log append failed");
-            self.count_failure(FailureClass::Transient, "", "");
-            self.metrics()
-                .inc("pno_audit_append_failures_total", String::new(), 1.0);
+        match log.append(event) {
+            Ok(_) => {
+                self.inner.audit_healthy.store(true, Ordering::SeqCst);
+                true
+            }
+            Err(e) => {
+                self.inner.audit_healthy.store(false, Ordering::SeqCst);
+                tracing::error!(error = %e, class = "transient", "audit log append failed");
+                self.count_failure(FailureClass::Transient, "", "");
+                self.metrics()
+                    .inc("pno_audit_append_failures_total", String::new(), 1.0);
+                false
+            }
         }
+    }
+
+    /// [`AppState::record`] on the blocking pool, so a retry's backoff never stalls a runtime
+    /// worker.
+    pub(crate) async fn record_async(&self, event: AuditEvent) -> bool {
+        if self.inner.audit.is_none() {
+            return true;
+        }
+        let st = self.clone();
+        tokio::task::spawn_blocking(move || st.record(event))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// False after an audit append failed, until one succeeds.
+    pub(crate) fn audit_healthy(&self) -> bool {
+        self.inner.audit_healthy.load(Ordering::SeqCst)
     }
 }
 
 /// The bulkheads the configuration asks for.
-fn bulkheads(config: &ServeConfig) -> Bulkheads {
+pub(crate) fn make_bulkheads(config: &ServeConfig) -> Bulkheads {
     let l = &config.limits;
     let (c, q) = config.model_bulkhead("");
     let sizes = config

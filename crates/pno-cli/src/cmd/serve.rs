@@ -21,7 +21,9 @@ The repository holds <model>/<version>/ run folders written by `pno train`. Flag
 config file. A config key with a bad value is refused at start, with the key named. Logs are
 JSON lines on stderr (RUST_LOG sets the level). SIGTERM/SIGINT: readiness turns false, new
 requests get 503, in-flight ones finish (up to shutdown.drain_timeout_s), the audit log is
-flushed, exit 0.")]
+flushed, exit 0. SIGHUP (or POST /v2/admin/config/reload, or a change of the file with
+watch_config = true) reloads the config file: validated, changed models loaded and smoke-tested,
+then swapped in; a rejected reload names why and the previous config keeps serving.")]
 pub(crate) struct ServeArgs {
     /// TOML config (keys: listen, repository, keys, anonymous, [limits], [rate_limit],
     /// [audit], [shutdown], [models.NAME]).
@@ -44,24 +46,47 @@ pub(crate) struct ServeArgs {
     device: String,
 }
 
+/// The command line's overrides of the config file (kept for reloads).
+#[derive(Debug, Clone)]
+struct Overrides {
+    repository: Option<PathBuf>,
+    listen: Option<String>,
+    keys: Option<PathBuf>,
+    audit: Option<PathBuf>,
+}
+
+impl Overrides {
+    fn apply(&self, mut cfg: ServeConfig) -> pno_serve::Result<ServeConfig> {
+        if let Some(r) = &self.repository {
+            cfg.repository = r.clone();
+        }
+        if let Some(l) = &self.listen {
+            cfg.listen = l.clone();
+        }
+        if let Some(k) = &self.keys {
+            cfg.keys = Some(k.clone());
+        }
+        if let Some(a) = &self.audit {
+            cfg.audit.path = Some(a.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
 pub(crate) fn run(args: ServeArgs) -> Result<()> {
-    let mut cfg = match &args.config {
+    let over = Overrides {
+        repository: args.repository.clone(),
+        listen: args.listen.clone(),
+        keys: args.keys.clone(),
+        audit: args.audit.clone(),
+    };
+    let cfg = match &args.config {
         Some(p) => ServeConfig::from_file(p).with_context(|| format!("config {}", p.display()))?,
         None => ServeConfig::default(),
     };
-    if let Some(r) = args.repository {
-        cfg.repository = r;
-    }
-    if let Some(l) = args.listen {
-        cfg.listen = l;
-    }
-    if let Some(k) = args.keys {
-        cfg.keys = Some(k);
-    }
-    if let Some(a) = args.audit {
-        cfg.audit.path = Some(a);
-    }
-    cfg.validate()?;
+    let cfg = over.apply(cfg)?;
+    let watch = cfg.watch_config;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // A second subscriber (tests calling run twice) is not an error.
@@ -93,6 +118,18 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         if !state.repository().any_loaded() {
             tracing::warn!("no model loaded: /v2/health/ready answers 503 until one is");
         }
+        if let Some(path) = args.config.clone() {
+            let (p, o) = (path.clone(), over.clone());
+            state.set_config_source(Box::new(move || o.apply(ServeConfig::from_file(&p)?)));
+            tokio::spawn(reload_on_sighup(state.clone()));
+            if watch {
+                tokio::spawn(pno_serve::reload::watch(
+                    state.clone(),
+                    path,
+                    std::time::Duration::from_secs(1),
+                ));
+            }
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding {addr}"))?;
@@ -102,6 +139,23 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         pno_serve::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+/// SIGHUP reloads the config file (a rejected one leaves the old config serving).
+async fn reload_on_sighup(state: AppState) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP handler unavailable: reload with POST /v2/admin/config/reload");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = state.reload("sighup").await;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 async fn shutdown_signal() {

@@ -1,10 +1,12 @@
-//! Administration: API keys (list, create, revoke, rotate) and the audit log's verification.
+//! Administration: API keys (list, create, revoke, rotate), the audit log's verification and
+//! config reload.
 //!
 //! Key changes are read-modify-writes of the keys file under its lock (see [`crate::auth`]);
 //! they run on the blocking pool, never on the async workers.
 
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,6 +14,7 @@ use axum::response::Response;
 use serde_json::{Map, Value, json};
 
 use super::{Params, json_response, ok_json, small_json};
+use crate::admission::Ctx;
 use crate::auth::{KeyRecord, KeySpec, KeyStore, Role};
 use crate::error::ApiError;
 use crate::failure::FailureClass;
@@ -164,4 +167,28 @@ pub(crate) async fn verify_audit(State(st): State<AppState>) -> Result<Response,
         Ok(v) => ok_json(json!({"ok": true, "records": v.records, "head": v.head})),
         Err(e) => ok_json(json!({"ok": false, "problem": e.to_string()})),
     })
+}
+
+/// `POST /v2/admin/config/reload`: reload the config file; 200 with the changed keys and the new
+/// hash, or 400 (409 without a config file) naming why — the previous config keeps serving.
+pub(crate) async fn reload_config(
+    State(st): State<AppState>,
+    Extension(ctx): Extension<Ctx>,
+) -> Result<Response, ApiError> {
+    let by = ctx
+        .principal
+        .as_ref()
+        .map_or_else(|| "anonymous".to_string(), |p| p.id.clone());
+    match st.reload(&by).await {
+        Ok(r) => Ok(ok_json(
+            json!({"reloaded": true, "changed": r.changed, "hash": r.hash}),
+        )),
+        Err(crate::reload::ReloadError::NoSource) => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "no config file to reload (the server was started without --config)",
+        )),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "{e}; the previous config keeps serving"
+        ))),
+    }
 }

@@ -73,6 +73,30 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             String::new(),
             f64::from(u8::from(st.is_draining())),
         ),
+        (
+            "pno_config_last_reload_successful",
+            "1 when the last config reload succeeded (or none was tried).",
+            String::new(),
+            f64::from(u8::from(st.reload_state().last_ok())),
+        ),
+        (
+            "pno_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful config reload (or the start).",
+            String::new(),
+            st.reload_state().last_success_s() as f64,
+        ),
+        (
+            "pno_config_info",
+            "The hash of the config in force (label).",
+            format!("hash=\"{}\"", st.reload_state().hash()),
+            1.0,
+        ),
+        (
+            "pno_audit_healthy",
+            "0 after an audit record could not be written (after retries), until one is.",
+            String::new(),
+            f64::from(u8::from(st.audit_healthy())),
+        ),
     ];
     if st.config().keys.is_some() {
         let k = st.keys().reload_status();

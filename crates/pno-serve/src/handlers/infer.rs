@@ -31,7 +31,7 @@ use super::{AuditNote, ModelPath, Params};
 use crate::admission::{Ctx, deadline_err, read_body};
 use crate::config::Fallback;
 use crate::error::ApiError;
-use crate::failure::FailureClass;
+use crate::failure::{FailureClass, JobError, ServedBy};
 use crate::metrics::model_labels;
 use crate::protocol::{self, InferRequest, OutputTensor};
 use crate::repository::LoadedVersion;
@@ -41,16 +41,6 @@ use crate::resilience::bulkhead::{Shed, Slots};
 use crate::resilience::cancel::{CancelOnDrop, Token, Why};
 use crate::resilience::degrade::{self, Ask, Plan, Pressure};
 use crate::state::AppState;
-
-/// The model and version that served (or refused) a request: a response extension that the
-/// envelope reads for `pno_failures_total{class,model,version}`.
-#[derive(Debug, Clone)]
-pub(crate) struct ServedBy {
-    /// Model.
-    pub(crate) model: String,
-    /// Version.
-    pub(crate) version: String,
-}
 
 /// `POST /v2/models/{name}[/versions/{version}]/infer`.
 pub(crate) async fn infer(
@@ -331,11 +321,7 @@ fn plan(st: &AppState, c: &Chosen, req: &InferRequest) -> Result<Serving, ApiErr
             reason,
             mean_only,
         } => {
-            st.metrics().inc(
-                "pno_degraded_total",
-                format!("{labels},reason=\"{}\"", reason.as_str()),
-                1.0,
-            );
+            // Counted once answered (pno_degraded_total), not here: it may still be shed.
             Ok(Serving {
                 samples,
                 degraded: Some((reason, mean_only)),
@@ -390,21 +376,6 @@ async fn queue(
         Ok(Err(Shed::Closed)) => Err(ApiError::unavailable("server is shutting down", 5)),
         Ok(Ok(s)) => Ok(s),
     }
-}
-
-/// Why the compute job failed.
-pub(crate) enum JobError {
-    /// The model refused or failed.
-    Model(pno_run::RunError),
-    /// The prediction stopped on its cancellation token.
-    Cancelled,
-    /// A non-finite output; `in_range` when the input was finite and within the model's range.
-    NonFinite { in_range: bool },
-    /// The model panicked.
-    Panicked,
-    /// An injected fault (test builds only).
-    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
-    Injected(FailureClass, String),
 }
 
 /// How far (in training standard deviations) an input may be from the training mean and still
@@ -548,6 +519,13 @@ async fn run(
     );
     metrics.inc("pno_inference_count_total", labels.to_string(), n as f64);
     metrics.inc("pno_inference_exec_count_total", labels.to_string(), 1.0);
+    if let Some((reason, _)) = serving.degraded {
+        metrics.inc(
+            "pno_degraded_total",
+            format!("{labels},reason=\"{}\"", reason.as_str()),
+            1.0,
+        );
+    }
 
     let _e = tracing::info_span!("encode").entered();
     let quantiles = if req.outputs.iter().any(|o| o.name == "quantiles") {

@@ -33,14 +33,15 @@ use serde_json::Value;
 
 use crate::admission::{Ctx, read_body};
 use crate::audit::AuditEvent;
+use crate::config::AuditFailure;
 use crate::error::ApiError;
 use crate::failure::FailureClass;
 use crate::protocol;
 use crate::repository::clip;
-use crate::state::AppState;
+use crate::state::{AppState, Audited};
 
 #[derive(Debug, Default)]
-struct Noted {
+pub(crate) struct Noted {
     version: Option<String>,
     input_sha256: Option<String>,
 }
@@ -84,7 +85,10 @@ pub(crate) async fn audited(
     let name = if action.names_a_model() {
         match params {
             Ok(Path(mut p)) => p.remove("name"),
-            Err(e) => return path_err(e).into_response(),
+            Err(e) => {
+                let resp = path_err(e).into_response();
+                return write_record(&st, &ctx, action.name(), None, Noted::default(), resp).await;
+            }
         }
     } else {
         None
@@ -110,24 +114,51 @@ pub(crate) async fn audited(
         .into_response(),
         None => next.run(req).await,
     };
-    if let Some(name) = action.audit_name() {
-        let noted = note.take();
-        let class = (resp.status().as_u16() >= 400).then(|| {
-            resp.extensions()
-                .get::<FailureClass>()
-                .copied()
-                .unwrap_or_else(|| FailureClass::of_status(resp.status().as_u16()))
-                .as_str()
-                .to_string()
-        });
-        st.record(AuditEvent {
+    // Successes of audited actions, and every refusal.
+    if action.audit_name().is_some() || resp.status().as_u16() >= 400 {
+        return write_record(&st, &ctx, action.name(), model, note.take(), resp).await;
+    }
+    resp
+}
+
+/// Write the record of `resp` (with its failure class) and mark it [`Audited`]; with
+/// `audit.on_failure = "closed"`, a record that cannot be written withholds the answer (503).
+async fn write_record(
+    st: &AppState,
+    ctx: &Ctx,
+    action: &str,
+    model: Option<String>,
+    noted: Noted,
+    resp: Response,
+) -> Response {
+    let status = resp.status();
+    let class = (status.as_u16() >= 400).then(|| {
+        resp.extensions()
+            .get::<FailureClass>()
+            .copied()
+            .unwrap_or_else(|| FailureClass::of_status(status.as_u16()))
+            .as_str()
+            .to_string()
+    });
+    let ok = st
+        .record_async(AuditEvent {
             model,
             version: noted.version,
             input_sha256: noted.input_sha256,
             class,
-            ..ctx.audit_event(name, resp.status())
-        });
-    }
+            ..ctx.audit_event(action, status)
+        })
+        .await;
+    let mut resp = if !ok && st.config().audit.on_failure == AuditFailure::Closed {
+        ApiError::unavailable(
+            "the audit log could not be written, and this server refuses what it cannot audit (audit.on_failure = \"closed\"); the request's effect, if any, is not confirmed",
+            1,
+        )
+        .into_response()
+    } else {
+        resp
+    };
+    resp.extensions_mut().insert(Audited);
     resp
 }
 

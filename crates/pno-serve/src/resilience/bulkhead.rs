@@ -132,7 +132,7 @@ pub(crate) struct Size {
 /// The per-model gates and the global ceiling.
 #[derive(Debug)]
 pub(crate) struct Bulkheads {
-    global: Gate,
+    global: Arc<Gate>,
     default: Size,
     sizes: HashMap<String, Size>,
     models: Mutex<HashMap<String, Arc<Gate>>>,
@@ -142,7 +142,7 @@ impl Bulkheads {
     /// A global gate of `global` and a gate per model: `sizes` by name, else `default`.
     pub(crate) fn new(global: Size, default: Size, sizes: HashMap<String, Size>) -> Self {
         Self {
-            global: Gate::new(global.concurrency, global.queue),
+            global: Arc::new(Gate::new(global.concurrency, global.queue)),
             default,
             sizes,
             models: Mutex::new(HashMap::new()),
@@ -150,8 +150,8 @@ impl Bulkheads {
     }
 
     /// The global gate.
-    pub(crate) fn global(&self) -> &Gate {
-        &self.global
+    pub(crate) fn global(&self) -> Arc<Gate> {
+        self.global.clone()
     }
 
     /// The gate of `model` (made on first use).

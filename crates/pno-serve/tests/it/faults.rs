@@ -321,3 +321,48 @@ async fn a_computation_whose_client_leaves_stops_and_frees_its_slot() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_unwritable_audit_record_withholds_the_answer_only_when_failing_closed() {
+    for closed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repo(dir.path(), "a", &[1]);
+        let mut cfg = config(&repo);
+        cfg.audit.path = Some(dir.path().join("audit.log"));
+        cfg.retry.base_ms = 1;
+        if closed {
+            cfg.audit.on_failure = pno_serve::config::AuditFailure::Closed;
+        }
+        let st = state(cfg);
+        // More failures than the append's three attempts.
+        inject(&st, json!({"io": "audit", "count": 3})).await;
+        let (s, v) = call(&st, post_json("/v2/models/a/infer", &body())).await;
+        let m = metrics(&st).await;
+        assert!(m.contains("pno_audit_healthy 0"), "{m}");
+        assert!(m.contains("\npno_audit_append_failures_total 1"), "{m}");
+        if closed {
+            assert_eq!(
+                (s, v["class"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("transient")),
+                "{v}"
+            );
+            assert!(
+                v["error"].as_str().unwrap().contains("audit.on_failure"),
+                "{v}"
+            );
+        } else {
+            assert_eq!(s, StatusCode::OK, "failing open answers: {v}");
+        }
+        // The log heals: the next record is written and the chain verifies.
+        let (s, _) = call(&st, post_json("/v2/models/a/infer", &body())).await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(metrics(&st).await.contains("pno_audit_healthy 1"));
+        drop(st);
+        assert_eq!(
+            pno_serve::audit::verify(&dir.path().join("audit.log"))
+                .unwrap()
+                .records,
+            1
+        );
+    }
+}

@@ -7,6 +7,7 @@ mod audit;
 mod faults;
 mod infer;
 mod keys;
+mod reload;
 mod repository;
 mod resilience;
 mod routes;

@@ -182,7 +182,7 @@ async fn missing_key_is_401_wrong_role_is_403() {
 async fn anonymous_reader_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let (st, ..) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.anonymous = Some(AnonymousRole::Reader);
     let st = state(cfg);
     assert_eq!(call(&st, get("/v2/models/pno")).await.0, StatusCode::OK);
@@ -198,7 +198,7 @@ async fn anonymous_reader_when_configured() {
 async fn repeated_failed_authentication_locks_the_address_out() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, ..) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.max_auth_failures = 3;
     cfg.rate_limit.lockout_s = 60;
     let st = state(cfg);
@@ -228,7 +228,7 @@ async fn repeated_failed_authentication_locks_the_address_out() {
 async fn rate_limits_per_key_and_per_address() {
     let dir = tempfile::tempdir().unwrap();
     let (st, reader, operator, _) = secured(dir.path());
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.per_key_rps = 0.01;
     cfg.rate_limit.per_key_burst = 3;
     let st = state(cfg);
@@ -261,7 +261,7 @@ async fn rate_limits_per_key_and_per_address() {
         "another key has its own bucket"
     );
 
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.rate_limit.per_key_burst = 1000;
     cfg.rate_limit.per_ip_rps = 0.01;
     cfg.rate_limit.per_ip_burst = 2;
@@ -406,7 +406,7 @@ async fn deadlines_end_requests_that_wait_too_long() {
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
     assert!(t.elapsed().as_millis() < 3000);
     // The server's whole-request deadline.
-    let mut cfg = st.config().clone();
+    let mut cfg = (*st.config()).clone();
     cfg.limits.request_timeout_ms = 150;
     let st2 = state(cfg);
     let _slot2 = st2.gate().acquire().await.unwrap();
@@ -466,4 +466,155 @@ fn the_shipped_config_is_valid() {
     let cfg = pno_serve::ServeConfig::from_file(&path).unwrap();
     assert_eq!(cfg.listen, "127.0.0.1:8000");
     assert_eq!(cfg.audit.fsync, pno_serve::config::FsyncPolicy::Batch);
+}
+
+#[tokio::test]
+async fn every_refusal_writes_exactly_one_audit_record_with_its_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, reader, _, _) = secured(dir.path());
+    let mut cfg = (*st.config()).clone();
+    cfg.rate_limit.per_ip_rps = 0.01;
+    cfg.rate_limit.per_ip_burst = 2;
+    cfg.rate_limit.max_auth_failures = 2;
+    cfg.limits.max_body_bytes = 1000;
+    let st = state(cfg);
+    let big = "x".repeat(5000);
+    let mut expected: Vec<(u16, &str, &str)> = Vec::new();
+    // (request, expected status, expected action, expected class)
+    let r = from(get("/v2/models/pno"), [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    expected.push((401, "model.metadata", "security"));
+    let r = from(
+        with_key(get("/v2/repository/index"), &reader),
+        [10, 0, 0, 1],
+    );
+    let r = send(&st, r).await;
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    expected.push((405, "request", "input"));
+    // The per-address bucket (burst 2) is now empty.
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    expected.push((429, "model.metadata", "security"));
+    // Bad keys from another address: 401, then locked out (audited by the key check), then
+    // refused at the door while locked out.
+    for _ in 0..2 {
+        let r = from(
+            with_key(get("/v2/models/pno"), "pno_bad_key"),
+            [10, 0, 0, 2],
+        );
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    expected.push((401, "auth", "security"));
+    expected.push((401, "auth.lockout", "security"));
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 2]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    expected.push((429, "model.metadata", "security"));
+    // Size limit and unknown route, from fresh addresses.
+    let r = from(
+        with_key(
+            Request::post("/v2/models/pno/infer")
+                .body(Body::from(big))
+                .unwrap(),
+            &reader,
+        ),
+        [10, 0, 0, 3],
+    );
+    assert_eq!(call(&st, r).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+    expected.push((413, "infer", "input"));
+    let r = from(with_key(get("/v2/nowhere"), &reader), [10, 0, 0, 4]);
+    assert_eq!(call(&st, r).await.0, StatusCode::NOT_FOUND);
+    expected.push((404, "request", "input"));
+    // Draining.
+    st.start_drain();
+    let r = from(with_key(get("/v2/models/pno"), &reader), [10, 0, 0, 5]);
+    assert_eq!(call(&st, r).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    expected.push((503, "model.metadata", "transient"));
+
+    let text = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let recs: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(u16, String, String)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_u64().unwrap() as u16,
+                r["action"].as_str().unwrap().to_string(),
+                r["class"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u16, String, String)> = expected
+        .iter()
+        .map(|(s, a, c)| (*s, a.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want, "{text}");
+    assert_eq!(
+        recs[2]["actor"], "anonymous",
+        "refused before authentication"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_limits_and_lockout_are_per_client_and_forged_headers_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let (st, reader, _, _) = secured(dir.path());
+    let mut cfg = (*st.config()).clone();
+    cfg.trusted_proxies = vec!["10.0.0.0/8".into()];
+    cfg.rate_limit.max_auth_failures = 2;
+    let st = state(cfg);
+    let via = |key: &str, xff: &str, peer: [u8; 4]| {
+        let mut r = from(with_key(get("/v2/models/pno"), key), peer);
+        r.headers_mut()
+            .insert("x-forwarded-for", xff.parse().unwrap());
+        r
+    };
+    // An attacker behind the proxy locks only itself out.
+    for _ in 0..2 {
+        let r = via("pno_bad", "203.0.113.66", [10, 0, 0, 1]);
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let r = via(&reader, "203.0.113.66", [10, 0, 0, 1]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let r = via(&reader, "203.0.113.7", [10, 0, 0, 1]);
+    assert_eq!(
+        call(&st, r).await.0,
+        StatusCode::OK,
+        "another client behind the same proxy"
+    );
+    // A stranger cannot forge the header: it is judged by its own address.
+    for _ in 0..2 {
+        let r = via("pno_bad", "203.0.113.8", [198, 51, 100, 9]);
+        assert_eq!(call(&st, r).await.0, StatusCode::UNAUTHORIZED);
+    }
+    let r = via(&reader, "203.0.113.9", [198, 51, 100, 9]);
+    assert_eq!(call(&st, r).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert!(log.contains("\"client\":\"203.0.113.66\""), "{log}");
+    assert!(!log.contains("203.0.113.8"), "forged: {log}");
+}
+
+#[test]
+fn bad_trusted_proxies_and_lockout_settings_name_the_key() {
+    for (toml, key) in [
+        (
+            "trusted_proxies = [\"10.0.0.0/8\", \"bogus\"]",
+            "trusted_proxies[1]",
+        ),
+        ("trusted_proxies = [\"10.0.0.0/40\"]", "trusted_proxies[0]"),
+        (
+            "[rate_limit]\nlockout_escalation = 0.5",
+            "rate_limit.lockout_escalation",
+        ),
+        (
+            "[rate_limit]\nlockout_s = 600\nmax_lockout_s = 60",
+            "rate_limit.max_lockout_s",
+        ),
+    ] {
+        let e = pno_serve::ServeConfig::from_toml_str(toml)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{toml:?}: {e}");
+    }
 }
