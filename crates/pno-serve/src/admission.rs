@@ -277,8 +277,9 @@ pub(crate) async fn limit_address(
     next.run(req).await
 }
 
-/// Who is asking: a valid key (then its token bucket), no key (the anonymous role, if any), or
-/// a bad key (401, audited, counted towards the address's lockout).
+/// Who is asking: a valid key (then its token bucket), no key (the anonymous role, if any), an
+/// expired key (401 naming it and its expiry, audited, not counted towards the lockout), or a
+/// bad key (401, audited, counted towards the address's lockout).
 pub(crate) async fn authenticate(
     State(st): State<AppState>,
     Extension(mut ctx): Extension<Ctx>,
@@ -303,7 +304,25 @@ pub(crate) async fn authenticate(
         AuthOutcome::Missing => st.config().anonymous_role().map(|role| Principal {
             id: "anonymous".into(),
             role,
+            models: Vec::new(),
         }),
+        AuthOutcome::Expired { id, at } => {
+            // The right secret: not a guess, so not counted towards the lockout.
+            st.record_async(AuditEvent {
+                actor: id.clone(),
+                ..ctx.audit_event("auth", StatusCode::UNAUTHORIZED)
+            })
+            .await;
+            let mut r = refuse(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "API key {id} expired at {} ({at} s since the Unix epoch)",
+                    crate::auth::utc(at)
+                ),
+            ));
+            r.extensions_mut().insert(Audited);
+            return r;
+        }
         AuthOutcome::Invalid => {
             let locked = st.lockout().fail(&ctx.client);
             let action = if locked.is_some() {

@@ -118,6 +118,9 @@ where
     {
         tracing::warn!("drain timeout: closing with requests still in flight");
     }
+    if let Err(e) = state.keys().flush_usage() {
+        tracing::warn!(class = "transient", error = %e, "writing key usage times failed");
+    }
     if let Some(log) = state.audit() {
         log.flush()?;
     }

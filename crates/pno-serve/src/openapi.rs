@@ -151,7 +151,7 @@ pub const ROUTES: &[RouteDoc] = &[
     RouteDoc {
         method: "post",
         path: "/v2/admin/keys",
-        summary: "Create an API key ({\"role\": ...}); the key is returned once",
+        summary: "Create an API key ({\"role\": ..., \"expires_in_s\": optional seconds, \"models\": optional [names]}); the key is returned once",
         role: "admin",
         errors: &[400, 409],
     },
@@ -161,6 +161,13 @@ pub const ROUTES: &[RouteDoc] = &[
         summary: "Revoke an API key",
         role: "admin",
         errors: &[404],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/admin/keys/{id}/rotate",
+        summary: "Rotate an API key ({\"grace_s\": N}): a new secret, returned once; the old one works N more seconds",
+        role: "admin",
+        errors: &[400, 404, 409],
     },
     RouteDoc {
         method: "get",

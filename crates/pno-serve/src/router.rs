@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
     let admin = Router::new()
         .route(KEYS, get(admin::list_keys).post(admin::create_key))
         .route(KEY, delete(admin::revoke_key))
+        .route(KEY_ROTATE, post(admin::rotate_key))
         .route(AUDIT_VERIFY, get(admin::verify_audit))
         .route(CONFIG_RELOAD, post(admin::reload_config))
         .route_layer(from_fn_with_state(Role::Admin, admission::require));

@@ -21,6 +21,7 @@ pub(crate) const REPO_LOAD: &str = "/v2/repository/models/{name}/load";
 pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
 pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
+pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
 pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
@@ -52,6 +53,8 @@ pub(crate) enum Action {
     KeysCreate,
     /// Revoke an API key.
     KeysRevoke,
+    /// Rotate an API key (a new secret, the old one kept for a grace period).
+    KeysRotate,
     /// Verify the audit log.
     AuditVerify,
     /// Reload the configuration (audited by the reload itself, with the keys it changed).
@@ -71,6 +74,7 @@ impl Action {
             Action::KeysList => "keys.list",
             Action::KeysCreate => "keys.create",
             Action::KeysRevoke => "keys.revoke",
+            Action::KeysRotate => "keys.rotate",
             Action::AuditVerify => "audit.verify",
             Action::ConfigReload => return None,
         })
@@ -99,7 +103,9 @@ impl Action {
             Action::RepositoryIndex => "list the repository",
             Action::ModelLoad => "load models",
             Action::ModelUnload => "unload models",
-            Action::KeysList | Action::KeysCreate | Action::KeysRevoke => "manage keys",
+            Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::KeysRotate => {
+                "manage keys"
+            }
             Action::AuditVerify => "read the audit log",
             Action::ConfigReload => "reload the configuration",
         }
@@ -114,6 +120,7 @@ impl Action {
             Action::KeysList
             | Action::KeysCreate
             | Action::KeysRevoke
+            | Action::KeysRotate
             | Action::AuditVerify
             | Action::ConfigReload => "admin",
         }
@@ -152,6 +159,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         KEYS if method == Method::POST => Action::KeysCreate,
         KEYS => Action::KeysList,
         KEY => Action::KeysRevoke,
+        KEY_ROTATE => Action::KeysRotate,
         AUDIT_VERIFY => Action::AuditVerify,
         CONFIG_RELOAD => Action::ConfigReload,
         _ => return None,

@@ -89,6 +89,8 @@ impl AppState {
             Some(p) => KeyStore::open(p)?,
             None => KeyStore::empty(),
         };
+        // Changes by `pno keys` (or another server) take effect within a second.
+        keys.watch(crate::auth::WATCH_INTERVAL);
         let audit = match &config.audit.path {
             Some(p) => Some(AuditLog::open(
                 p,

@@ -463,3 +463,127 @@ fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
         "the rejection names the key: {logs}"
     );
 }
+
+/// Poll `GET path` with `key` until it answers `want`; panics after `within`.
+fn until_status(addr: &str, path: &str, key: &str, want: u16, within: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let (s, body) = http(addr, "GET", path, Some(key), "");
+        if s == want {
+            return t.elapsed();
+        }
+        assert!(
+            t.elapsed() < within,
+            "still {s} (not {want}) after {within:?}: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keys_created_revoked_and_rotated_by_the_cli_take_effect_on_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let keys = dir.path().join("keys.json");
+    let k = keys.to_str().unwrap();
+    let first = pno_ok(&["keys", "create", "--role", "reader", "--keys", k]);
+    let first = first.trim().to_string();
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nrepository = {repo:?}\nkeys = {k:?}\n\
+             [rate_limit]\nmax_auth_failures = 1000\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let model = "/v2/models/pno";
+    let second = Duration::from_secs(1);
+    assert_eq!(http(&addr, "GET", model, Some(&first), "").0, 200);
+    // Created while the server runs: usable within a second.
+    let json = pno_ok(&["--json", "keys", "create", "--role", "reader", "--keys", k]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let fresh = v["key"].as_str().unwrap().to_string();
+    until_status(&addr, model, &fresh, 200, second);
+    // Revoked while the server runs: refused within a second.
+    pno_ok(&["keys", "revoke", v["id"].as_str().unwrap(), "--keys", k]);
+    let took = until_status(&addr, model, &fresh, 401, second);
+    assert!(took < second, "{took:?}");
+    // Rotated with a 2 s grace: both secrets work, then only the new one.
+    let id = &first[4..16];
+    let rotated = pno_ok(&["keys", "rotate", id, "--grace", "2s", "--keys", k]);
+    let rotated = rotated.trim().to_string();
+    assert!(rotated.starts_with(&format!("pno_{id}_")) && rotated != first);
+    until_status(&addr, model, &rotated, 200, second);
+    assert_eq!(http(&addr, "GET", model, Some(&first), "").0, 200);
+    until_status(&addr, model, &first, 401, Duration::from_secs(4));
+    assert_eq!(http(&addr, "GET", model, Some(&rotated), "").0, 200);
+    let err = pno_err(&["keys", "rotate", id, "--grace", "soon", "--keys", k]);
+    assert!(err.contains("--grace"), "{err}");
+    let err = pno_err(&[
+        "keys",
+        "create",
+        "--role",
+        "reader",
+        "--expires-in",
+        "2 weeks",
+        "--keys",
+        k,
+    ]);
+    assert!(err.contains("--expires-in"), "{err}");
+    // The server wrote the last-use times on its way out; the listing shows them.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let list = pno_ok(&["keys", "list", "--keys", k]);
+    assert!(list.contains(id) && list.contains("last used"), "{list}");
+}
+
+#[test]
+fn concurrent_keys_create_processes_lose_no_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.json");
+    let k = keys.to_str().unwrap();
+    let children: Vec<_> = (0..12)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_pno"))
+                .args(["--json", "keys", "create", "--role", "reader", "--keys", k])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let ids: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            v["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let list = pno_ok(&["keys", "list", "--keys", k]);
+    assert_eq!(list.lines().count(), 12, "{list}");
+    for id in &ids {
+        assert!(list.contains(id.as_str()), "lost {id}: {list}");
+    }
+}

@@ -98,6 +98,21 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             f64::from(u8::from(st.audit_healthy())),
         ),
     ];
+    if st.config().keys.is_some() {
+        let k = st.keys().reload_status();
+        gauges.push((
+            "pno_keys_reload_success",
+            "1 when the keys file last read was used; 0: refused, the last good keys stay.",
+            String::new(),
+            f64::from(u8::from(k.ok)),
+        ));
+        gauges.push((
+            "pno_keys_reload_timestamp_seconds",
+            "When the keys were last loaded successfully (Unix seconds).",
+            String::new(),
+            k.at as f64,
+        ));
+    }
     let loaded = st.repository().loaded();
     for (m, v) in &loaded {
         gauges.push((

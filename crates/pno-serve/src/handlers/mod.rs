@@ -69,7 +69,7 @@ impl AuditNote {
 
 /// Route layer of the protected routes: the route's [`Action`] (from the template axum matched)
 /// and an [`AuditNote`] ride on the request; a model name that is not valid UTF-8 is a 400 before
-/// anything else; once answered, an audited action gets one record (actor, action, model,
+/// anything else; a key scoped to other models is a 403 (class `security`); once answered, an audited action gets one record (actor, action, model,
 /// version, input digest, outcome, status).
 pub(crate) async fn audited(
     State(st): State<AppState>,
@@ -82,9 +82,9 @@ pub(crate) async fn audited(
     let Some(action) = route.and_then(|r| crate::routes::action(req.method(), r)) else {
         return next.run(req).await;
     };
-    let model = if action.names_a_model() {
+    let name = if action.names_a_model() {
         match params {
-            Ok(Path(p)) => p.get("name").map(|n| clip(n)),
+            Ok(Path(mut p)) => p.remove("name"),
             Err(e) => {
                 let resp = path_err(e).into_response();
                 return write_record(&st, &ctx, action.name(), None, Noted::default(), resp).await;
@@ -93,10 +93,27 @@ pub(crate) async fn audited(
     } else {
         None
     };
+    let model = name.as_deref().map(clip);
     let note = AuditNote::default();
     req.extensions_mut().insert(action);
     req.extensions_mut().insert(note.clone());
-    let resp = next.run(req).await;
+    let out_of_scope = match (&name, &ctx.principal) {
+        (Some(n), Some(p)) if !p.may_use(n) => Some(p),
+        _ => None,
+    };
+    let resp = match out_of_scope {
+        Some(p) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "key {} may not use model '{}'; it is scoped to {}",
+                p.id,
+                clip(name.as_deref().unwrap_or_default()),
+                p.models.join(", ")
+            ),
+        )
+        .into_response(),
+        None => next.run(req).await,
+    };
     // Successes of audited actions, and every refusal.
     if action.audit_name().is_some() || resp.status().as_u16() >= 400 {
         return write_record(&st, &ctx, action.name(), model, note.take(), resp).await;

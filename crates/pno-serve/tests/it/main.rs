@@ -6,6 +6,7 @@ mod audit;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod infer;
+mod keys;
 mod reload;
 mod repository;
 mod resilience;
