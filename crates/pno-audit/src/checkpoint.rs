@@ -294,3 +294,17 @@ pub fn verify_against(path: &Path, cp: &Checkpoint) -> Result<u64> {
     }
     Ok(n)
 }
+
+/// A signed checkpoint of the records `log` holds now: flushes, checks the chain of exactly
+/// those records and takes their Merkle root, while appends go on.
+pub fn of_log(log: &crate::AuditLog, signer: &SignerKey) -> Result<(Checkpoint, String)> {
+    let n = log.flushed_len()?;
+    let v = crate::log::scan_upto(log.path(), n, |_, _| {})?;
+    let cp = Checkpoint {
+        origin: signer.name().to_string(),
+        size: v.records,
+        root: v.root,
+    };
+    let note = sign(&cp, signer);
+    Ok((cp, note))
+}

@@ -24,5 +24,5 @@ pub mod report;
 pub use error::{AuditError, Result};
 pub use log::{
     AuditEvent, AuditLog, AuditRecord, FsyncPolicy, GENESIS, LogOptions, Verified, leaves, scan,
-    segments, verify,
+    scan_upto, segments, verify,
 };

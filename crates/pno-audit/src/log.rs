@@ -184,7 +184,17 @@ pub fn segments(path: &Path) -> Result<Vec<PathBuf>> {
 /// Streams over every record of every segment, checking JSON shape, sequence, `prev` links,
 /// hashes and canonical form; `each(record_line, record)` sees every good record. Memory stays
 /// constant whatever the log's size. The error names the segment and the first bad record.
-pub fn scan(path: &Path, mut each: impl FnMut(&[u8], &AuditRecord)) -> Result<Verified> {
+pub fn scan(path: &Path, each: impl FnMut(&[u8], &AuditRecord)) -> Result<Verified> {
+    scan_upto(path, u64::MAX, each)
+}
+
+/// [`scan`] of the first `limit` records only (a log still being appended to: what lies past
+/// them, even a half-written line, is not read).
+pub fn scan_upto(
+    path: &Path,
+    limit: u64,
+    mut each: impl FnMut(&[u8], &AuditRecord),
+) -> Result<Verified> {
     let segs = segments(path)?;
     let mut prev = GENESIS.to_string();
     let mut n = 0u64;
@@ -195,6 +205,9 @@ pub fn scan(path: &Path, mut each: impl FnMut(&[u8], &AuditRecord)) -> Result<Ve
         let mut r = BufReader::with_capacity(1 << 16, file);
         let mut line = 0usize;
         loop {
+            if n >= limit {
+                break;
+            }
             buf.clear();
             let got = r.read_until(b'\n', &mut buf).map_err(io_err("read", seg))?;
             if got == 0 {
@@ -493,6 +506,14 @@ impl AuditLog {
         w.file.sync_all().map_err(io_err("fsync", &self.path))?;
         w.unsynced = 0;
         Ok(())
+    }
+
+    /// Flush what was appended and return how many records the file now holds in full (for a
+    /// consistent checkpoint while appends go on: [`crate::checkpoint::of_log`]).
+    pub fn flushed_len(&self) -> Result<u64> {
+        let mut w = self.w.lock().unwrap_or_else(|p| p.into_inner());
+        w.file.flush().map_err(io_err("flush", &self.path))?;
+        Ok(w.seq)
     }
 
     /// Records written so far (including those found at open).

@@ -340,6 +340,14 @@ pub struct AuditConfig {
     /// `pno_audit_append_failures_total`, `pno_audit_healthy` 0); `closed` withholds the answer
     /// of an audited request and returns 503.
     pub on_failure: AuditFailure,
+    /// Ed25519 signer key (`pno audit keygen`): the server then writes a signed checkpoint of
+    /// the log's Merkle tree every `checkpoint_every_s` and at shutdown.
+    pub checkpoint_key: Option<PathBuf>,
+    /// Seconds between checkpoints (only when records were added).
+    pub checkpoint_every_s: u64,
+    /// Folder of the checkpoint notes (`checkpoint-<size>.txt` and `latest.txt`); default
+    /// `<log>.checkpoints`.
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// What to do with a request whose audit record cannot be written.
@@ -360,6 +368,9 @@ impl Default for AuditConfig {
             fsync: FsyncPolicy::Always,
             fsync_every: 64,
             on_failure: AuditFailure::Open,
+            checkpoint_key: None,
+            checkpoint_every_s: 300,
+            checkpoint_dir: None,
         }
     }
 }
@@ -706,6 +717,16 @@ impl ServeConfig {
         }
         if r.max_auth_failures == 0 {
             return Err(bad("rate_limit.max_auth_failures", "a positive integer", 0));
+        }
+        if self.audit.checkpoint_key.is_some() && self.audit.path.is_none() {
+            return Err(bad(
+                "audit.checkpoint_key",
+                "an audit log to checkpoint (audit.path)",
+                "no audit.path",
+            ));
+        }
+        if self.audit.checkpoint_every_s == 0 {
+            return Err(bad("audit.checkpoint_every_s", "a positive integer", 0));
         }
         if self.audit.fsync == FsyncPolicy::Batch && self.audit.fsync_every == 0 {
             return Err(bad("audit.fsync_every", "a positive integer", 0));

@@ -80,6 +80,18 @@ where
             }
         });
     };
+    // Signed checkpoints of the audit log, periodically (and once more at shutdown).
+    let every = Duration::from_secs(state.config().audit.checkpoint_every_s);
+    let cp_state = state.clone();
+    let checkpoints = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let st = cp_state.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.write_checkpoint()).await {
+                tracing::error!(error = %e, class = "transient", "audit checkpoint failed");
+            }
+        }
+    });
     tracing::info!(addr = ?addr, "serving");
     tokio::pin!(shutdown);
     loop {
@@ -121,9 +133,11 @@ where
     if let Err(e) = state.keys().flush_usage() {
         tracing::warn!(class = "transient", error = %e, "writing key usage times failed");
     }
+    checkpoints.abort();
     if let Some(log) = state.audit() {
         log.flush()?;
     }
+    state.write_checkpoint()?;
     tracing::info!("stopped");
     Ok(())
 }

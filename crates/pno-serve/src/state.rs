@@ -65,6 +65,8 @@ struct Inner {
     repo: Repository,
     keys: KeyStore,
     audit: Option<AuditLog>,
+    signer: Option<pno_audit::checkpoint::SignerKey>,
+    checkpointed: AtomicU64,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
     reload: ReloadState,
@@ -99,6 +101,23 @@ impl AppState {
             )?),
             None => None,
         };
+        let signer = match &config.audit.checkpoint_key {
+            None => None,
+            Some(k) => {
+                let text = std::fs::read_to_string(k).map_err(|e| ServeError::Config {
+                    key: "audit.checkpoint_key".into(),
+                    expected: "a signer key file written by `pno audit keygen`".into(),
+                    got: format!("{}: {e}", k.display()),
+                })?;
+                Some(pno_audit::checkpoint::SignerKey::parse(&text).map_err(|e| {
+                    ServeError::Config {
+                        key: "audit.checkpoint_key".into(),
+                        expected: "a signer key file written by `pno audit keygen`".into(),
+                        got: format!("{}: {e}", k.display()),
+                    }
+                })?)
+            }
+        };
         if !config.repository.is_dir() {
             return Err(ServeError::Repository {
                 path: config.repository,
@@ -128,6 +147,8 @@ impl AppState {
                 repo,
                 keys,
                 audit,
+                signer,
+                checkpointed: AtomicU64::new(u64::MAX),
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
                 audit_healthy: AtomicBool::new(true),
@@ -364,6 +385,43 @@ impl AppState {
         tokio::task::spawn_blocking(move || st.record(event))
             .await
             .unwrap_or(false)
+    }
+
+    /// Write a signed checkpoint of the audit log when records were added since the last one:
+    /// `<dir>/checkpoint-<size>.txt` and `<dir>/latest.txt`. `Ok(None)` when there is nothing to
+    /// do (no log, no key, nothing new). Blocking.
+    pub fn write_checkpoint(&self) -> Result<Option<std::path::PathBuf>> {
+        let (Some(log), Some(signer)) = (&self.inner.audit, &self.inner.signer) else {
+            return Ok(None);
+        };
+        if log.len() == self.inner.checkpointed.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let (cp, note) = pno_audit::checkpoint::of_log(log, signer)?;
+        let config = self.config();
+        let dir = config.audit.checkpoint_dir.clone().unwrap_or_else(|| {
+            let mut p = log.path().as_os_str().to_owned();
+            p.push(".checkpoints");
+            std::path::PathBuf::from(p)
+        });
+        std::fs::create_dir_all(&dir).map_err(crate::error::io_err("create", &dir))?;
+        let file = dir.join(format!("checkpoint-{:012}.txt", cp.size));
+        pno_core::atomic_write(&file, note.as_bytes()).map_err(|e| {
+            crate::error::io_err("write", &file)(std::io::Error::other(e.to_string()))
+        })?;
+        let latest = dir.join("latest.txt");
+        pno_core::atomic_write(&latest, note.as_bytes()).map_err(|e| {
+            crate::error::io_err("write", &latest)(std::io::Error::other(e.to_string()))
+        })?;
+        self.inner.checkpointed.store(cp.size, Ordering::SeqCst);
+        tracing::info!(size = cp.size, file = %file.display(), "audit checkpoint written");
+        Ok(Some(file))
+    }
+
+    /// Records covered by the last checkpoint written (none: `None`).
+    pub(crate) fn checkpointed(&self) -> Option<u64> {
+        let v = self.inner.checkpointed.load(Ordering::SeqCst);
+        (v != u64::MAX).then_some(v)
     }
 
     /// False after an audit append failed, until one succeeds.

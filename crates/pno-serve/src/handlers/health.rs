@@ -92,6 +92,12 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             1.0,
         ),
         (
+            "pno_audit_checkpoint_size",
+            "Records covered by the last signed audit checkpoint (-1: none yet).",
+            String::new(),
+            st.checkpointed().map_or(-1.0, |n| n as f64),
+        ),
+        (
             "pno_audit_healthy",
             "0 after an audit record could not be written (after retries), until one is.",
             String::new(),

@@ -231,3 +231,51 @@ async fn connections_over_the_cap_get_503_and_keep_alive_is_bounded() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_writes_signed_checkpoints_that_pin_its_audit_log() {
+    use pno_serve::audit::checkpoint::{VerifierKey, open, verify_against};
+    let (dir, _) = setup();
+    let (signer, verifier) = pno_serve::audit::checkpoint::generate_key("pno-serve/test").unwrap();
+    let key = dir.path().join("audit-key");
+    std::fs::write(&key, signer).unwrap();
+    let mut cfg = config(&dir.path().join("repo"));
+    let log = dir.path().join("audit.log");
+    cfg.audit.path = Some(log.clone());
+    cfg.audit.checkpoint_key = Some(key);
+    cfg.audit.checkpoint_every_s = 1;
+    let st = state(cfg);
+    let (addr, tx, server) = start(&st).await;
+    let body = infer_body(&input(1), 1, json!({"n_samples": 2})).to_string();
+    for _ in 0..3 {
+        assert_eq!(
+            http(addr, "POST", "/v2/models/pno/infer", body.as_bytes())
+                .await
+                .0,
+            200
+        );
+    }
+    let latest = dir.path().join("audit.log.checkpoints/latest.txt");
+    wait_for("a periodic checkpoint", || latest.exists()).await;
+    let vk = VerifierKey::parse(&verifier).unwrap();
+    let cp = open(&std::fs::read_to_string(&latest).unwrap(), &vk).unwrap();
+    assert!(cp.size >= 3, "{}", cp.size);
+    assert_eq!(verify_against(&log, &cp).unwrap(), cp.size);
+    // One more request, then shutdown: the final checkpoint covers every record.
+    assert_eq!(
+        http(addr, "POST", "/v2/models/pno/infer", body.as_bytes())
+            .await
+            .0,
+        200
+    );
+    tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let cp = open(&std::fs::read_to_string(&latest).unwrap(), &vk).unwrap();
+    let all = pno_serve::audit::verify(&log).unwrap().records;
+    assert_eq!(cp.size, all);
+    // A truncated log is caught against it.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&log, cut).unwrap();
+    assert!(verify_against(&log, &cp).is_err());
+}
