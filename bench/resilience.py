@@ -9,12 +9,19 @@
         repository reload (repo_loads.json)
   resilience.py chaos-report --work DIR --out JSON [--stamp JSON]   analysis + Markdown
   resilience.py overload-report --work DIR --out JSON [--stamp JSON]
+  resilience.py reload-drive --url U --admin-key K --probe-key P --pid PID --config FILE
+        --t0-ms T --dur S --work DIR --port N   bench/reload.sh's schedule: 20 config changes
+        (valid and invalid alternating) each followed by SIGHUP, checked through /metrics, the
+        model's metadata (max_batch) and a probe key's burst (reload_steps.json)
+  resilience.py reload-report --work DIR --out JSON [--stamp JSON]
 """
 import argparse
 import http.client
 import json
 import math
 import os
+import signal
+import socket
 import sys
 import threading
 import time
@@ -496,6 +503,278 @@ def cmd_overload_report(a):
         json.dump(res, f, indent=1)
 
 
+# ---- bench/reload.sh: config hot reload under load ----------------------------------------------
+# Two behaviour-checkable states; every valid reload flips between them, every invalid file
+# carries the other state's values plus one defect (so that a wrongly accepted file would show).
+RELOAD_RPS = 20.0
+RELOAD_STATES = [{"burst": 10, "max_batch": 8}, {"burst": 20, "max_batch": 16}]
+RELOAD_DEFECTS = ["bad_value", "unknown_key", "restart_only", "malformed_toml"]
+
+
+def reload_config(work, port, state, defect=None):
+    listen_port = port + 1 if defect == "restart_only" else port
+    if listen_port > 65535:
+        listen_port = port - 1
+    t = f"""listen = "127.0.0.1:{listen_port}"
+repository = "{work}/repo"
+keys = "{work}/keys.json"
+[audit]
+path = "{work}/audit.log"
+[limits]
+max_batch = {state['max_batch']}
+request_timeout_ms = 10000
+[rate_limit]
+per_key_rps = {RELOAD_RPS}
+per_key_burst = {state['burst']}
+per_ip_rps = 100000.0
+per_ip_burst = 100000
+"""
+    if defect == "unknown_key":
+        t += "per_key_brust = 5\n"
+    if defect == "bad_value":
+        t += "[breaker]\nfailure_rate = 3.0\n"
+    if defect == "malformed_toml":
+        t += "[breaker\nfailure_rate = = 0.5\n"
+    return t
+
+
+def write_atomic(path, text):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def cmd_reload_config(a):
+    sys.stdout.write(reload_config(a.work, a.port, RELOAD_STATES[0]))
+
+
+def metrics_of(url, key):
+    s, b, _ = request(url, "GET", "/metrics", key, timeout=5)
+    if s != 200:
+        return {"status": s}
+    out = {"status": s}
+    for line in b.splitlines():
+        if line.startswith("pno_config_last_reload_successful "):
+            out["reload_ok"] = int(float(line.split()[-1]))
+        elif line.startswith("pno_config_info{"):
+            out["hash"] = line.split('hash="', 1)[1].split('"', 1)[0]
+        elif line.startswith("pno_config_last_reload_success_timestamp_seconds "):
+            out["success_ts"] = float(line.split()[-1])
+    return out
+
+
+def max_batch_of(url, key):
+    s, b, _ = request(url, "GET", "/v2/models/a", key, timeout=5)
+    if s != 200:
+        return None
+    return json.loads(b).get("parameters", {}).get("max_batch")
+
+
+def burst_probe(url, key, n, src="127.0.0.2"):
+    """n GETs of /v2/models/a with the probe key at once (pre-connected sockets from address
+    src, released together): (statuses, span_ms)."""
+    u = urllib.parse.urlparse(url)
+    assert u.hostname in ("127.0.0.1", "localhost", "::1"), "loopback only"
+    conns = []
+    for _ in range(n):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10, source_address=(src, 0))
+        try:
+            c.connect()
+        except OSError:  # 127.0.0.2 not usable: fall back to the default source address
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+            c.connect()
+        conns.append(c)
+    statuses = [0] * n
+    go = threading.Barrier(n + 1)
+
+    def one(i):
+        go.wait()
+        try:
+            conns[i].request("GET", "/v2/models/a", headers={"Authorization": f"Bearer {key}",
+                                                              "Connection": "close"})
+            r = conns[i].getresponse()
+            r.read()
+            statuses[i] = r.status
+        except Exception:  # noqa: BLE001 - status 0
+            statuses[i] = 0
+        finally:
+            conns[i].close()
+    ths = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in ths:
+        t.start()
+    go.wait()
+    t0 = now_ms()
+    for t in ths:
+        t.join()
+    return statuses, round(now_ms() - t0, 1)
+
+
+def audit_reload_count(path):
+    n = 0
+    try:
+        with open(path) as f:
+            for line in f:
+                if '"config.reload"' in line:
+                    n += 1
+    except OSError:
+        pass
+    return n
+
+
+def cmd_reload_drive(a):
+    url, key, t0, work = a.url, a.admin_key, a.t0_ms, a.work
+    audit = os.path.join(work, "audit.log")
+    rel = lambda: now_ms() - t0  # noqa: E731
+    baseline_s, n = a.baseline, a.reloads
+    interval = min(2.0, max(0.5, (a.dur - baseline_s - 5) / n))
+
+    def sleep_until(t_ms):
+        while rel() < t_ms:
+            time.sleep(min(0.05, max(0.0, (t_ms - rel()) / 1e3)))
+
+    last_probe = [0.0]
+
+    def observe(state):
+        m = metrics_of(url, key)
+        mb = max_batch_of(url, key)
+        # The probe key's bucket must be full again (it was emptied by the previous probe).
+        full_at = last_probe[0] + (max(s["burst"] for s in RELOAD_STATES) / RELOAD_RPS + 0.2) * 1e3
+        sleep_until(full_at)
+        st, span = burst_probe(url, a.probe_key, state["burst"] + 1)
+        last_probe[0] = rel()
+        n429 = sum(1 for x in st if x == 429)
+        n200 = sum(1 for x in st if x == 200)
+        refill = RELOAD_RPS * span / 1e3  # tokens the probe's bucket may regain during the probe
+        burst_ok = (n200 >= state["burst"] and n200 + n429 == len(st)
+                    and (n429 >= 1 or refill >= 1) and n200 <= state["burst"] + math.floor(refill))
+        return {"metrics": m, "max_batch": mb, "probe": {"sent": len(st), "ok": n200,
+                "429": n429, "other": len(st) - n200 - n429, "span_ms": span},
+                "max_batch_ok": mb == state["max_batch"], "burst_ok": burst_ok}
+
+    # The initial config (state 0), checked in the baseline's last seconds (no reload yet).
+    sleep_until((baseline_s - 3) * 1e3)
+    cur = 0
+    initial = {"t_ms": round(rel(), 1), **observe(RELOAD_STATES[cur])}
+    prev_hash = initial["metrics"].get("hash")
+    steps = []
+    for i in range(n):
+        sleep_until((baseline_s + i * interval) * 1e3)
+        valid = i % 2 == 0
+        nxt = 1 - cur
+        defect = None if valid else RELOAD_DEFECTS[(i // 2) % len(RELOAD_DEFECTS)]
+        write_atomic(a.config, reload_config(work, a.port, RELOAD_STATES[nxt], defect))
+        before = audit_reload_count(audit)
+        t_hup = rel()
+        os.kill(a.pid, signal.SIGHUP)
+        # Done when its audit record is written (the gauge is set just before it).
+        while audit_reload_count(audit) <= before and rel() - t_hup < 5000:
+            time.sleep(0.01)
+        t_done = rel()
+        if valid:
+            cur = nxt
+        obs = observe(RELOAD_STATES[cur])
+        m = obs["metrics"]
+        expect_ok = 1 if valid else 0
+        hash_changed = m.get("hash") != prev_hash
+        correct = (m.get("reload_ok") == expect_ok and hash_changed == valid
+                   and obs["max_batch_ok"] and obs["burst_ok"])
+        steps.append({"i": i + 1, "kind": "valid" if valid else defect, "t_hup_ms": round(t_hup, 1),
+                      "audited_after_ms": round(t_done - t_hup, 1),
+                      "audited": t_done - t_hup < 5000,
+                      "expected_reload_ok": expect_ok, "expected_state": RELOAD_STATES[cur],
+                      "hash_changed": hash_changed, "correct": correct, **obs})
+        prev_hash = m.get("hash", prev_hash)
+        print(f"reload {i+1:2d} {steps[-1]['kind']:14s} gauge {m.get('reload_ok')} (want "
+              f"{expect_ok}) max_batch {obs['max_batch']} probe {obs['probe']['ok']}x200 "
+              f"{obs['probe']['429']}x429 in {obs['probe']['span_ms']} ms -> "
+              f"{'ok' if correct else 'WRONG'}", file=sys.stderr)
+    with open(os.path.join(work, "reload_steps.json"), "w") as f:
+        json.dump({"interval_s": interval, "baseline_s": baseline_s, "initial": initial,
+                   "steps": steps}, f, indent=1)
+
+
+def cmd_reload_report(a):
+    w = a.work
+    stamp = json.loads(a.stamp) if a.stamp else {}
+    cfg = json.load(open(os.path.join(w, "params.json")))
+    d = json.load(open(os.path.join(w, "reload_steps.json")))
+    rs = read_jsonl(os.path.join(w, "timeline.jsonl"))
+    steps = d["steps"]
+    start = steps[0]["t_hup_ms"] if steps else cfg["baseline_s"] * 1e3
+    end = (steps[-1]["t_hup_ms"] + 1000) if steps else start
+    phases = {
+        "baseline": [r for r in rs if 1000 <= r["start_ms"] < cfg["baseline_s"] * 1e3],
+        "reload_phase": [r for r in rs if start <= r["start_ms"] < end],
+        "after": [r for r in rs if r["start_ms"] >= end],
+        "all": rs,
+    }
+    res = {**stamp, "what": "reload", "params": cfg}
+    res["load"] = {k: {**counts(v), "latency_success_ms": lat([r for r in v if ok(r)])}
+                   for k, v in phases.items()}
+    valid = [s for s in steps if s["kind"] == "valid"]
+    invalid = [s for s in steps if s["kind"] != "valid"]
+    acc = [s for s in steps if s["metrics"].get("reload_ok") == 1 and s["hash_changed"]]
+    res["reloads"] = {
+        "total": len(steps), "expected_accepted": len(valid), "expected_rejected": len(invalid),
+        "accepted": len(acc), "rejected": len(steps) - len(acc),
+        "correct": sum(1 for s in steps if s["correct"]),
+        "wrong": [s for s in steps if not s["correct"]],
+        "initial_check": d["initial"], "steps": steps, "interval_s": d["interval_s"],
+    }
+    recs = []
+    for line in open(os.path.join(w, "audit.log")):
+        try:
+            r = json.loads(line)
+        except ValueError:
+            continue
+        if r.get("action") == "config.reload":
+            recs.append({"actor": r.get("actor"), "status": r.get("status"),
+                         "outcome": str(r.get("outcome"))[:200]})
+    verify = open(os.path.join(w, "audit_verify.txt")).read().strip()
+    res["audit"] = {"config_reload_records": len(recs),
+                    "ok_records": sum(1 for r in recs if r["status"] == 200),
+                    "rejected_records": sum(1 for r in recs if r["status"] != 200),
+                    "verify": verify, "verify_rc": cfg.get("audit_verify_rc"), "records": recs}
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+
+    L = res["load"]
+    print(f"\nConfig reload under load: {cfg['rate']} req/s on model a for {cfg['dur_s']} s "
+          f"(key `load`, per-key {RELOAD_RPS:g}/s, burst ≥ {RELOAD_STATES[0]['burst']}); "
+          f"{len(steps)} SIGHUP reloads every {d['interval_s']:g} s after a "
+          f"{cfg['baseline_s']} s baseline.\n")
+    print("| load phase | sent | succeeded | failed | client dropped | hung | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k in ("baseline", "reload_phase", "after", "all"):
+        c = L[k]
+        print(f"| {k.replace('_', ' ')} | {c['sent']} | {c['succeeded']} | {c['failed']} | "
+              f"{c['client_dropped']} | {c['hung']} | {fmt(c['latency_success_ms']['p50'])} | "
+              f"{fmt(c['latency_success_ms']['p99'])} |")
+    print("\n| # | file | gauge (want) | hash changed | max_batch | probe 200/429 (span ms) | correct |")
+    print("|---|---|---|---|---|---|---|")
+    for s in steps:
+        p = s["probe"]
+        print(f"| {s['i']} | {s['kind']} | {s['metrics'].get('reload_ok')} ({s['expected_reload_ok']}) | "
+              f"{'yes' if s['hash_changed'] else 'no'} | {s['max_batch']} (want "
+              f"{s['expected_state']['max_batch']}) | {p['ok']}/{p['429']} ({p['span_ms']:g}) | "
+              f"{'yes' if s['correct'] else '**NO**'} |")
+    rl, au = res["reloads"], res["audit"]
+    b, r = L["baseline"]["latency_success_ms"], L["reload_phase"]["latency_success_ms"]
+    print("\n| check | result | target |")
+    print("|---|---|---|")
+    print(f"| failed or dropped load requests | {L['all']['failed']} failed, "
+          f"{L['all']['client_dropped']} dropped of {L['all']['scheduled']} | 0 |")
+    print(f"| p50 / p99 reload phase vs baseline | {fmt(r['p50'])} / {fmt(r['p99'])} vs "
+          f"{fmt(b['p50'])} / {fmt(b['p99'])} ms | – |")
+    print(f"| reloads accepted / rejected (expected) | {rl['accepted']} / {rl['rejected']} "
+          f"({rl['expected_accepted']} / {rl['expected_rejected']}); correct {rl['correct']}/"
+          f"{rl['total']} | all |")
+    print(f"| audit `config.reload` records (ok / rejected) | {au['config_reload_records']} "
+          f"({au['ok_records']} / {au['rejected_records']}) | {rl['total']} |")
+    print(f"| `pno audit verify` | {au['verify'][:80]} | ok |")
+
+
 def main():
     p = argparse.ArgumentParser()
     sp = p.add_subparsers(dest="cmd", required=True)
@@ -510,7 +789,19 @@ def main():
     d.add_argument("--dur", type=float, required=True)
     d.add_argument("--work", required=True)
     d.add_argument("--slow-ms", type=int, default=600)
-    for name in ("chaos-report", "overload-report"):
+    rd = sp.add_parser("reload-drive")
+    for k in ("--url", "--admin-key", "--probe-key", "--config", "--work"):
+        rd.add_argument(k, required=True)
+    rd.add_argument("--pid", type=int, required=True)
+    rd.add_argument("--port", type=int, required=True)
+    rd.add_argument("--t0-ms", type=float, required=True)
+    rd.add_argument("--dur", type=float, required=True)
+    rd.add_argument("--baseline", type=float, default=15)
+    rd.add_argument("--reloads", type=int, default=20)
+    rc = sp.add_parser("reload-config")
+    rc.add_argument("--work", required=True)
+    rc.add_argument("--port", type=int, required=True)
+    for name in ("chaos-report", "overload-report", "reload-report"):
         r = sp.add_parser(name)
         r.add_argument("--work", required=True)
         r.add_argument("--out", required=True)
@@ -518,7 +809,8 @@ def main():
         r.add_argument("--note")
     a = p.parse_args()
     {"body": cmd_body, "drive": cmd_drive, "chaos-report": cmd_chaos_report,
-     "overload-report": cmd_overload_report}[a.cmd](a)
+     "overload-report": cmd_overload_report, "reload-drive": cmd_reload_drive,
+     "reload-config": cmd_reload_config, "reload-report": cmd_reload_report}[a.cmd](a)
 
 
 if __name__ == "__main__":
