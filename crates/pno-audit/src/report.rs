@@ -62,6 +62,9 @@ pub struct Report {
     pub by_outcome: BTreeMap<String, u64>,
     /// By HTTP status.
     pub by_status: BTreeMap<u16, u64>,
+    /// Failed and refused records by failure class (`input`, `security`, `transient`,
+    /// `persistent`, `internal`; `unclassified` for records written before classes existed).
+    pub by_class: BTreeMap<String, u64>,
     /// Clients with the most refused requests (status ≥ 400), most first (at most 10).
     pub top_refused_clients: Vec<(String, u64)>,
     /// Use of each key.
@@ -70,8 +73,24 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
+/// Configuration, key, model and health changes (reloads, key changes, loads and unloads,
+/// breaker transitions, rollbacks); reads such as `model.metadata` are not changes.
 fn is_change(action: &str) -> bool {
-    ["config.", "keys.", "model.", "rollback", "repository."]
+    const READS: [&str; 4] = [
+        "model.metadata",
+        "model.ready",
+        "model.stats",
+        "repository.index",
+    ];
+    !READS.contains(&action)
+        && [
+            "config.",
+            "keys.",
+            "model.",
+            "rollback",
+            "repository.",
+            "breaker.",
+        ]
         .iter()
         .any(|p| action.starts_with(p))
 }
@@ -96,6 +115,10 @@ pub fn report(path: &Path, since_ms: Option<u64>, until_ms: Option<u64>) -> Resu
         *r.by_action.entry(e.action.clone()).or_default() += 1;
         *r.by_outcome.entry(e.outcome.clone()).or_default() += 1;
         *r.by_status.entry(e.status).or_default() += 1;
+        if e.status >= 400 {
+            let class = e.class.as_deref().unwrap_or("unclassified");
+            *r.by_class.entry(class.to_string()).or_default() += 1;
+        }
         let k = r.keys.entry(e.actor.clone()).or_insert(KeyUse {
             requests: 0,
             refused: 0,

@@ -130,6 +130,12 @@ fn report_counts_a_window() {
     let r = report(&p, None, None).unwrap();
     assert_eq!((r.records, r.records_total), (30, 30));
     assert_eq!(r.by_status[&429], 6);
+    assert_eq!(
+        r.by_class.values().sum::<u64>(),
+        6,
+        "every refusal has a class: {:?}",
+        r.by_class
+    );
     assert_eq!(r.by_action["model.load"], 3);
     assert_eq!(r.changes.len(), 3);
     assert_eq!(r.by_actor.values().sum::<u64>(), 30);
@@ -151,4 +157,37 @@ fn a_missing_log_is_an_error_and_an_edit_is_named() {
     std::fs::write(&p, text.replacen("\"k1\"", "\"k9\"", 1)).unwrap();
     let e = verify(&p).unwrap_err().to_string();
     assert!(e.contains("record 2") && e.contains("hash mismatch"), "{e}");
+}
+
+#[test]
+fn reads_are_not_changes_and_breaker_transitions_and_reloads_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("audit.log");
+    let log = AuditLog::open(&p, FsyncPolicy::Never, 1).unwrap();
+    for (action, status, class) in [
+        ("model.metadata", 200, None),
+        ("model.load", 200, None),
+        ("breaker.open", 0, None),
+        ("config.reload", 400, Some("input")),
+        ("infer", 503, Some("transient")),
+        ("infer", 401, None),
+    ] {
+        log.append(AuditEvent {
+            action: action.into(),
+            status,
+            class: class.map(str::to_string),
+            ..event(0)
+        })
+        .unwrap();
+    }
+    log.flush().unwrap();
+    let r = report(&p, None, None).unwrap();
+    let changes: Vec<&str> = r.changes.iter().map(|c| c.action.as_str()).collect();
+    assert_eq!(changes, ["model.load", "breaker.open", "config.reload"]);
+    assert_eq!(r.by_class["input"], 1);
+    assert_eq!(r.by_class["transient"], 1);
+    assert_eq!(
+        r.by_class["unclassified"], 1,
+        "a record from before classes"
+    );
 }

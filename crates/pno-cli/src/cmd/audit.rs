@@ -301,6 +301,10 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                 show("by action", r.by_action.clone().into_iter().collect());
                 show("by outcome", r.by_outcome.clone().into_iter().collect());
                 show(
+                    "refused or failed, by class",
+                    r.by_class.clone().into_iter().collect(),
+                );
+                show(
                     "by status",
                     r.by_status
                         .iter()
