@@ -191,3 +191,31 @@ fn reads_are_not_changes_and_breaker_transitions_and_reloads_are() {
         "a record from before classes"
     );
 }
+
+/// Writes a large log for `pno audit verify` timing (BENCHMARKS.md): `PNO_AUDIT_BIG=path
+/// PNO_AUDIT_RECORDS=1000000 cargo nextest run -p pno-audit --run-ignored only -E
+/// 'test(write_a_large_log)'`.
+#[test]
+#[ignore = "writes a large log for a benchmark; run on demand"]
+fn write_a_large_log() {
+    let Ok(path) = std::env::var("PNO_AUDIT_BIG") else {
+        return;
+    };
+    let n: usize = std::env::var("PNO_AUDIT_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let log = AuditLog::open_with(
+        Path::new(&path),
+        LogOptions {
+            fsync: FsyncPolicy::Never,
+            every: 1,
+            segment_bytes: Some(64 << 20),
+        },
+    )
+    .unwrap();
+    for i in 0..n {
+        log.append(event(i)).unwrap();
+    }
+    log.flush().unwrap();
+}
