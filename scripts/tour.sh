@@ -385,9 +385,14 @@ printf '   → pno-load --url %s/v2/models/pno/infer --body load.json (n_samples
 "$PNO_LOAD" --url "$URL/v2/models/pno/infer" --body load.json --header "Authorization: Bearer $K_LOAD" \
     --rate "$RATE" --duration 5 --timeout-ms 15000 --out timeline.jsonl --summary summary.json >load.out 2>&1 &
 LOAD_PID=$!
-sleep 2.5
-note "meanwhile, one request that refuses to be degraded:"
-req POST /v2/models/pno/infer "$K_B" strict.json
+sleep 1.5
+note "meanwhile, a request that refuses to be degraded (sent until the queue is past its threshold):"
+for _ in $(seq 1 20); do
+  req POST /v2/models/pno/infer "$K_B" strict.json
+  [[ $STATUS == 503 ]] && break
+  note "  (answered $STATUS: the queue was below the threshold at that moment; again)"
+  sleep 0.15
+done
 expect_status 503
 show error class
 wait "$LOAD_PID"; load_rc=$?; LOAD_PID=""
