@@ -148,7 +148,7 @@ async fn slow_calls_open_the_breaker_and_it_closes_through_half_open_once_the_fa
         let repo = repo(dir.path(), "a", &[1]);
         let mut cfg = config(&repo);
         cfg.audit.path = Some(dir.path().join("audit.log"));
-        cfg.breaker.slow_call_ms = 50;
+        cfg.breaker.slow_call_ms = 300;
         cfg.breaker.slow_call_rate = 0.5;
         cfg.breaker.min_calls = 2;
         cfg.breaker.window = 4;
@@ -157,7 +157,7 @@ async fn slow_calls_open_the_breaker_and_it_closes_through_half_open_once_the_fa
         cfg.degrade.enabled = false;
         state(cfg)
     };
-    inject(&st, json!({"model": "a", "mode": "slow", "ms": 80})).await;
+    inject(&st, json!({"model": "a", "mode": "slow", "ms": 450})).await;
     for _ in 0..2 {
         let (s, _) = call(&st, post_json("/v2/models/a/infer", &body())).await;
         assert_eq!(s, StatusCode::OK, "slow calls still answer");
