@@ -101,6 +101,22 @@ pub struct KeyRecord {
     pub previous: Option<PreviousSecret>,
 }
 
+impl KeyRecord {
+    /// What may be shown of a key (never the key or its hash): id, role, times, scope, and when
+    /// a rotated-out secret stops working.
+    pub fn public_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "role": self.role,
+            "created": self.created,
+            "expires_at": self.expires_at,
+            "last_used": self.last_used,
+            "models": self.models,
+            "previous_until": self.previous.as_ref().map(|p| p.until),
+        })
+    }
+}
+
 /// A rotated-out secret and the end of its grace period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

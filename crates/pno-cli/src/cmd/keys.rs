@@ -94,18 +94,6 @@ fn parse_duration(flag: &str, s: &str) -> Result<Duration> {
         .ok_or_else(bad)
 }
 
-fn record_json(k: &KeyRecord) -> serde_json::Value {
-    json!({
-        "id": k.id,
-        "role": k.role,
-        "created": k.created,
-        "expires_at": k.expires_at,
-        "last_used": k.last_used,
-        "models": k.models,
-        "previous_until": k.previous.as_ref().map(|p| p.until),
-    })
-}
-
 pub(crate) fn run(args: KeysArgs, json_out: bool) -> Result<()> {
     match args.cmd {
         KeysCmd::Create {
@@ -133,7 +121,7 @@ pub(crate) fn run(args: KeysArgs, json_out: bool) -> Result<()> {
             let store = KeyStore::open(&keys)?;
             let (key, rec) = store.create_with(role, &KeySpec { expires_in, models })?;
             if json_out {
-                let mut v = record_json(&rec);
+                let mut v = rec.public_json();
                 v["key"] = key.into();
                 println!("{v}");
             } else {
@@ -157,7 +145,7 @@ pub(crate) fn run(args: KeysArgs, json_out: bool) -> Result<()> {
             let store = KeyStore::open(&keys)?;
             let list = store.list();
             if json_out {
-                let v: Vec<_> = list.iter().map(record_json).collect();
+                let v: Vec<_> = list.iter().map(KeyRecord::public_json).collect();
                 println!("{}", json!({ "keys": v }));
             } else {
                 for k in list {
@@ -197,7 +185,7 @@ pub(crate) fn run(args: KeysArgs, json_out: bool) -> Result<()> {
                 bail!("no key {id:?} in {}", keys.display());
             };
             if json_out {
-                let mut v = record_json(&rec);
+                let mut v = rec.public_json();
                 v["key"] = key.into();
                 println!("{v}");
             } else {

@@ -33,6 +33,28 @@ fn repository(dir: &Path) -> String {
     dir.join("repo").display().to_string()
 }
 
+/// Start `pno serve ARGS` (stdout and stderr piped) and read the address it listens on.
+fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+        .arg("serve")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -137,32 +159,16 @@ fn serve_answers_then_drains_on_sigterm_and_the_audit_log_verifies() {
     ]);
     let key = key.trim().to_string();
     let audit = dir.path().join("audit.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .args([
-            "serve",
-            "--repository",
-            &repo,
-            "--listen",
-            "127.0.0.1:0",
-            "--keys",
-            keys.to_str().unwrap(),
-            "--audit",
-            audit.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let (mut child, addr) = spawn_serve(&[
+        "--repository",
+        &repo,
+        "--listen",
+        "127.0.0.1:0",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--audit",
+        audit.to_str().unwrap(),
+    ]);
     let (s, _) = http(&addr, "GET", "/v2/health/ready", None, "");
     assert_eq!(s, 200);
     let (s, body) = http(&addr, "GET", "/v2/models/pno", None, "");
@@ -305,17 +311,7 @@ fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (mut child, addr) = spawn_serve(&["--config", cfg.to_str().unwrap()]);
     let x: Vec<f32> = (0..256).map(|i| (i as f32 * 0.1).sin().abs()).collect();
     let req = serde_json::json!({"parameters": {"n_samples": 4, "seed": 3},
         "inputs": [{"name": "x", "shape": [1, 1, 16, 16], "datatype": "FP32", "data": x}]})
@@ -395,17 +391,7 @@ fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
         .unwrap();
     };
     write("[limits]\nmax_batch = 4\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (mut child, addr) = spawn_serve(&["--config", cfg.to_str().unwrap()]);
     let max_batch = || {
         let (s, body) = http(&addr, "GET", "/v2/models/pno", None, "");
         assert_eq!(s, 200, "{body}");
@@ -497,17 +483,7 @@ fn keys_created_revoked_and_rotated_by_the_cli_take_effect_on_a_running_server()
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
+    let (mut child, addr) = spawn_serve(&["--config", cfg.to_str().unwrap()]);
     let model = "/v2/models/pno";
     let second = Duration::from_secs(1);
     assert_eq!(http(&addr, "GET", model, Some(&first), "").0, 200);

@@ -21,22 +21,14 @@ use crate::failure::FailureClass;
 use crate::repository::clip;
 use crate::state::AppState;
 
-/// What the admin API shows of a key (never the key or its hash).
-fn public(k: &KeyRecord) -> Value {
-    json!({
-        "id": k.id,
-        "role": k.role,
-        "created": k.created,
-        "expires_at": k.expires_at,
-        "last_used": k.last_used,
-        "models": k.models,
-        "previous_until": k.previous.as_ref().map(|p| p.until),
-    })
-}
-
 /// `GET /v2/admin/keys`: ids, roles, creation, expiry and last-use times, model scopes.
 pub(crate) async fn list_keys(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let keys: Vec<Value> = st.keys().list().iter().map(public).collect();
+    let keys: Vec<Value> = st
+        .keys()
+        .list()
+        .iter()
+        .map(KeyRecord::public_json)
+        .collect();
     Ok(ok_json(json!({ "keys": keys })))
 }
 
@@ -118,7 +110,7 @@ pub(crate) async fn create_key(
     };
     let spec = KeySpec { expires_in, models };
     let (key, rec) = change(&st, move |keys| keys.create_with(role, &spec)).await?;
-    let mut v = public(&rec);
+    let mut v = rec.public_json();
     v["key"] = key.into();
     Ok(json_response(StatusCode::CREATED, &v))
 }
@@ -149,7 +141,7 @@ pub(crate) async fn rotate_key(
     let which = id.clone();
     match change(&st, move |keys| keys.rotate(&which, grace)).await? {
         Some((key, rec)) => {
-            let mut v = public(&rec);
+            let mut v = rec.public_json();
             v["key"] = key.into();
             Ok(ok_json(v))
         }
