@@ -31,13 +31,14 @@ use tracing::Instrument;
 
 use crate::audit::AuditEvent;
 use crate::auth::{AuthOutcome, Principal, Role};
-use crate::config::Limits;
+use crate::config::{ClientAuth, Limits};
 use crate::error::ApiError;
 use crate::failure::{FailureClass, ServedBy};
 use crate::metrics::Metrics;
 use crate::repository::clip;
 use crate::routes::Action;
 use crate::state::{AppState, Audited};
+use crate::tls::PeerCert;
 
 /// Per-request context: set by [`envelope`], completed by [`authenticate`], read by handlers.
 #[derive(Debug, Clone)]
@@ -50,6 +51,9 @@ pub(crate) struct Ctx {
     pub(crate) principal: Option<Principal>,
     /// When the request arrived.
     pub(crate) started: Instant,
+    /// The admin role needs a client certificate (`tls.client_auth = "admin_required"`) and
+    /// this connection has none.
+    pub(crate) admin_needs_cert: bool,
 }
 
 impl Ctx {
@@ -147,6 +151,7 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         client,
         principal: None,
         started,
+        admin_needs_cert: false,
     };
     req.extensions_mut().insert(ctx.clone());
     async move {
@@ -301,11 +306,19 @@ pub(crate) async fn authenticate(
             }
             Some(p)
         }
-        AuthOutcome::Missing => st.config().anonymous_role().map(|role| Principal {
-            id: "anonymous".into(),
-            role,
-            models: Vec::new(),
-        }),
+        AuthOutcome::Missing => match cert_admin(&st, &req) {
+            // A client certificate verified against `tls.client_ca`: the admin role.
+            Some(id) => Some(Principal {
+                id,
+                role: Role::Admin,
+                models: Vec::new(),
+            }),
+            None => st.config().anonymous_role().map(|role| Principal {
+                id: "anonymous".into(),
+                role,
+                models: Vec::new(),
+            }),
+        },
         AuthOutcome::Expired { id, at } => {
             // The right secret: not a guess, so not counted towards the lockout.
             st.record_async(AuditEvent {
@@ -337,6 +350,8 @@ pub(crate) async fn authenticate(
             return r;
         }
     };
+    ctx.admin_needs_cert = req.extensions().get::<PeerCert>().is_none()
+        && st.live().tls.as_ref().map(|t| t.client_auth) == Some(ClientAuth::AdminRequired);
     let principal = ctx.principal.clone();
     req.extensions_mut().insert(ctx);
     let mut resp = next.run(req).await;
@@ -344,6 +359,15 @@ pub(crate) async fn authenticate(
         resp.extensions_mut().insert(p);
     }
     resp
+}
+
+/// The admin identity of a request's verified client certificate (`cert:sha256:…`), when
+/// `tls.client_auth` lets certificates authenticate.
+fn cert_admin(st: &AppState, req: &Request) -> Option<String> {
+    let cert = req.extensions().get::<PeerCert>()?;
+    let live = st.live();
+    let auth = live.tls.as_ref()?.client_auth;
+    (auth != ClientAuth::Off).then(|| format!("cert:{}", cert.0))
 }
 
 /// 504 when the request has not finished within `limits.request_timeout_ms`.
@@ -395,6 +419,17 @@ pub(crate) async fn require(
             ),
         )
         .into_response(),
+        Some(_)
+            if role == Role::Admin && ctx.admin_needs_cert =>
+        {
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the admin role needs a client certificate (tls.client_auth = \"admin_required\"): connect with a certificate issued by tls.client_ca to {what}"
+                ),
+            )
+            .into_response()
+        }
         Some(_) => next.run(req).await,
     }
 }

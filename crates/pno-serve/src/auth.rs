@@ -546,7 +546,13 @@ impl KeyStore {
     /// Give key `id` a new secret and return the new key (shown once); the id, role, scope and
     /// expiry stay, and the old secret keeps working for `grace`. `None` when `id` is unknown.
     pub fn rotate(&self, id: &str, grace: Duration) -> Result<Option<(String, KeyRecord)>> {
-        self.rotate_at(id, grace, now_s())
+        // Whole seconds, rounded up: the old secret works for at least `grace` (rounding the
+        // clock down would cut up to a second off it).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .unwrap_or(0);
+        self.rotate_at(id, grace, now)
     }
 
     /// [`rotate`](Self::rotate) at time `now` (seconds since the Unix epoch).

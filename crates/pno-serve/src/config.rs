@@ -65,6 +65,63 @@ pub struct ServeConfig {
     /// Reload the configuration when its file changes (polled each second), besides SIGHUP and
     /// `POST /v2/admin/config/reload`.
     pub watch_config: bool,
+    /// Native TLS; absent: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// Native TLS with rustls (ring provider; TLS 1.3, and 1.2 with forward-secret AEAD suites
+/// only). Turning TLS on or off needs a restart; the certificate, key and client CA files are
+/// read again on every reload, so a renewed certificate is picked up by SIGHUP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key of the leaf certificate (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PathBuf,
+    /// PEM CA certificates that client certificates must chain to (needed by `client_auth`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// What a verified client certificate does.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Lowest protocol version.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// A connection must finish its handshake within this (slow or silent clients are closed).
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+}
+
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Client-certificate authentication for the admin role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No client certificates are asked for.
+    #[default]
+    Off,
+    /// Clients may present a certificate; one that chains to `client_ca` authenticates the
+    /// request as the admin role (actor `cert:sha256:…`). Keys work as before.
+    Admin,
+    /// As `admin`, and the admin role needs such a certificate: an admin key on a connection
+    /// without one is refused on admin routes (403).
+    AdminRequired,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    V1_2,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    V1_3,
 }
 
 /// A model's own concurrency gate and queue. Unset: 1 and 16, capped at the global
@@ -348,6 +405,11 @@ pub struct AuditConfig {
     /// Folder of the checkpoint notes (`checkpoint-<size>.txt` and `latest.txt`); default
     /// `<log>.checkpoints`.
     pub checkpoint_dir: Option<PathBuf>,
+    /// `http://` or `https://` URL each new checkpoint note is POSTed to (`text/plain`), with
+    /// retries; a failed delivery is logged and counted, never blocks serving.
+    pub checkpoint_webhook: Option<String>,
+    /// PEM CA certificates trusted for an `https://` webhook (default: the Mozilla roots).
+    pub checkpoint_webhook_ca: Option<PathBuf>,
 }
 
 /// What to do with a request whose audit record cannot be written.
@@ -371,6 +433,8 @@ impl Default for AuditConfig {
             checkpoint_key: None,
             checkpoint_every_s: 300,
             checkpoint_dir: None,
+            checkpoint_webhook: None,
+            checkpoint_webhook_ca: None,
         }
     }
 }
@@ -444,6 +508,7 @@ impl Default for ServeConfig {
             retry: RetryConfig::default(),
             trusted_proxies: Vec::new(),
             watch_config: false,
+            tls: None,
         }
     }
 }
@@ -724,6 +789,60 @@ impl ServeConfig {
                 "an audit log to checkpoint (audit.path)",
                 "no audit.path",
             ));
+        }
+        if let Some(url) = &self.audit.checkpoint_webhook {
+            if self.audit.checkpoint_key.is_none() {
+                return Err(bad(
+                    "audit.checkpoint_webhook",
+                    "checkpoints to send (audit.checkpoint_key)",
+                    "no audit.checkpoint_key",
+                ));
+            }
+            crate::webhook::Target::parse(url).map_err(|why| {
+                bad(
+                    "audit.checkpoint_webhook",
+                    "an http:// or https:// URL",
+                    why,
+                )
+            })?;
+        }
+        if self.audit.checkpoint_webhook_ca.is_some() && self.audit.checkpoint_webhook.is_none() {
+            return Err(bad(
+                "audit.checkpoint_webhook_ca",
+                "a webhook to trust it for (audit.checkpoint_webhook)",
+                "no audit.checkpoint_webhook",
+            ));
+        }
+        if let Some(t) = &self.tls {
+            for (key, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+                if p.as_os_str().is_empty() {
+                    return Err(bad(key, "a PEM file", "an empty path"));
+                }
+            }
+            match (t.client_auth, &t.client_ca) {
+                (ClientAuth::Off, Some(_)) => {
+                    return Err(bad(
+                        "tls.client_auth",
+                        "\"admin\" or \"admin_required\" when tls.client_ca is set",
+                        "\"off\"",
+                    ));
+                }
+                (ClientAuth::Admin | ClientAuth::AdminRequired, None) => {
+                    return Err(bad(
+                        "tls.client_ca",
+                        "a PEM file of CA certificates when tls.client_auth is not \"off\"",
+                        "none",
+                    ));
+                }
+                _ => {}
+            }
+            if t.handshake_timeout_ms == 0 || t.handshake_timeout_ms > 60_000 {
+                return Err(bad(
+                    "tls.handshake_timeout_ms",
+                    "between 1 and 60000",
+                    t.handshake_timeout_ms,
+                ));
+            }
         }
         if self.audit.checkpoint_every_s == 0 {
             return Err(bad("audit.checkpoint_every_s", "a positive integer", 0));

@@ -12,7 +12,7 @@
 //!
 //! Inside, the server is in rooms: `state` (what is shared), `router` (routes, role groups,
 //! fallbacks), `admission` (the layers a request passes), `handlers` (one module per resource)
-//! and `listener` (the accept loop and drain).
+//! and `listener` (the accept loop, TLS through `tls`, and drain).
 
 // Fault injection is for test builds: a release build with it is refused.
 #[cfg(all(feature = "fault-injection", not(debug_assertions)))]
@@ -40,6 +40,8 @@ mod resilience;
 mod router;
 mod routes;
 mod state;
+mod tls;
+mod webhook;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, Result, ServeError};
@@ -49,4 +51,4 @@ pub use listener::serve;
 pub use pno_audit as audit;
 pub use resilience::bulkhead::{Gate, OwnedSlot, Shed};
 pub use router::app;
-pub use state::AppState;
+pub use state::{AppState, Checkpointed};

@@ -1,5 +1,6 @@
-//! The listener: [`serve`] runs the accept loop over HTTP/1.1 connections (header deadline, the
-//! client address for admission) and the graceful drain.
+//! The listener: [`serve`] runs the accept loop over HTTP/1.1 connections, plain or TLS (header
+//! deadline, the client address and a verified client certificate for admission) and the
+//! graceful drain.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use axum::extract::ConnectInfo;
 use crate::error::Result;
 use crate::router::app;
 use crate::state::AppState;
+use crate::tls::PeerCert;
 
 /// Serve `state` on `listener` until `shutdown` resolves, then drain: readiness turns false and
 /// new requests get 503 at once; after `drain_grace_s` the listener closes; in-flight requests
@@ -39,6 +41,9 @@ where
     let conns = Arc::new(Semaphore::new(limits.max_connections));
     let router = app(state.clone());
     let graceful = GracefulShutdown::new();
+    // TLS on or off is fixed for the life of the listener (a reload cannot change it); the
+    // certificate in force is read per connection, so a reload's new one serves new handshakes.
+    let tls_on = state.live().tls.is_some();
     let spawn_conn = |stream: tokio::net::TcpStream, peer: SocketAddr| {
         // The open-connection cap: past it, a short 503 and close (never a silent hang).
         let Ok(permit) = conns.clone().try_acquire_owned() else {
@@ -48,34 +53,53 @@ where
             tokio::spawn(refuse_connection(stream));
             return;
         };
-        // Requests on this connection: the last one allowed is answered with
-        // `Connection: close`, and hyper closes the connection after it.
-        let served = Arc::new(AtomicUsize::new(0));
-        let svc = tower::ServiceExt::map_request(
-            router.clone(),
-            move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(ConnectInfo(peer));
-                req
-            },
-        );
-        let svc =
-            tower::ServiceExt::map_response(svc, move |mut resp: axum::response::Response| {
-                if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_conn {
-                    resp.headers_mut().insert(
-                        axum::http::header::CONNECTION,
-                        axum::http::HeaderValue::from_static("close"),
-                    );
-                }
-                resp
-            });
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
+        // Small writes (TLS handshake flights, short answers) go out at once rather than wait
+        // for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let watcher = graceful.watcher();
+        let st = state.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
+            let (io, cert): (Box<dyn Io>, Option<PeerCert>) = if tls_on {
+                let Some(setup) = st.live().tls.clone() else {
+                    return;
+                };
+                match crate::tls::accept(setup, st.metrics(), stream).await {
+                    Ok((tls, cert)) => (Box::new(tls), cert),
+                    Err(_) => return,
+                }
+            } else {
+                (Box::new(stream), None)
+            };
+            // Requests on this connection: the last one allowed is answered with
+            // `Connection: close`, and hyper closes the connection after it.
+            let served = Arc::new(AtomicUsize::new(0));
+            let svc = tower::ServiceExt::map_request(
+                router,
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    if let Some(c) = &cert {
+                        req.extensions_mut().insert(c.clone());
+                    }
+                    req
+                },
+            );
+            let svc =
+                tower::ServiceExt::map_response(svc, move |mut resp: axum::response::Response| {
+                    if served.fetch_add(1, Ordering::SeqCst) + 1 >= per_conn {
+                        resp.headers_mut().insert(
+                            axum::http::header::CONNECTION,
+                            axum::http::HeaderValue::from_static("close"),
+                        );
+                    }
+                    resp
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc));
+            if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(error = %e, "connection closed with an error");
             }
         });
@@ -87,8 +111,12 @@ where
         loop {
             tokio::time::sleep(every).await;
             let st = cp_state.clone();
-            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || st.write_checkpoint()).await {
-                tracing::error!(error = %e, class = "transient", "audit checkpoint failed");
+            match tokio::task::spawn_blocking(move || st.write_checkpoint()).await {
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, class = "transient", "audit checkpoint failed");
+                }
+                Ok(Ok(Some(cp))) => cp_state.deliver_checkpoint(&cp.note).await,
+                _ => {}
             }
         }
     });
@@ -137,10 +165,16 @@ where
     if let Some(log) = state.audit() {
         log.flush()?;
     }
-    state.write_checkpoint()?;
+    if let Some(cp) = state.write_checkpoint()? {
+        state.deliver_checkpoint(&cp.note).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }
+
+/// A connection's byte stream: plain TCP or TLS over it.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Answer a connection over the cap with a 503 and close it.
 async fn refuse_connection(mut stream: tokio::net::TcpStream) {

@@ -97,6 +97,21 @@ const HELP: &[(&str, &str, &str)] = &[
         "Connections refused at the open-connection cap.",
     ),
     (
+        "pno_tls_handshake_failures_total",
+        "counter",
+        "TLS connections that never reached HTTP, by reason (plain_http, timeout, handshake, closed).",
+    ),
+    (
+        "pno_audit_checkpoint_webhook_deliveries_total",
+        "counter",
+        "Signed audit checkpoints delivered to audit.checkpoint_webhook.",
+    ),
+    (
+        "pno_audit_checkpoint_webhook_failures_total",
+        "counter",
+        "Signed audit checkpoints whose delivery to the webhook failed after retries.",
+    ),
+    (
         "pno_audit_append_failures_total",
         "counter",
         "Audit records that could not be written after retries.",
@@ -136,6 +151,10 @@ pub(crate) fn escape(s: &str) -> String {
 impl Metrics {
     /// Add to a counter.
     pub(crate) fn inc(&self, name: &'static str, labels: String, by: f64) {
+        debug_assert!(
+            HELP.iter().any(|(n, ..)| *n == name),
+            "counter {name} has no HELP entry: it would never be rendered"
+        );
         let mut i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         *i.counters.entry((name, labels)).or_default() += by;
     }

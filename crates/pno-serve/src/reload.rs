@@ -3,7 +3,8 @@
 //! read and validated; settings that cannot change without re-binding (the listen address, the
 //! repository, the keys and audit files, connection limits, drain timing) are named in the
 //! rejection; models whose loading settings changed are loaded anew and answer a smoke
-//! inference; only then is the new configuration swapped in — rate limiters and lockouts keep
+//! inference; TLS files are read again (a renewed certificate is a change, one that does not
+//! parse or match its key a rejection); only then is the new configuration swapped in — rate limiters and lockouts keep
 //! their state under the new settings, bulkheads are rebuilt only when their sizes changed,
 //! breakers start closed when their settings changed. Anything that fails leaves the old
 //! configuration serving (models put back as they were). Every attempt is audited with the keys
@@ -236,12 +237,24 @@ impl AppState {
             let src = src.as_ref().ok_or(ReloadError::NoSource)?;
             src().map_err(ReloadError::Invalid)?
         };
-        let old = self.config();
-        let changed = changed_keys(&old, &new);
-        let fixed = restart_only(&changed);
+        let old = self.live();
+        let mut changed = changed_keys(&old.config, &new);
+        let mut fixed = restart_only(&changed);
+        if old.config.tls.is_some() != new.tls.is_some() {
+            fixed.push("tls (turning TLS on or off)".into());
+        }
         if !fixed.is_empty() {
             return Err(ReloadError::RestartOnly(fixed));
         }
+        // The certificate, key and client CA are read again every time: a renewed certificate
+        // at the same path is a change.
+        let tls = crate::state::load_tls(&new).map_err(ReloadError::Invalid)?;
+        let digest =
+            |t: &Option<std::sync::Arc<crate::tls::TlsSetup>>| t.as_ref().map(|t| t.digest.clone());
+        if digest(&tls) != digest(&old.tls) && !changed.iter().any(|k| k == "tls.files") {
+            changed.push("tls.files".into());
+        }
+        drop(old);
         let hash = config_hash(&new);
         if changed.is_empty() {
             return Ok(Reloaded { changed, hash });
@@ -284,7 +297,7 @@ impl AppState {
             self.set_guards(Guards::new(new.breaker));
         }
         self.reconfigure_limits(&new);
-        self.set_live(Live::new(new, keep));
+        self.set_live(Live::new(new, keep, tls));
         Ok(Reloaded { changed, hash })
     }
 }

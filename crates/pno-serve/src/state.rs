@@ -35,12 +35,20 @@ pub(crate) struct Live {
     pub(crate) bulkheads: Arc<Bulkheads>,
     /// Trusted proxies.
     pub(crate) proxies: Vec<crate::proxy::Cidr>,
+    /// TLS (read from `[tls]`'s files when this was built).
+    pub(crate) tls: Option<Arc<crate::tls::TlsSetup>>,
 }
 
 impl Live {
-    /// Build from `config`, keeping `bulkheads` when their sizes did not change.
-    pub(crate) fn new(config: ServeConfig, bulkheads: Option<Arc<Bulkheads>>) -> Self {
+    /// Build from `config`, keeping `bulkheads` when their sizes did not change, with `tls`
+    /// loaded from `config.tls` by the caller (see [`load_tls`]).
+    pub(crate) fn new(
+        config: ServeConfig,
+        bulkheads: Option<Arc<Bulkheads>>,
+        tls: Option<Arc<crate::tls::TlsSetup>>,
+    ) -> Self {
         Self {
+            tls,
             bulkheads: bulkheads.unwrap_or_else(|| Arc::new(make_bulkheads(&config))),
             proxies: config
                 .trusted_proxies
@@ -50,6 +58,33 @@ impl Live {
             config: Arc::new(config),
         }
     }
+}
+
+/// Read `config.tls`'s files (none without `[tls]`); warns when the certificate has expired.
+pub(crate) fn load_tls(config: &ServeConfig) -> Result<Option<Arc<crate::tls::TlsSetup>>> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
+    let setup = crate::tls::load(t)?;
+    if let Some(at) = setup.not_after
+        && at < now_s()
+    {
+        tracing::warn!(
+            cert = %t.cert.display(),
+            expired = %crate::auth::utc(at),
+            "the TLS certificate has expired: clients will refuse it"
+        );
+    }
+    Ok(Some(Arc::new(setup)))
+}
+
+/// A checkpoint note just written.
+#[derive(Debug, Clone)]
+pub struct Checkpointed {
+    /// Its file.
+    pub file: std::path::PathBuf,
+    /// The signed note.
+    pub note: String,
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -66,6 +101,7 @@ struct Inner {
     keys: KeyStore,
     audit: Option<AuditLog>,
     signer: Option<pno_audit::checkpoint::SignerKey>,
+    webhook: Option<crate::webhook::Webhook>,
     checkpointed: AtomicU64,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
@@ -124,6 +160,14 @@ impl AppState {
                 what: "not a folder (expected <repository>/<model>/<version>/ run folders)".into(),
             });
         }
+        let webhook = match &config.audit.checkpoint_webhook {
+            None => None,
+            Some(url) => Some(crate::webhook::Webhook::new(
+                url,
+                config.audit.checkpoint_webhook_ca.as_deref(),
+            )?),
+        };
+        let tls = load_tls(&config)?;
         let repo = Repository::new(
             &config.repository,
             crate::repository::Settings::of(&config),
@@ -148,6 +192,7 @@ impl AppState {
                 keys,
                 audit,
                 signer,
+                webhook,
                 checkpointed: AtomicU64::new(u64::MAX),
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
@@ -157,7 +202,7 @@ impl AppState {
                 faults: crate::faults::Faults::default(),
                 ids: AtomicU64::new(random),
                 seeds: AtomicU64::new(random.rotate_left(17) >> 1),
-                live: RwLock::new(Arc::new(Live::new(config, None))),
+                live: RwLock::new(Arc::new(Live::new(config, None, tls))),
             }),
         })
     }
@@ -390,7 +435,7 @@ impl AppState {
     /// Write a signed checkpoint of the audit log when records were added since the last one:
     /// `<dir>/checkpoint-<size>.txt` and `<dir>/latest.txt`. `Ok(None)` when there is nothing to
     /// do (no log, no key, nothing new). Blocking.
-    pub fn write_checkpoint(&self) -> Result<Option<std::path::PathBuf>> {
+    pub fn write_checkpoint(&self) -> Result<Option<Checkpointed>> {
         let (Some(log), Some(signer)) = (&self.inner.audit, &self.inner.signer) else {
             return Ok(None);
         };
@@ -415,7 +460,33 @@ impl AppState {
         })?;
         self.inner.checkpointed.store(cp.size, Ordering::SeqCst);
         tracing::info!(size = cp.size, file = %file.display(), "audit checkpoint written");
-        Ok(Some(file))
+        Ok(Some(Checkpointed { file, note }))
+    }
+
+    /// Send a checkpoint note to `audit.checkpoint_webhook` (when set), with retries; a
+    /// failure is logged and counted.
+    pub(crate) async fn deliver_checkpoint(&self, note: &str) {
+        let Some(hook) = &self.inner.webhook else {
+            return;
+        };
+        match hook.deliver(note).await {
+            Ok(status) => {
+                self.metrics().inc(
+                    "pno_audit_checkpoint_webhook_deliveries_total",
+                    String::new(),
+                    1.0,
+                );
+                tracing::debug!(status, "checkpoint delivered to the webhook");
+            }
+            Err(e) => {
+                self.metrics().inc(
+                    "pno_audit_checkpoint_webhook_failures_total",
+                    String::new(),
+                    1.0,
+                );
+                tracing::error!(error = %e, class = "transient", "checkpoint webhook delivery failed");
+            }
+        }
     }
 
     /// Records covered by the last checkpoint written (none: `None`).

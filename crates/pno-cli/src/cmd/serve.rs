@@ -134,7 +134,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("binding {addr}"))?;
         let local = listener.local_addr()?;
-        println!("pno serve: listening on http://{local}");
+        let scheme = if state.config().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("pno serve: listening on {scheme}://{local}");
         std::io::stdout().flush()?;
         pno_serve::serve(listener, state, shutdown_signal()).await?;
         anyhow::Ok(())

@@ -104,6 +104,14 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             f64::from(u8::from(st.audit_healthy())),
         ),
     ];
+    if let Some(tls) = &st.live().tls {
+        gauges.push((
+            "pno_tls_cert_expiry_timestamp_seconds",
+            "Unix time at which the serving TLS certificate expires (label: its SHA-256 prefix).",
+            format!("sha256=\"{}\"", tls.leaf.trim_start_matches("sha256:")),
+            tls.not_after.map_or(-1.0, |t| t as f64),
+        ));
+    }
     if st.config().keys.is_some() {
         let k = st.keys().reload_status();
         gauges.push((

@@ -13,6 +13,7 @@ mod resilience;
 mod routes;
 mod security;
 mod socket;
+mod tls;
 
 use std::path::{Path, PathBuf};
 

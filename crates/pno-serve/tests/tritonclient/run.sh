@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-client integration test: the unmodified PyPI `tritonclient[http]` (sync and asyncio)
-# and the Python peer's unchanged smoke.py against a real `pno serve` on 127.0.0.1.
+# and the Python peer's unchanged smoke.py against a real `pno serve` on 127.0.0.1, then the
+# same client over HTTPS (native TLS, a test CA made with openssl).
 #   bash crates/pno-serve/tests/tritonclient/run.sh [PNO_BINARY]
 # Creates (or reuses) a venv under $CARGO_TARGET_DIR/../venv-tritonclient, trains a tiny 64² PNO_D
 # (1 epoch, seconds), serves it as model `pno` version 1 with anonymous readers and an operator
@@ -55,16 +56,20 @@ fsync = "batch"
 [limits]
 max_concurrency = 2
 TOML
-"$PNO" serve --config "$WORK/serve.toml" > "$WORK/stdout" 2> "$WORK/server.log" &
-SERVER_PID=$!
-for _ in $(seq 1 300); do
-  grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-ADDR="$(sed -n 's#.*listening on http://##p' "$WORK/stdout" | head -1)"
-[ -n "$ADDR" ] || { echo "server did not start" >&2; cat "$WORK/server.log" >&2; exit 1; }
-echo "pno serve on $ADDR"
+# start_server CONFIG SCHEME: run `pno serve`, set SERVER_PID and ADDR (HOST:PORT).
+start_server() {
+  "$PNO" serve --config "$1" > "$WORK/stdout" 2> "$WORK/server.log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    grep -q "listening on" "$WORK/stdout" 2>/dev/null && break
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  ADDR="$(sed -n "s#.*listening on $2://##p" "$WORK/stdout" | head -1)"
+  [ -n "$ADDR" ] || { echo "server did not start ($2)" >&2; cat "$WORK/stdout" "$WORK/server.log" >&2; exit 1; }
+  echo "pno serve on $2://$ADDR"
+}
+start_server "$WORK/serve.toml" http
 
 fails=0
 "$VENV/bin/python" "$HERE/check.py" "$ADDR" "$KEY" pno || fails=$((fails + 1))
@@ -95,6 +100,33 @@ SERVER_PID=""
 if [ "$rc" -ne 0 ]; then echo "pno serve exited $rc after SIGTERM" >&2; tail -20 "$WORK/server.log" >&2; fails=$((fails + 1)); fi
 grep -q 'draining' "$WORK/server.log" || { echo "no drain in the server log" >&2; fails=$((fails + 1)); }
 "$PNO" audit verify "$WORK/audit.log" || fails=$((fails + 1))
+
+# The same model over HTTPS: native TLS with a test CA made here (ECDSA P-256, openssl).
+echo "== tritonclient over HTTPS"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -keyout "$WORK/ca.key" -out "$WORK/ca.pem" -subj /CN=pno-test-ca \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout "$WORK/server.key" -out "$WORK/server.csr" -subj /CN=localhost 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > "$WORK/server.ext"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
+cat > "$WORK/serve-tls.toml" <<TOML
+listen = "127.0.0.1:0"
+repository = "$WORK/repo"
+anonymous = "reader"
+[limits]
+max_concurrency = 2
+[tls]
+cert = "$WORK/server.pem"
+key = "$WORK/server.key"
+TOML
+start_server "$WORK/serve-tls.toml" https
+"$VENV/bin/python" "$HERE/tls_check.py" "$ADDR" "$WORK/ca.pem" pno || fails=$((fails + 1))
+kill -TERM "$SERVER_PID"
+rc=0; wait "$SERVER_PID" || rc=$?
+SERVER_PID=""
+if [ "$rc" -ne 0 ]; then echo "pno serve (TLS) exited $rc after SIGTERM" >&2; tail -20 "$WORK/server.log" >&2; fails=$((fails + 1)); fi
 if [ "$fails" -ne 0 ]; then
   echo "tritonclient integration: $fails failing part(s)" >&2
   tail -30 "$WORK/server.log" >&2

@@ -1,0 +1,245 @@
+//! Delivery of signed audit checkpoints to a webhook: each new note is POSTed (`text/plain`)
+//! over HTTP/1.1 to an `http://` or `https://` URL (rustls, the Mozilla roots or
+//! `audit.checkpoint_webhook_ca`), retried with jittered backoff on connection errors and 5xx;
+//! a delivery that still fails is logged and counted in
+//! `pno_audit_checkpoint_webhook_failures_total` and never blocks serving. The note on disk
+//! stays the record; the webhook is a copy for an outside witness.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+
+use crate::error::{Result, ServeError};
+
+/// Where a webhook goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl Target {
+    /// Parse an `http://` or `https://` URL with a host.
+    pub(crate) fn parse(url: &str) -> std::result::Result<Self, String> {
+        let uri: axum::http::Uri = url.parse().map_err(|e| format!("`{url}`: {e}"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            Some(s) => return Err(format!("`{url}`: scheme `{s}`")),
+            None => return Err(format!("`{url}`: no scheme")),
+        };
+        let host = uri
+            .host()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("`{url}`: no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path = uri
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        Ok(Self {
+            https,
+            host,
+            port,
+            path,
+        })
+    }
+}
+
+/// A configured webhook.
+#[derive(Debug, Clone)]
+pub(crate) struct Webhook {
+    target: Target,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// Retries of one delivery.
+    pub(crate) backoff: pno_core::retry::Backoff,
+    /// One attempt's deadline (connect, send, answer).
+    pub(crate) timeout: Duration,
+}
+
+impl Webhook {
+    /// Build from `audit.checkpoint_webhook` and `audit.checkpoint_webhook_ca`.
+    pub(crate) fn new(url: &str, ca: Option<&Path>) -> Result<Self> {
+        let bad = |key: &str, expected: &str, got: String| ServeError::Config {
+            key: key.into(),
+            expected: expected.into(),
+            got,
+        };
+        let target = Target::parse(url).map_err(|why| {
+            bad(
+                "audit.checkpoint_webhook",
+                "an http:// or https:// URL",
+                why,
+            )
+        })?;
+        let tls = if target.https {
+            let mut roots = rustls::RootCertStore::empty();
+            match ca {
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                Some(p) => {
+                    let what = "a PEM file of CA certificates";
+                    let certs: Vec<_> = CertificateDer::pem_file_iter(p)
+                        .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
+                        .map_err(|e| {
+                            bad(
+                                "audit.checkpoint_webhook_ca",
+                                what,
+                                format!("{}: {e}", p.display()),
+                            )
+                        })?;
+                    if certs.is_empty() {
+                        return Err(bad(
+                            "audit.checkpoint_webhook_ca",
+                            what,
+                            format!("{}: no certificate in it", p.display()),
+                        ));
+                    }
+                    for c in certs {
+                        roots.add(c).map_err(|e| {
+                            bad(
+                                "audit.checkpoint_webhook_ca",
+                                what,
+                                format!("{}: {e}", p.display()),
+                            )
+                        })?;
+                    }
+                }
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| {
+                    bad(
+                        "audit.checkpoint_webhook",
+                        "a usable TLS setup",
+                        e.to_string(),
+                    )
+                })?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(cfg))
+        } else {
+            None
+        };
+        Ok(Self {
+            target,
+            tls,
+            backoff: pno_core::retry::Backoff {
+                base: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+                attempts: 4,
+                max_elapsed: Duration::from_secs(30),
+            },
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// One POST; the answer's status.
+    async fn post_once(&self, body: &str) -> std::result::Result<u16, String> {
+        let t = &self.target;
+        let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|e| format!("connect {}:{}: {e}", t.host, t.port))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.exchange(TokioIo::new(tcp), body).await,
+            Some(cfg) => {
+                let name = ServerName::try_from(t.host.clone())
+                    .map_err(|e| format!("server name `{}`: {e}", t.host))?;
+                let tls = tokio_rustls::TlsConnector::from(cfg.clone())
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS to {}: {e}", t.host))?;
+                self.exchange(TokioIo::new(tls), body).await
+            }
+        }
+    }
+
+    async fn exchange<I>(&self, io: I, body: &str) -> std::result::Result<u16, String>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        let driver = tokio::spawn(conn);
+        let t = &self.target;
+        let default_port = if t.https { 443 } else { 80 };
+        let host = if t.port == default_port {
+            t.host.clone()
+        } else {
+            format!("{}:{}", t.host, t.port)
+        };
+        let req = hyper::Request::post(t.path.as_str())
+            .header(hyper::header::HOST, host)
+            .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .header(hyper::header::USER_AGENT, "pno-serve checkpoint webhook")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| e.to_string())?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("POST: {e}"))?;
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        driver.abort();
+        Ok(status)
+    }
+
+    /// Deliver `note`: retried on connection errors, 408, 429 and 5xx; any other status is
+    /// final. `Err` names the last failure.
+    pub(crate) async fn deliver(&self, note: &str) -> std::result::Result<u16, String> {
+        let started = std::time::Instant::now();
+        let attempts = self.backoff.attempts.max(1);
+        let mut last = String::new();
+        for attempt in 0..attempts {
+            if attempt > 0 {
+                let delay = self.backoff.delay(attempt - 1, &mut rand::rng());
+                if started.elapsed() + delay > self.backoff.max_elapsed {
+                    break;
+                }
+                tokio::time::sleep(delay).await;
+            }
+            match tokio::time::timeout(self.timeout, self.post_once(note)).await {
+                Ok(Ok(s)) if (200..300).contains(&s) => return Ok(s),
+                Ok(Ok(s)) if s == 408 || s == 429 || s >= 500 => last = format!("HTTP {s}"),
+                Ok(Ok(s)) => return Err(format!("HTTP {s}")),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = format!("no answer within {} ms", self.timeout.as_millis()),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_ports_and_paths() {
+        let t = Target::parse("https://witness.example/cp?x=1").unwrap();
+        assert_eq!(
+            (t.https, t.host.as_str(), t.port, t.path.as_str()),
+            (true, "witness.example", 443, "/cp?x=1")
+        );
+        let t = Target::parse("http://127.0.0.1:9000").unwrap();
+        assert_eq!((t.https, t.port, t.path.as_str()), (false, 9000, "/"));
+        let t = Target::parse("http://[::1]:81/a").unwrap();
+        assert_eq!(t.host, "::1");
+        for bad in ["ftp://x/", "/just/a/path", "http://", "not a url"] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
