@@ -4,7 +4,8 @@
 //! conventions, [`ShardSpec`] for splitting sample index ranges across cluster jobs, the
 //! [`Split`] names with contiguous [`SplitFractions`] and the seeded [`SplitPlan`] training
 //! carves, [`seed`] derivation with named salts, [`sha256_hex`] checksums, [`atomic_write`] for
-//! crash-safe files (retrying transient I/O errors, see [`retry`]), and (behind the `testing` feature) explicit rel+abs tolerance checks.
+//! crash-safe files (retrying transient I/O errors, see [`retry`]), the process's memory
+//! budget ([`resources`]), and (behind the `testing` feature) explicit rel+abs tolerance checks.
 //!
 //! ```
 //! use pno_core::ShardSpec;
@@ -16,6 +17,7 @@ mod atomic;
 mod checksum;
 mod error;
 mod grid;
+pub mod resources;
 pub mod retry;
 pub mod seed;
 mod shard;

@@ -104,6 +104,20 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             f64::from(u8::from(st.audit_healthy())),
         ),
     ];
+    gauges.push((
+        "pno_inference_queue_capacity",
+        "Inference requests the global queue holds (limits.max_queue) before shedding.",
+        String::new(),
+        st.config().limits.max_queue as f64,
+    ));
+    if let Some(b) = pno_core::resources::memory_budget() {
+        gauges.push((
+            "pno_memory_budget_bytes",
+            "Memory this process may use: cgroup v2 memory.max, else cgroup v1, else MemTotal (label: which).",
+            format!("source=\"{}\"", b.source),
+            b.bytes as f64,
+        ));
+    }
     if let Some(tls) = &st.live().tls {
         gauges.push((
             "pno_tls_cert_expiry_timestamp_seconds",

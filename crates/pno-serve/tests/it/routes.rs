@@ -200,6 +200,20 @@ async fn metrics_are_prometheus_text_with_model_labels_and_buckets() {
         .parse()
         .unwrap();
     assert!(rss > 1e6, "{rss}");
+    // The queue's capacity (limits.max_queue) and the memory budget (the same reader as
+    // pno_core::resources, so the same value), for the saturation and memory alerts.
+    let cap = format!(
+        "pno_inference_queue_capacity {}",
+        st.config().limits.max_queue
+    );
+    assert!(text.contains(&cap), "missing {cap:?}");
+    let b = pno_core::resources::memory_budget().expect("a Linux memory budget");
+    let line = format!(
+        "pno_memory_budget_bytes{{source=\"{}\"}} {}",
+        b.source, b.bytes
+    );
+    assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    assert!(b.bytes as f64 > rss, "budget {} below rss {rss}", b.bytes);
 }
 
 #[tokio::test]
