@@ -67,6 +67,48 @@ pub struct ServeConfig {
     pub watch_config: bool,
     /// Native TLS; absent: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Scheduled dependency checks.
+    pub health: HealthConfig,
+}
+
+/// The dependencies the scheduled health checks probe.
+pub const DEPENDENCY_KINDS: [&str; 5] = ["audit", "disk", "repository", "memory", "models"];
+
+/// Scheduled health checks with dependency tracking: every `interval_s` the server checks that
+/// the audit log's folder is writable (and appends succeed), that the audit and repository
+/// folders have `min_free_mb` free, that the repository is readable, that resident memory is
+/// under `memory_fraction` of the memory budget, and that every loaded version answers a smoke
+/// inference within `smoke_budget_ms`. A failing dependency of a `critical` kind turns
+/// readiness false until it recovers; `GET /v2/admin/health/details` shows them all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Run the checks.
+    pub enabled: bool,
+    /// Seconds between rounds.
+    pub interval_s: u64,
+    /// Free space (MiB) the audit and repository folders need.
+    pub min_free_mb: u64,
+    /// Resident memory above this fraction of the budget fails `memory`.
+    pub memory_fraction: f64,
+    /// A smoke inference slower than this fails its version.
+    pub smoke_budget_ms: u64,
+    /// Kinds whose failure turns readiness false: `audit`, `disk`, `repository`, `memory`,
+    /// `models`.
+    pub critical: Vec<String>,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_s: 15,
+            min_free_mb: 256,
+            memory_fraction: 0.95,
+            smoke_budget_ms: 10_000,
+            critical: vec!["audit".into(), "disk".into(), "repository".into()],
+        }
+    }
 }
 
 /// Native TLS with rustls (ring provider; TLS 1.3, and 1.2 with forward-secret AEAD suites
@@ -509,6 +551,7 @@ impl Default for ServeConfig {
             trusted_proxies: Vec::new(),
             watch_config: false,
             tls: None,
+            health: HealthConfig::default(),
         }
     }
 }
@@ -812,6 +855,29 @@ impl ServeConfig {
                 "a webhook to trust it for (audit.checkpoint_webhook)",
                 "no audit.checkpoint_webhook",
             ));
+        }
+        let h = &self.health;
+        if h.interval_s == 0 || h.interval_s > 3600 {
+            return Err(bad("health.interval_s", "between 1 and 3600", h.interval_s));
+        }
+        if !(h.memory_fraction.is_finite() && h.memory_fraction > 0.0 && h.memory_fraction <= 1.0) {
+            return Err(bad(
+                "health.memory_fraction",
+                "a fraction in (0, 1]",
+                h.memory_fraction,
+            ));
+        }
+        if h.smoke_budget_ms == 0 {
+            return Err(bad("health.smoke_budget_ms", "a positive integer", 0));
+        }
+        for (i, k) in h.critical.iter().enumerate() {
+            if !DEPENDENCY_KINDS.contains(&k.as_str()) {
+                return Err(bad(
+                    &format!("health.critical[{i}]"),
+                    &format!("one of {}", DEPENDENCY_KINDS.join(", ")),
+                    format!("{k:?}"),
+                ));
+            }
         }
         if let Some(t) = &self.tls {
             for (key, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {

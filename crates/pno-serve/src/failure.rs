@@ -78,6 +78,7 @@ pub(crate) struct ServedBy {
 }
 
 /// Why the compute job failed.
+#[derive(Debug)]
 pub(crate) enum JobError {
     /// The model refused or failed.
     Model(pno_run::RunError),

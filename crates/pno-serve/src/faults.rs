@@ -96,6 +96,16 @@ impl Faults {
             .cloned()
             .collect()
     }
+    /// The fault a call to `model` `version` would get, without using up its count (the
+    /// scheduled health checks look; only requests consume).
+    pub(crate) fn peek(&self, model: &str, version: u64) -> Option<Fault> {
+        let m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let v = version.to_string();
+        [(model.to_string(), Some(v)), (model.to_string(), None)]
+            .into_iter()
+            .find_map(|k| m.get(&k).cloned())
+    }
+
     /// The fault for a call to `model` `version` (one use of its count).
     pub(crate) fn take(&self, model: &str, version: u64) -> Option<Fault> {
         let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());

@@ -22,7 +22,9 @@ compile_error!(
 
 mod admission;
 pub mod auth;
+mod checks;
 pub mod config;
+pub mod dependency;
 pub mod error;
 pub mod failure;
 #[cfg(feature = "fault-injection")]

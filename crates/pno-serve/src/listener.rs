@@ -120,6 +120,8 @@ where
             }
         }
     });
+    // Scheduled dependency checks (a round at once, then every health.interval_s).
+    let health = tokio::spawn(crate::checks::run(state.clone()));
     tracing::info!(addr = ?addr, "serving");
     tokio::pin!(shutdown);
     loop {
@@ -162,6 +164,7 @@ where
         tracing::warn!(class = "transient", error = %e, "writing key usage times failed");
     }
     checkpoints.abort();
+    health.abort();
     if let Some(log) = state.audit() {
         log.flush()?;
     }

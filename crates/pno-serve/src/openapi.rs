@@ -171,6 +171,13 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/v2/admin/health/details",
+        summary: "Readiness and every dependency the scheduled health checks track (audit log, disk, repository, memory, each version's smoke inference): state, critical, last check, last success, last error",
+        role: "admin",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "get",
         path: "/v2/admin/audit/verify",
         summary: "Verify the audit log's hash chain",
         role: "admin",

@@ -140,35 +140,50 @@ fn bulkheads_changed(changed: &[String]) -> bool {
     })
 }
 
+/// One smoke inference of `model` version `v`: a finite input of the training grid, two draws.
+pub(crate) fn smoke_prediction(
+    st: &AppState,
+    model: &str,
+    v: u64,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<pno_models::Predictive, String> {
+    let m = st
+        .repository()
+        .get(model, Some(&v.to_string()))
+        .map_err(|e| e.message)?;
+    let f = &m.model.file;
+    let grid = f.grid.clone();
+    let points: usize = grid.iter().product();
+    let x = vec![0.5f32; f.in_channels * points];
+    let req = pno_run::PredictRequest {
+        x: &x,
+        n: 1,
+        grid: &grid,
+        n_samples: 2,
+        seed: 0,
+        batch: 1,
+        cancel,
+    };
+    m.model
+        .predict(&req, st.device())
+        .map_err(|e| format!("version {v}: smoke inference failed: {e}"))
+}
+
+/// A finite answer, or why not.
+pub(crate) fn check_finite(v: u64, p: &pno_models::Predictive) -> Result<(), String> {
+    if p.mean.iter().chain(&p.std).all(|x| x.is_finite()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "version {v}: smoke inference gave non-finite values"
+        ))
+    }
+}
+
 /// One smoke inference of every served version of `model`: a finite answer to a finite input.
 fn smoke(st: &AppState, model: &str) -> Result<(), String> {
     for v in st.repository().loaded_versions(model) {
-        let m = st
-            .repository()
-            .get(model, Some(&v.to_string()))
-            .map_err(|e| e.message)?;
-        let f = &m.model.file;
-        let grid = f.grid.clone();
-        let points: usize = grid.iter().product();
-        let x = vec![0.5f32; f.in_channels * points];
-        let req = pno_run::PredictRequest {
-            x: &x,
-            n: 1,
-            grid: &grid,
-            n_samples: 2,
-            seed: 0,
-            batch: 1,
-            cancel: None,
-        };
-        let p = m
-            .model
-            .predict(&req, st.device())
-            .map_err(|e| format!("version {v}: smoke inference failed: {e}"))?;
-        if !p.mean.iter().chain(&p.std).all(|x| x.is_finite()) {
-            return Err(format!(
-                "version {v}: smoke inference gave non-finite values"
-            ));
-        }
+        check_finite(v, &smoke_prediction(st, model, v, None)?)?;
     }
     Ok(())
 }

@@ -73,6 +73,7 @@ pub fn app(state: AppState) -> Router {
         .route(KEY_ROTATE, post(admin::rotate_key))
         .route(AUDIT_VERIFY, get(admin::verify_audit))
         .route(CONFIG_RELOAD, post(admin::reload_config))
+        .route(HEALTH_DETAILS, get(health::details))
         .route_layer(from_fn_with_state(Role::Admin, admission::require));
     let protected = reader
         .merge(operator)

@@ -24,6 +24,7 @@ pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
 pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
 pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
+pub(crate) const HEALTH_DETAILS: &str = "/v2/admin/health/details";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
 /// Injected faults (test builds with the `fault-injection` feature only).
@@ -59,6 +60,8 @@ pub(crate) enum Action {
     AuditVerify,
     /// Reload the configuration (audited by the reload itself, with the keys it changed).
     ConfigReload,
+    /// Read the dependencies' health (not audited).
+    HealthDetails,
 }
 
 impl Action {
@@ -76,7 +79,7 @@ impl Action {
             Action::KeysRevoke => "keys.revoke",
             Action::KeysRotate => "keys.rotate",
             Action::AuditVerify => "audit.verify",
-            Action::ConfigReload => return None,
+            Action::ConfigReload | Action::HealthDetails => return None,
         })
     }
 
@@ -88,6 +91,7 @@ impl Action {
             None => match self {
                 Action::ModelReady => "model.ready",
                 Action::ConfigReload => "config.reload",
+                Action::HealthDetails => "health.details",
                 _ => "model.stats",
             },
         }
@@ -108,6 +112,7 @@ impl Action {
             }
             Action::AuditVerify => "read the audit log",
             Action::ConfigReload => "reload the configuration",
+            Action::HealthDetails => "read the health details",
         }
     }
 
@@ -122,7 +127,8 @@ impl Action {
             | Action::KeysRevoke
             | Action::KeysRotate
             | Action::AuditVerify
-            | Action::ConfigReload => "admin",
+            | Action::ConfigReload
+            | Action::HealthDetails => "admin",
         }
     }
 
@@ -162,6 +168,7 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         KEY_ROTATE => Action::KeysRotate,
         AUDIT_VERIFY => Action::AuditVerify,
         CONFIG_RELOAD => Action::ConfigReload,
+        HEALTH_DETAILS => Action::HealthDetails,
         _ => return None,
     })
 }

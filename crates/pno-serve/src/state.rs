@@ -102,6 +102,7 @@ struct Inner {
     audit: Option<AuditLog>,
     signer: Option<pno_audit::checkpoint::SignerKey>,
     webhook: Option<crate::webhook::Webhook>,
+    dependencies: crate::dependency::Dependencies,
     checkpointed: AtomicU64,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
@@ -193,6 +194,7 @@ impl AppState {
                 audit,
                 signer,
                 webhook,
+                dependencies: Default::default(),
                 checkpointed: AtomicU64::new(u64::MAX),
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
@@ -251,17 +253,24 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
     }
-    /// Ready: a model is loaded, not draining, not overloaded.
-    pub fn readiness(&self) -> std::result::Result<(), &'static str> {
+    /// Ready: a model is loaded, not draining, not overloaded, no critical dependency failing.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
         if self.is_draining() {
-            Err("draining")
+            Err("draining".into())
         } else if !self.inner.repo.any_loaded() {
-            Err("no model loaded")
+            Err("no model loaded".into())
         } else if self.gate().saturated() {
-            Err("overloaded")
+            Err("overloaded".into())
+        } else if let Some(why) = self.inner.dependencies.failing_critical() {
+            Err(why)
         } else {
             Ok(())
         }
+    }
+
+    /// The dependencies the scheduled health checks track.
+    pub(crate) fn dependencies(&self) -> &crate::dependency::Dependencies {
+        &self.inner.dependencies
     }
 
     /// The injected faults (test builds only).

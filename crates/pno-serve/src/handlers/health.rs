@@ -31,6 +31,19 @@ pub(crate) async fn ready(State(st): State<AppState>) -> Response {
     }
 }
 
+/// `GET /v2/admin/health/details`: readiness and every tracked dependency (state, criticality,
+/// last check, last success, last error).
+pub(crate) async fn details(State(st): State<AppState>) -> Response {
+    let ready = st.readiness();
+    ok_json(json!({
+        "ready": ready.is_ok(),
+        "not_ready_because": ready.err(),
+        "checks_enabled": st.config().health.enabled,
+        "interval_s": st.config().health.interval_s,
+        "dependencies": st.dependencies().list(),
+    }))
+}
+
 /// `GET /v2`: name, version and protocol extensions.
 pub(crate) async fn server_metadata() -> Response {
     ok_json(json!({
@@ -104,6 +117,24 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             f64::from(u8::from(st.audit_healthy())),
         ),
     ];
+    for d in st.dependencies().list() {
+        let labels = format!(
+            "dependency=\"{}\",kind=\"{}\",critical=\"{}\"",
+            crate::metrics::escape(&d.name),
+            d.kind,
+            d.critical
+        );
+        gauges.push((
+            "pno_dependency_up",
+            "1 when the dependency's last scheduled check passed, 0 when it failed (skipped: absent).",
+            labels,
+            match d.state {
+                "ok" => 1.0,
+                "failing" => 0.0,
+                _ => continue,
+            },
+        ));
+    }
     gauges.push((
         "pno_inference_queue_capacity",
         "Inference requests the global queue holds (limits.max_queue) before shedding.",

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit;
+mod dependencies;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod infer;
