@@ -13,6 +13,7 @@ mod cmd;
 mod config;
 mod device;
 mod progress;
+mod telemetry;
 
 use std::process::ExitCode;
 

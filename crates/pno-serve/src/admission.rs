@@ -145,7 +145,28 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         .get::<MatchedPath>()
         .is_some_and(|r| matches!(r.as_str(), crate::routes::LIVE | crate::routes::READY));
     let method = req.method().clone();
-    let span = tracing::info_span!("request", request_id = %request_id, %method, path = %clip(req.uri().path()), %client);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        %method,
+        path = %clip(req.uri().path()),
+        %client,
+        trace_id = tracing::field::Empty,
+        "otel.kind" = "server",
+        "otel.name" = %format!("{method} {}", req.extensions().get::<MatchedPath>().map_or("unmatched", |r| r.as_str())),
+        "http.response.status_code" = tracing::field::Empty,
+        "otel.status_code" = tracing::field::Empty,
+    );
+    // W3C trace context: the caller's (when valid) is the parent of this request's spans.
+    let caller = crate::trace::incoming(req.headers());
+    if let Some((tp, state)) = &caller {
+        crate::trace::adopt(&span, tp, state.as_deref());
+    }
+    let own = crate::trace::of_span(&span);
+    let traceparent = own.or(caller.as_ref().map(|c| c.0));
+    if let Some(tp) = &traceparent {
+        span.record("trace_id", crate::trace::trace_id_hex(tp));
+    }
     let ctx = Ctx {
         request_id: request_id.clone(),
         client,
@@ -159,6 +180,11 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         let _guard = InFlight(st.metrics());
         let mut resp = next.run(req).await;
         let status = resp.status();
+        let current = tracing::Span::current();
+        current.record("http.response.status_code", status.as_u16());
+        if status.is_server_error() {
+            current.record("otel.status_code", "ERROR");
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -183,6 +209,16 @@ pub(crate) async fn envelope(State(st): State<AppState>, mut req: Request, next:
         }
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
+        }
+        if let Some(tp) = &traceparent
+            && let Ok(v) = HeaderValue::from_str(&tp.header())
+        {
+            resp.headers_mut().insert("traceparent", v);
+            if let Some(state) = caller.as_ref().and_then(|c| c.1.as_deref())
+                && let Ok(v) = HeaderValue::from_str(state)
+            {
+                resp.headers_mut().insert("tracestate", v);
+            }
         }
         // Every refusal has one audit record: the inner layers wrote theirs (marked
         // `Audited`); a refusal at the door (drain, lockout, rate limits, unknown routes, size
@@ -295,7 +331,8 @@ pub(crate) async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .map(|h| h.to_str().unwrap_or("\u{0}"));
-    ctx.principal = match st.keys().check_header(header) {
+    let checked = tracing::debug_span!("admission").in_scope(|| st.keys().check_header(header));
+    ctx.principal = match checked {
         AuthOutcome::Key(p) => {
             st.lockout().succeed(&ctx.client);
             if let Err(s) = st.key_limiter().check(&p.id) {

@@ -69,6 +69,48 @@ pub struct ServeConfig {
     pub tls: Option<TlsConfig>,
     /// Scheduled dependency checks.
     pub health: HealthConfig,
+    /// OpenTelemetry tracing (restart to change).
+    pub tracing: TracingConfig,
+}
+
+/// OTLP protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// Protobuf over HTTP (port 4318, path `/v1/traces`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// gRPC (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+/// OpenTelemetry tracing: spans of every request (receive, admission, parse, queue, compute,
+/// encode) exported over OTLP. Off unless an endpoint is set here or through the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` variables (with
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`); the config wins over the environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingConfig {
+    /// Collector base URL, e.g. `http://127.0.0.1:4318` (http/protobuf; `/v1/traces` is added
+    /// when the URL has no path) or `http://127.0.0.1:4317` (grpc).
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` or `grpc` (default: `OTEL_EXPORTER_OTLP_PROTOCOL`, else `http/protobuf`).
+    pub otlp_protocol: Option<OtlpProtocol>,
+    /// Fraction of new traces recorded (a caller's sampled flag is followed).
+    pub sample_ratio: f64,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: None,
+            sample_ratio: 1.0,
+            service_name: "pno-serve".into(),
+        }
+    }
 }
 
 /// The dependencies the scheduled health checks probe.
@@ -552,6 +594,7 @@ impl Default for ServeConfig {
             watch_config: false,
             tls: None,
             health: HealthConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }
@@ -855,6 +898,21 @@ impl ServeConfig {
                 "a webhook to trust it for (audit.checkpoint_webhook)",
                 "no audit.checkpoint_webhook",
             ));
+        }
+        let t = &self.tracing;
+        if let Some(url) = &t.otlp_endpoint {
+            crate::webhook::Target::parse(url)
+                .map_err(|why| bad("tracing.otlp_endpoint", "an http:// or https:// URL", why))?;
+        }
+        if !(t.sample_ratio.is_finite() && (0.0..=1.0).contains(&t.sample_ratio)) {
+            return Err(bad(
+                "tracing.sample_ratio",
+                "a fraction in [0, 1]",
+                t.sample_ratio,
+            ));
+        }
+        if t.service_name.trim().is_empty() {
+            return Err(bad("tracing.service_name", "a name", "an empty string"));
         }
         let h = &self.health;
         if h.interval_s == 0 || h.interval_s > 3600 {

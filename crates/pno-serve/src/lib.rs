@@ -43,6 +43,7 @@ mod router;
 mod routes;
 mod state;
 mod tls;
+mod trace;
 mod webhook;
 
 pub use config::ServeConfig;

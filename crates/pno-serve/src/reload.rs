@@ -24,7 +24,7 @@ pub use crate::state::ConfigSource;
 use crate::state::{AppState, Live, config_hash, now_s};
 
 /// Keys that need a restart: a reload that changes one is rejected, naming it.
-const RESTART_ONLY: [&str; 9] = [
+const RESTART_ONLY: [&str; 10] = [
     "listen",
     "repository",
     "keys",
@@ -34,6 +34,7 @@ const RESTART_ONLY: [&str; 9] = [
     "limits.max_requests_per_connection",
     "shutdown",
     "watch_config",
+    "tracing",
 ];
 
 /// Why a reload was rejected (the old configuration keeps serving).

@@ -87,22 +87,71 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
     };
     let cfg = over.apply(cfg)?;
     let watch = cfg.watch_config;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // A second subscriber (tests calling run twice) is not an error.
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
     let device = crate::device::select_device(&args.device)?;
     let addr = cfg.listen_addr()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // Logs: JSON lines on stderr at RUST_LOG's levels (default info: one line per request).
+    // Traces: with an OTLP endpoint, every request's span and its phase spans (debug level:
+    // admission, receive, parse, queue, compute, encode) are exported, whatever RUST_LOG says;
+    // without one, nothing is exported, and when RUST_LOG enables debug (e.g.
+    // `info,pno_serve=debug`) each span's close with its timing is a log line, so the phases
+    // are visible without a collector.
+    let otlp = crate::telemetry::resolve(
+        cfg.tracing.otlp_endpoint.as_deref(),
+        cfg.tracing
+            .otlp_protocol
+            .map(|p| p == pno_serve::config::OtlpProtocol::Grpc),
+    )
+    .context("tracing")?;
+    let _telemetry = {
+        use tracing_subscriber::Layer as _;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _rt = runtime.enter();
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let debug = filter
+            .max_level_hint()
+            .is_some_and(|l| l >= tracing::level_filters::LevelFilter::DEBUG);
+        let spans = if otlp.is_none() && debug {
+            tracing_subscriber::fmt::format::FmtSpan::CLOSE
+        } else {
+            tracing_subscriber::fmt::format::FmtSpan::NONE
+        };
+        let log = tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_span_events(spans)
+            .with_writer(std::io::stderr)
+            .with_filter(filter);
+        let (otel, telemetry) = match &otlp {
+            Some(o) => {
+                let (l, t) = crate::telemetry::layer(
+                    o,
+                    &cfg.tracing.service_name,
+                    cfg.tracing.sample_ratio,
+                )?;
+                let spans = tracing_subscriber::filter::Targets::new()
+                    .with_default(tracing::Level::INFO)
+                    .with_target("pno_serve", tracing::Level::DEBUG);
+                (Some(l.with_filter(spans)), t)
+            }
+            None => (None, crate::telemetry::Telemetry::off()),
+        };
+        // A second subscriber (tests calling run twice) is not an error.
+        let _ = tracing_subscriber::registry()
+            .with(log)
+            .with(otel)
+            .try_init();
+        if let Some(o) = &otlp {
+            tracing::info!(endpoint = %o.endpoint, grpc = o.grpc, "exporting traces over OTLP");
+        }
+        telemetry
+    };
     runtime.block_on(async move {
         let state = AppState::new(cfg, device)?;
         let st = state.clone();

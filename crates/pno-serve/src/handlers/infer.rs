@@ -263,7 +263,7 @@ async fn receive(
     body: Body,
 ) -> Result<InferRequest, ApiError> {
     let body = read_body(&st.config().limits, headers, body)
-        .instrument(tracing::info_span!("receive"))
+        .instrument(tracing::debug_span!("receive"))
         .await?;
     note.input_sha256(hex::encode(Sha256::digest(&body)));
     let hl = match headers.get(protocol::HEADER_LENGTH) {
@@ -273,7 +273,7 @@ async fn receive(
         })?),
     };
     let spec = st.input_spec(m);
-    tracing::info_span!("parse").in_scope(|| {
+    tracing::debug_span!("parse").in_scope(|| {
         let (json, bin) = protocol::split_body(&body, hl)?;
         protocol::parse(&spec, json, bin)
     })
@@ -434,7 +434,7 @@ async fn run(
 
     let q0 = Instant::now();
     let slots = queue(st, &m.name, labels, deadline, limit)
-        .instrument(tracing::info_span!("queue"))
+        .instrument(tracing::debug_span!("queue"))
         .await?;
     st.metrics().observe(
         "pno_inference_queue_duration_seconds",
@@ -448,7 +448,15 @@ async fn run(
     let model = m.clone();
     let (n, grid, n_samples) = (req.n, req.grid.clone(), serving.samples);
     let x = std::mem::take(&mut req.x);
-    let compute_span = tracing::info_span!("compute", n, n_samples, seed);
+    let compute_span = tracing::debug_span!(
+        "compute",
+        model = %m.name,
+        version = m.version,
+        draws = n_samples,
+        degraded = serving.degraded.is_some(),
+        rows = n,
+        seed
+    );
     let job_token = token.clone();
     #[cfg(feature = "fault-injection")]
     let fault = st.faults().take(&m.name, m.version);
@@ -527,7 +535,7 @@ async fn run(
         );
     }
 
-    let _e = tracing::info_span!("encode").entered();
+    let _e = tracing::debug_span!("encode").entered();
     let quantiles = if req.outputs.iter().any(|o| o.name == "quantiles") {
         pred.quantiles(&req.levels)
     } else {

@@ -227,3 +227,56 @@ async fn responses_carry_a_request_id() {
     let r = send(&st, req).await;
     assert_eq!(r.headers()["x-request-id"], "my-id-123");
 }
+
+#[tokio::test]
+async fn a_w3c_traceparent_is_echoed_and_a_malformed_one_ignored() {
+    let (_d, st) = setup();
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut req = get("/v2/health/live");
+    req.headers_mut().insert("traceparent", tp.parse().unwrap());
+    req.headers_mut()
+        .insert("tracestate", "vendor=abc".parse().unwrap());
+    let r = send(&st, req).await;
+    // No exporter in this process: the caller's context comes back unchanged.
+    assert_eq!(r.headers()["traceparent"], tp);
+    assert_eq!(r.headers()["tracestate"], "vendor=abc");
+    for bad in [
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        "nonsense",
+    ] {
+        let mut req = get("/v2/health/live");
+        req.headers_mut()
+            .insert("traceparent", bad.parse().unwrap());
+        let r = send(&st, req).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers().get("traceparent").is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn tracing_settings_are_validated_naming_the_key() {
+    for (text, key) in [
+        (
+            "[tracing]\notlp_endpoint = \"collector:4318\"\n",
+            "tracing.otlp_endpoint",
+        ),
+        (
+            "[tracing]\notlp_protocol = \"http/json\"\n",
+            "otlp_protocol",
+        ),
+        ("[tracing]\nsample_ratio = 1.5\n", "tracing.sample_ratio"),
+        ("[tracing]\nexporter = \"jaeger\"\n", "exporter"),
+    ] {
+        let e = pno_serve::ServeConfig::from_toml_str(&format!("repository = \"r\"\n{text}"))
+            .and_then(|c| c.validate().map(|()| c))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(key), "{text}: {e}");
+    }
+    let c = pno_serve::ServeConfig::from_toml_str(
+        "repository = \"r\"\n[tracing]\notlp_endpoint = \"http://127.0.0.1:4317\"\notlp_protocol = \"grpc\"\n",
+    )
+    .unwrap();
+    c.validate().unwrap();
+}
