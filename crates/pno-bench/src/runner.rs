@@ -411,7 +411,32 @@ pub fn run_suite(
             }
         };
         log(&format!("[{}/{total}] {}", k + 1, suite.cell_id(c)));
-        let r = run_cell(suite, c, &path, out, opts, log).map_err(|e| suite.cell_err(c, e))?;
+        // One span per cell with its key numbers (exported when the CLI installed an OTLP
+        // exporter; free otherwise).
+        let span = tracing::info_span!(
+            "cell",
+            cell = %suite.cell_id(c),
+            index = k + 1,
+            total,
+            params = tracing::field::Empty,
+            train_s = tracing::field::Empty,
+            eval_s = tracing::field::Empty,
+            rel_l2 = tracing::field::Empty,
+            crps = tracing::field::Empty,
+            nll = tracing::field::Empty,
+            coverage_90 = tracing::field::Empty,
+        );
+        let r = span
+            .in_scope(|| run_cell(suite, c, &path, out, opts, log))
+            .map_err(|e| suite.cell_err(c, e))?;
+        span.record("params", r.params);
+        span.record("train_s", r.timings.train_s);
+        span.record("eval_s", r.timings.eval_s);
+        for key in ["rel_l2", "crps", "nll", "coverage_90"] {
+            if let Some(v) = r.metrics.get(key).and_then(Value::as_f64) {
+                span.record(key, v);
+            }
+        }
         results.push(r);
     }
     Ok(results)

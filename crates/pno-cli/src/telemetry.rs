@@ -1,4 +1,4 @@
-//! Tracing output shared by `pno serve`, `pno train` and `pno bench`: an OpenTelemetry layer
+//! Tracing output shared by `pno serve`, `pno train` and `pno bench` ([`batch`]): an OpenTelemetry layer
 //! exporting spans over OTLP (http/protobuf or grpc) when an endpoint is configured — in the
 //! server's `[tracing]`, or through the standard `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` and
 //! `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` variables every OpenTelemetry user already sets — and
@@ -140,6 +140,47 @@ where
             provider: Some(provider),
         },
     ))
+}
+
+/// Tracing for a batch command (`pno train`, `pno bench`): with the standard
+/// `OTEL_EXPORTER_OTLP_*` variables set, spans (the run, each epoch or cell, with their numbers)
+/// are exported from a small runtime of their own; without them, nothing is installed. The
+/// command's own output is unchanged either way. Keep the guard until the command ends: dropping
+/// it flushes the spans.
+pub(crate) struct BatchTelemetry {
+    // Field order is drop order: flush the exporter while its runtime still runs.
+    _telemetry: Telemetry,
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// See [`BatchTelemetry`].
+pub(crate) fn batch(service: &str) -> Result<BatchTelemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let Some(otlp) = resolve(None, None)? else {
+        return Ok(BatchTelemetry {
+            _telemetry: Telemetry::off(),
+            _runtime: None,
+        });
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-export")
+        .enable_all()
+        .build()?;
+    let telemetry = {
+        let _rt = runtime.enter();
+        let (layer, telemetry) = layer(&otlp, service, 1.0)?;
+        let _ = tracing_subscriber::registry()
+            .with(layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .try_init();
+        telemetry
+    };
+    Ok(BatchTelemetry {
+        _telemetry: telemetry,
+        _runtime: Some(runtime),
+    })
 }
 
 #[cfg(test)]

@@ -148,6 +148,7 @@ struct Event<'a> {
 
 fn log_event(run: &RunDir, progress: &mut dyn Progress, epoch: usize, message: &str) -> Result<()> {
     progress.event(message);
+    tracing::info!(epoch, "{message}");
     append_log(
         &run.log(),
         &Event {
@@ -507,6 +508,22 @@ pub fn train(
         ])));
         let batches: Vec<&[usize]> = order.chunks(ts.batch_size).collect();
         progress.epoch_start(epoch + 1, ts.epochs, batches.len());
+        // One span per epoch (exported when the CLI installed an OTLP exporter; free otherwise).
+        let epoch_span = tracing::info_span!(
+            "epoch",
+            epoch = epoch + 1,
+            epochs = ts.epochs,
+            batches = batches.len(),
+            lr,
+            train_loss = tracing::field::Empty,
+            val_loss = tracing::field::Empty,
+            val_rel_l2 = tracing::field::Empty,
+            max_grad_norm = tracing::field::Empty,
+            clipped_steps = tracing::field::Empty,
+            samples_per_s = tracing::field::Empty,
+            best = tracing::field::Empty,
+        );
+        let _epoch_guard = epoch_span.enter();
         let t0 = Instant::now();
         let (mut sum, mut count, mut max_norm, mut clipped) = (0.0, 0usize, 0.0f64, 0usize);
         let mut failed: Option<String> = None;
@@ -652,6 +669,13 @@ pub fn train(
             samples_per_s: count as f64 / secs.max(1e-9),
         };
         append_log(&run.log(), &log)?;
+        epoch_span.record("train_loss", log.train_loss);
+        epoch_span.record("val_loss", log.val_loss);
+        epoch_span.record("val_rel_l2", log.val_rel_l2);
+        epoch_span.record("max_grad_norm", log.max_grad_norm);
+        epoch_span.record("clipped_steps", log.clipped_steps);
+        epoch_span.record("samples_per_s", log.samples_per_s);
+        epoch_span.record("best", log.best);
         progress.epoch_end(&log);
         if early {
             log_event(

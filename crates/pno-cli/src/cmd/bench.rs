@@ -85,6 +85,7 @@ fn part(args: &BenchArgs) -> Result<Option<Part>> {
 }
 
 pub(crate) fn run(args: BenchArgs, json_out: bool, quiet: bool) -> Result<()> {
+    let _telemetry = crate::telemetry::batch("pno-bench")?;
     if let Some(BenchCmd::Merge { parts, suite, out }) = &args.cmd {
         let suite = Suite::load(suite)?;
         let results = merge(&suite, parts)?;
@@ -176,7 +177,8 @@ pub(crate) fn run(args: BenchArgs, json_out: bool, quiet: bool) -> Result<()> {
         }
         done
     } else {
-        run_suite(&suite, out, &opts, &mut log)?
+        let span = tracing::info_span!("suite", suite = %suite.path.display(), cells = cells.len());
+        span.in_scope(|| run_suite(&suite, out, &opts, &mut log))?
     };
     if let Some(p) = part {
         // A part writes its cells only; the report comes from `pno bench merge`.

@@ -111,6 +111,7 @@ fn load_config(path: Option<&Path>, set: &[String]) -> Result<Option<RunConfig>>
 }
 
 pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<()> {
+    let _telemetry = crate::telemetry::batch("pno-train")?;
     let config = load_config(args.config.as_deref(), &args.set)?;
     let (out, resume) = match (&args.resume, &args.out) {
         (Some(r), _) => (r.clone(), true),
@@ -131,7 +132,27 @@ pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<
         resume,
         device,
     };
-    let summary = train(config, &opts, &mut progress)?;
+    let run_span = tracing::info_span!(
+        "train",
+        out = %opts.out.display(),
+        resume = opts.resume,
+        kind = tracing::field::Empty,
+        params = tracing::field::Empty,
+        epochs = tracing::field::Empty,
+        best_epoch = tracing::field::Empty,
+        val_rel_l2 = tracing::field::Empty,
+        seconds = tracing::field::Empty,
+        rollbacks = tracing::field::Empty,
+    );
+    let summary = run_span.in_scope(|| train(config, &opts, &mut progress))?;
+    run_span.record("kind", summary.kind.to_string());
+    run_span.record("params", summary.params);
+    run_span.record("epochs", summary.epochs);
+    run_span.record("best_epoch", summary.best_epoch);
+    run_span.record("val_rel_l2", summary.val_rel_l2);
+    run_span.record("seconds", summary.seconds);
+    run_span.record("rollbacks", summary.rollbacks);
+    drop(run_span);
     if json_out {
         println!("{}", serde_json::to_string(&summary)?);
     } else {

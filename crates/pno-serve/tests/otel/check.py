@@ -3,8 +3,10 @@
 
   python3 check.py --pno PNO --agent ROTEL_AGENT --config TRAIN_CONFIG [--json OUT]
 
-Trains a tiny model (seconds), starts `rotel-agent` with OTLP/gRPC and OTLP/HTTP receivers and
-its detailed debug log, then for each protocol (http/protobuf, grpc) starts `pno serve` with only
+Starts `rotel-agent` with OTLP/gRPC and OTLP/HTTP receivers and its detailed debug log; trains a
+tiny model with OTEL_EXPORTER_OTLP_ENDPOINT set (a `train` span with one `epoch` span per epoch,
+with their numbers, must arrive) and runs a one-cell suite (a `suite` span with its `cell` span and
+the cell's metrics); then for each protocol (http/protobuf, grpc) starts `pno serve` with only
 the standard OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_PROTOCOL set and checks:
   - an inference sent with a caller's `traceparent` answers with a `traceparent` of the same trace
     and a new span id, and a malformed `traceparent` is ignored (a new trace, the request works);
@@ -89,11 +91,6 @@ def main():
     try:
         pno = args.pno
         run = lambda *a: subprocess.run([pno, *a], check=True, capture_output=True, text=True)
-        run("generate", "darcy", "--resolution", "16", "--n", "6", "--seed", "1", "--out", str(work / "d"), "--quiet")
-        run("train", "--config", args.config, "--data", str(work / "d"), "--out", str(work / "repo" / "m" / "1"),
-            "--quiet", "--set", "train.epochs=1", "--set", "data.n_train=4", "--set", "data.n_test=2",
-            "--set", "train.batch_size=2", "--set", "model.hidden_channels=4", "--set", "model.lifting_channels=4",
-            "--set", "model.projection_channels=4", "--set", "model.n_layers=1", "--set", "model.n_modes=[4,4]")
         grpc_port, http_port = free_port(), free_port()
         agent_log = open(work / "rotel.out", "w")
         agent = subprocess.Popen([args.agent, "start", "--otlp-grpc-endpoint", f"127.0.0.1:{grpc_port}",
@@ -102,6 +99,61 @@ def main():
                                  stdout=agent_log, stderr=subprocess.STDOUT)
         procs.append(agent)
         wait_for("rotel-agent listening", lambda: "Starting Rotel" in (work / "rotel.out").read_text())
+        spans_now = lambda: spans_of((work / "rotel.out").read_text())
+
+        # pno train with the standard variables: a `train` span and one `epoch` span per epoch.
+        otel_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+        otel_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{http_port}"
+        run("generate", "darcy", "--resolution", "16", "--n", "6", "--seed", "1", "--out", str(work / "d"), "--quiet")
+        subprocess.run([pno, "train", "--config", args.config, "--data", str(work / "d"), "--out",
+                        str(work / "repo" / "m" / "1"), "--quiet", "--set", "train.epochs=2", "--set", "data.n_train=4",
+                        "--set", "data.n_test=2", "--set", "train.batch_size=2", "--set", "model.hidden_channels=4",
+                        "--set", "model.lifting_channels=4", "--set", "model.projection_channels=4",
+                        "--set", "model.n_layers=1", "--set", "model.n_modes=[4,4]"],
+                       check=True, capture_output=True, text=True, env=otel_env)
+        try:
+            wait_for("train spans", lambda: sum(s["name"] == "epoch" for s in spans_now()) >= 2, limit=20)
+        except SystemExit:
+            pass
+        tr = [s for s in spans_now() if s["name"] == "train"]
+        ep = [s for s in spans_now() if s["name"] == "epoch"]
+        check("pno train: a train span and one epoch span per epoch, children of it",
+              len(tr) == 1 and len(ep) == 2 and all(e["parent"] == tr[0]["id"] for e in ep),
+              ([s["name"] for s in spans_now()], tr, ep))
+        check("pno train: epoch spans carry the losses; the train span the summary",
+              all("train_loss" in e["attrs"] and "val_rel_l2" in e["attrs"] for e in ep)
+              and tr and tr[0]["attrs"].get("epochs") == "2" and "val_rel_l2" in tr[0]["attrs"],
+              (tr[0]["attrs"] if tr else None, [e["attrs"] for e in ep]))
+
+        # pno bench on a one-cell suite: a `suite` span with a `cell` span and its numbers.
+        (work / "darcy.toml").write_text('pde = "darcy"\nn = 24\nseed = 3\nresolution = 16\n')
+        (work / "s.toml").write_text("""[suite]
+name = "otel"
+seeds = [0]
+samples = 4
+[[pde]]
+name = "d"
+generator = "darcy.toml"
+data = { n_test = 6, check = false }
+model = { hidden_channels = 4, n_layers = 1, n_modes = [4, 4], lifting_channels = 4, projection_channels = 4 }
+train = { epochs = 1, batch_size = 4, lr = 0.003 }
+[[method]]
+name = "fno"
+model = { kind = "fno" }
+""")
+        subprocess.run([pno, "bench", "--suite", str(work / "s.toml"), "--out", str(work / "bench"), "--quiet"],
+                       check=True, capture_output=True, text=True, env=otel_env)
+        try:
+            wait_for("bench spans", lambda: any(s["name"] == "suite" for s in spans_now()), limit=20)
+        except SystemExit:
+            pass
+        su = [s for s in spans_now() if s["name"] == "suite"]
+        ce = [s for s in spans_now() if s["name"] == "cell"]
+        check("pno bench: a suite span with its cell span, carrying rel_l2, crps and train_s",
+              len(su) == 1 and len(ce) == 1 and ce[0]["parent"] == su[0]["id"]
+              and all(k in ce[0]["attrs"] for k in ("rel_l2", "crps", "train_s"))
+              and ce[0]["attrs"].get("cell") == "d/fno/seed0",
+              (su, ce))
         body = json.dumps({"inputs": [{"name": "x", "shape": [1, 1, 16, 16], "datatype": "FP32",
                                        "data": [0.5] * 256}], "parameters": {"n_samples": 3, "seed": 1}}).encode()
 
