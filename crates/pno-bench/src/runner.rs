@@ -38,6 +38,12 @@ pub struct Timings {
     pub eval_s: f64,
     /// Of which prediction on the test split.
     pub predict_s: f64,
+    /// CPU seconds the process used for the whole cell (all threads; absent in older cells).
+    #[serde(default)]
+    pub cpu_s: f64,
+    /// Peak resident memory of the process after the cell, MiB (absent in older cells).
+    #[serde(default)]
+    pub peak_rss_mb: f64,
 }
 
 /// The first test function of a cell, for the field plots (`[c, points]` each).
@@ -261,6 +267,7 @@ pub fn run_cell(
     let cfg = suite.run_config(c)?;
     let run = dir.join("run");
     let mut timings = Timings::default();
+    let cpu0 = pno_core::resources::cpu_seconds().unwrap_or(0.0);
     match m.base {
         Some(b) => {
             let base_run = cell_dir(out, suite, Cell { method: b, ..c }).join("run");
@@ -323,6 +330,9 @@ pub fn run_cell(
     let e = evaluate(&trained, data, &eo, &opts.device)?;
     timings.eval_s = started.elapsed().as_secs_f64();
     timings.predict_s = e.predict_seconds;
+    timings.cpu_s = pno_core::resources::cpu_seconds().unwrap_or(0.0) - cpu0;
+    timings.peak_rss_mb =
+        pno_core::resources::rss_bytes().map_or(0.0, |(_, peak)| peak as f64 / 1048576.0);
     let mut metrics = match serde_json::to_value(&e.report) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
@@ -421,6 +431,8 @@ pub fn run_suite(
             params = tracing::field::Empty,
             train_s = tracing::field::Empty,
             eval_s = tracing::field::Empty,
+            cpu_s = tracing::field::Empty,
+            peak_rss_mb = tracing::field::Empty,
             rel_l2 = tracing::field::Empty,
             crps = tracing::field::Empty,
             nll = tracing::field::Empty,
@@ -432,6 +444,8 @@ pub fn run_suite(
         span.record("params", r.params);
         span.record("train_s", r.timings.train_s);
         span.record("eval_s", r.timings.eval_s);
+        span.record("cpu_s", r.timings.cpu_s);
+        span.record("peak_rss_mb", r.timings.peak_rss_mb);
         for key in ["rel_l2", "crps", "nll", "coverage_90"] {
             if let Some(v) = r.metrics.get(key).and_then(Value::as_f64) {
                 span.record(key, v);

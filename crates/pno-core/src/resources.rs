@@ -1,4 +1,5 @@
-//! The memory this process may use: the tightest cgroup v2 `memory.max` on the way from the
+//! Process readings (resident memory and its peak, CPU time) and the memory this process may
+//! use: the tightest cgroup v2 `memory.max` on the way from the
 //! process's cgroup to the root, else the tightest cgroup v1 `memory.limit_in_bytes` (a value
 //! ≥ 2^62 means unlimited), else `/proc/meminfo`'s `MemTotal`. The parsers are pure functions of
 //! the files' text, so every rule is tested without a container.
@@ -137,6 +138,36 @@ pub fn memory_budget_at(cgroup: &Path, proc: &Path) -> Option<MemoryBudget> {
     })
 }
 
+/// Resident memory now (`VmRSS`) and at its peak (`VmHWM`) from `/proc/self/status`, bytes.
+pub fn rss_bytes() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    Some((status_kb(&text, "VmRSS:")?, status_kb(&text, "VmHWM:")?))
+}
+
+/// A `NAME: N kB` line of `/proc/self/status`, in bytes.
+pub fn status_kb(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+    kb.checked_mul(1024)
+}
+
+/// CPU time (user + system) this process has used, seconds, from `/proc/self/stat` (clock
+/// ticks of `USER_HZ` = 100, the value on every Linux architecture we build for).
+pub fn cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_stat_cpu(&s)
+}
+
+/// utime + stime of a `/proc/PID/stat` line, seconds (fields 14 and 15, after the command name
+/// in parentheses, which may itself contain spaces and parentheses).
+pub fn parse_stat_cpu(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let u: f64 = f.get(11)?.parse().ok()?;
+    let st: f64 = f.get(12)?.parse().ok()?;
+    Some((u + st) / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +175,18 @@ mod tests {
     fn write(p: &Path, text: &str) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn process_readings() {
+        let stat = "1234 (my (odd) cmd) S 1 1 1 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 1 0 1 1 1";
+        assert_eq!(parse_stat_cpu(stat), Some(3.0));
+        let status = "Name:\tpno\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_kb(status, "VmRSS:"), Some(1024 * 1024));
+        assert_eq!(status_kb(status, "VmHWM:"), Some(2048 * 1024));
+        let (rss, peak) = rss_bytes().unwrap();
+        assert!(rss > 0 && peak >= rss, "{rss} {peak}");
+        assert!(cpu_seconds().unwrap() >= 0.0);
     }
 
     #[test]

@@ -229,26 +229,6 @@ impl Metrics {
 
 /// Resident memory (bytes) and CPU time (seconds) of this process, from `/proc` (0 elsewhere).
 pub(crate) fn process_stats() -> (u64, f64) {
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
-    // Fields 14 and 15 (utime, stime) in clock ticks (USER_HZ = 100 on Linux), after the
-    // parenthesised command name.
-    let cpu = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let u: f64 = f.get(11)?.parse().ok()?;
-            let st: f64 = f.get(12)?.parse().ok()?;
-            Some((u + st) / 100.0)
-        })
-        .unwrap_or(0.0);
-    (rss, cpu)
+    let rss = pno_core::resources::rss_bytes().map_or(0, |(now, _)| now);
+    (rss, pno_core::resources::cpu_seconds().unwrap_or(0.0))
 }

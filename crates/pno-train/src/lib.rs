@@ -19,6 +19,7 @@ pub mod promote;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod trainer;
+pub mod watch;
 
 pub use calibrate::{CalibrateOptions, calibrate};
 pub use config::RunConfig;

@@ -78,6 +78,10 @@ pub struct EpochLog {
     pub seconds: f64,
     /// Training samples per second.
     pub samples_per_s: f64,
+    /// CPU seconds the process used during the epoch (all threads).
+    pub cpu_s: f64,
+    /// Peak resident memory of the process so far, MiB.
+    pub rss_peak_mb: f64,
 }
 
 /// Callbacks for progress display.
@@ -125,6 +129,10 @@ pub struct Summary {
     pub n_train: usize,
     /// Validation samples.
     pub n_val: usize,
+    /// CPU seconds of the training epochs (this invocation, all threads).
+    pub cpu_s: f64,
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mb: f64,
 }
 
 fn append_log(path: &Path, value: &impl Serialize) -> Result<()> {
@@ -144,6 +152,33 @@ struct Event<'a> {
     kind: &'static str,
     epoch: usize,
     message: &'a str,
+}
+
+/// A training anomaly in `log.jsonl`.
+#[derive(Serialize)]
+struct AnomalyLine<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    anomaly: &'a crate::watch::Anomaly,
+}
+
+fn log_anomaly(run: &RunDir, progress: &mut dyn Progress, a: &crate::watch::Anomaly) -> Result<()> {
+    progress.event(&a.message);
+    tracing::warn!(
+        detector = a.detector,
+        epoch = a.epoch,
+        value = a.value,
+        baseline = a.baseline,
+        "{}",
+        a.message
+    );
+    append_log(
+        &run.log(),
+        &AnomalyLine {
+            kind: "anomaly",
+            anomaly: a,
+        },
+    )
 }
 
 fn log_event(run: &RunDir, progress: &mut dyn Progress, epoch: usize, message: &str) -> Result<()> {
@@ -497,6 +532,9 @@ pub fn train(
     let mut early = false;
     let mut trained_samples = 0usize;
     let mut train_secs = 0.0;
+    let mut watch = crate::watch::Watch::new(crate::watch::WatchConfig::default());
+    let mut peak_rss_mb = 0.0f64;
+    let mut cpu_total = 0.0f64;
     while !state.finished && state.epoch < ts.epochs {
         let epoch = state.epoch;
         let lr = schedule_lr(&ts, epoch, &state);
@@ -525,6 +563,7 @@ pub fn train(
         );
         let _epoch_guard = epoch_span.enter();
         let t0 = Instant::now();
+        let cpu0 = pno_core::resources::cpu_seconds().unwrap_or(0.0);
         let (mut sum, mut count, mut max_norm, mut clipped) = (0.0, 0usize, 0.0f64, 0usize);
         let mut failed: Option<String> = None;
         for chunk in &batches {
@@ -562,6 +601,7 @@ pub fn train(
                     break;
                 }
                 StepOutcome::Applied { grad_norm } => {
+                    watch.step(state.step, value, Some(grad_norm));
                     max_norm = max_norm.max(grad_norm);
                     if ts.grad_clip > 0.0 && grad_norm > ts.grad_clip {
                         clipped += 1;
@@ -585,6 +625,20 @@ pub fn train(
         };
         if failed.is_none() && !val_loss.is_finite() {
             failed = Some(format!("non-finite validation loss {val_loss}"));
+        }
+        // Spikes, explosions and plateaus seen this epoch (also when it is about to be rolled
+        // back: they are what came before the failure).
+        let watched = if failed.is_none() {
+            if ts.val_rel_l2 && val_rel.is_finite() {
+                val_rel
+            } else {
+                val_loss
+            }
+        } else {
+            f64::NAN
+        };
+        for a in watch.end_epoch(epoch + 1, watched) {
+            log_anomaly(&run, progress, &a)?;
         }
         if let Some(reason) = failed {
             failures += 1;
@@ -620,6 +674,11 @@ pub fn train(
         failures = 0;
         let secs = t0.elapsed().as_secs_f64();
         train_secs += secs;
+        let cpu_s = pno_core::resources::cpu_seconds().unwrap_or(0.0) - cpu0;
+        cpu_total += cpu_s;
+        let rss_peak_mb =
+            pno_core::resources::rss_bytes().map_or(0.0, |(_, peak)| peak as f64 / 1048576.0);
+        peak_rss_mb = peak_rss_mb.max(rss_peak_mb);
         trained_samples += count;
         let metric = if ts.val_rel_l2 && val_rel.is_finite() {
             val_rel
@@ -667,6 +726,8 @@ pub fn train(
             best: improved,
             seconds: secs,
             samples_per_s: count as f64 / secs.max(1e-9),
+            cpu_s,
+            rss_peak_mb,
         };
         append_log(&run.log(), &log)?;
         epoch_span.record("train_loss", log.train_loss);
@@ -708,6 +769,10 @@ pub fn train(
         samples_per_s: trained_samples as f64 / train_secs.max(1e-9),
         n_train,
         n_val: p.splits.val.len(),
+        cpu_s: cpu_total,
+        peak_rss_mb: pno_core::resources::rss_bytes().map_or(peak_rss_mb, |(_, peak)| {
+            peak_rss_mb.max(peak as f64 / 1048576.0)
+        }),
     };
     write_json(&run.summary(), &summary)?;
     Ok(summary)

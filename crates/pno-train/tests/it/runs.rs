@@ -60,6 +60,15 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
             3,
             "{kind}: {log}"
         );
+        // Resource readings per epoch and in the summary; a healthy run raises no anomaly.
+        for l in log.lines().filter(|l| l.contains("\"kind\":\"epoch\"")) {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            // CPU time is counted in 10 ms ticks: a tiny epoch may read 0.
+            assert!(v["cpu_s"].as_f64().unwrap() >= 0.0, "{kind}: {l}");
+            assert!(v["rss_peak_mb"].as_f64().unwrap() > 1.0, "{kind}: {l}");
+        }
+        assert!(!log.contains("\"kind\":\"anomaly\""), "{kind}: {log}");
+        assert!(s.peak_rss_mb > 1.0 && s.cpu_s >= 0.0, "{kind}: {s:?}");
         let device = Device::flex();
         let t = load_trained(&out, &device).unwrap();
         let x: Vec<f32> = (0..2 * 256).map(|i| (i as f32 * 0.01).sin()).collect();
