@@ -4,8 +4,9 @@
 //!
 //! Spikes and explosions use a robust z-score against the last [`WatchConfig::window`] steps:
 //! `(x − median) / (1.4826 · MAD)` above [`WatchConfig::z`] *and* `x` at least
-//! [`WatchConfig::ratio`] times the median (so tiny absolute wobbles of a converged run do not
-//! count), after [`WatchConfig::warmup`] steps. A flagged value does not enter the window (one
+//! [`WatchConfig::ratio`] (losses) or [`WatchConfig::grad_ratio`] (gradient norms) times the
+//! median (so tiny absolute wobbles of a converged run, and the heavy tail of small-batch
+//! gradient norms, do not count), after [`WatchConfig::warmup`] steps. A flagged value does not enter the window (one
 //! spike cannot raise the baseline). Each detector reports at most once per epoch; the event says
 //! how many steps it flagged. A plateau is [`WatchConfig::plateau_epochs`] epochs in a row without
 //! a relative improvement of [`WatchConfig::plateau_rel`] of the best validation metric; it is
@@ -37,8 +38,12 @@ pub struct WatchConfig {
     pub warmup: usize,
     /// Robust z-score above which a step is flagged.
     pub z: f64,
-    /// A flagged value is also at least this multiple of the median.
+    /// A flagged loss is also at least this multiple of the median.
     pub ratio: f64,
+    /// A flagged gradient norm is also at least this multiple of the median (gradient norms
+    /// of small batches are heavy-tailed: a few times the median is normal and clipping
+    /// handles it).
+    pub grad_ratio: f64,
     /// Epochs without improvement that make a plateau.
     pub plateau_epochs: usize,
     /// The relative improvement of the best validation metric that ends a plateau.
@@ -52,6 +57,7 @@ impl Default for WatchConfig {
             warmup: 32,
             z: 8.0,
             ratio: 2.0,
+            grad_ratio: 10.0,
             plateau_epochs: 8,
             plateau_rel: 1e-3,
         }
@@ -96,8 +102,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 impl Rolling {
-    /// `Some((median, scaled MAD))` when `x` is an outlier; `x` joins the window otherwise.
-    fn check(&mut self, x: f64, cfg: &WatchConfig) -> Option<f64> {
+    /// The window's median when `x` is an outlier (robust z above `cfg.z` and at least `ratio`
+    /// times the median); `x` joins the window otherwise.
+    fn check(&mut self, x: f64, ratio: f64, cfg: &WatchConfig) -> Option<f64> {
         if !x.is_finite() {
             return None; // the NaN guard's business
         }
@@ -110,7 +117,7 @@ impl Rolling {
             let mad = (1.4826 * median(&mut dev))
                 .max(1e-3 * med.abs())
                 .max(f64::MIN_POSITIVE);
-            if (x - med) / mad > cfg.z && x > cfg.ratio * med {
+            if (x - med) / mad > cfg.z && x > ratio * med {
                 flagged = Some(med);
             }
         }
@@ -177,11 +184,11 @@ impl Watch {
 
     /// One optimiser step: its loss and (when applied) its gradient norm before clipping.
     pub fn step(&mut self, step: u64, loss: f64, grad_norm: Option<f64>) {
-        if let Some(med) = self.loss.check(loss, &self.cfg) {
+        if let Some(med) = self.loss.check(loss, self.cfg.ratio, &self.cfg) {
             self.spikes.add(step, loss, med);
         }
         if let Some(n) = grad_norm
-            && let Some(med) = self.norm.check(n, &self.cfg)
+            && let Some(med) = self.norm.check(n, self.cfg.grad_ratio, &self.cfg)
         {
             self.explosions.add(step, n, med);
         }
