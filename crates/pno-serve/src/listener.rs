@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use axum::extract::ConnectInfo;
@@ -180,15 +179,12 @@ trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// Answer a connection over the cap with a 503 and close it.
-async fn refuse_connection(mut stream: tokio::net::TcpStream) {
-    let body = r#"{"error":"too many open connections","class":"transient"}"#;
-    let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(msg.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    })
+async fn refuse_connection(stream: tokio::net::TcpStream) {
+    crate::tls::answer_and_close(
+        stream,
+        "503 Service Unavailable",
+        "retry-after: 1\r\n",
+        r#"{"error":"too many open connections","class":"transient"}"#,
+    )
     .await;
 }

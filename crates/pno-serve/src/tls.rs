@@ -250,9 +250,25 @@ async fn answer_plain_http(mut stream: TcpStream) {
         }
     })
     .await;
-    let body = r#"{"error":"this port speaks TLS: use https://","class":"input"}"#;
+    answer_and_close(
+        stream,
+        "400 Bad Request",
+        "",
+        r#"{"error":"this port speaks TLS: use https://","class":"input"}"#,
+    )
+    .await;
+}
+
+/// Write a short JSON answer outside hyper (`status` like `400 Bad Request`, `headers` each
+/// ending in CRLF) and close, giving up after a second.
+pub(crate) async fn answer_and_close(
+    mut stream: tokio::net::TcpStream,
+    status: &str,
+    headers: &str,
+    body: &str,
+) {
     let msg = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n{headers}connection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = tokio::time::timeout(Duration::from_secs(1), async {

@@ -63,12 +63,7 @@ async fn an_unreadable_repository_turns_readiness_false_on_schedule_and_back() {
     cfg.health.interval_s = 1;
     std::fs::create_dir_all(dir.path().join("audit")).unwrap();
     let st = state(cfg);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
-        let _ = rx.await;
-    }));
+    let (addr, tx, server) = start(&st).await;
     until_ready(addr, 200).await;
     // The first scheduled round may still be running: one more, awaited.
     st.check_dependencies().await;

@@ -67,6 +67,23 @@ pub(crate) fn config(repo: &Path) -> ServeConfig {
     }
 }
 
+/// Serve `st` on a real socket at 127.0.0.1:0: its address, the shutdown trigger, the task.
+pub(crate) async fn start(
+    st: &AppState,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<pno_serve::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
+        let _ = rx.await;
+    }));
+    (addr, tx, server)
+}
+
 /// A loaded state.
 pub(crate) fn state(cfg: ServeConfig) -> AppState {
     let st = AppState::new(cfg, Device::flex()).unwrap();

@@ -132,22 +132,6 @@ async fn slow_headers_are_cut_off() {
     server.await.unwrap().unwrap();
 }
 
-async fn start(
-    st: &AppState,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<pno_serve::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
-        let _ = rx.await;
-    }));
-    (addr, tx, server)
-}
-
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let t = std::time::Instant::now();
     while !f() {

@@ -128,22 +128,6 @@ async fn https(
     Ok((status, buf[split + 4..].to_vec(), leaf))
 }
 
-async fn start(
-    st: &AppState,
-) -> (
-    std::net::SocketAddr,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<pno_serve::Result<()>>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(pno_serve::serve(listener, st.clone(), async {
-        let _ = rx.await;
-    }));
-    (addr, tx, server)
-}
-
 fn tls_state(dir: &Path, tls: TlsConfig) -> AppState {
     let repo = repo(dir, "pno", &[1]);
     let mut cfg = config(&repo);
