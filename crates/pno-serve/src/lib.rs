@@ -44,7 +44,7 @@ mod routes;
 mod state;
 mod tls;
 mod trace;
-mod webhook;
+pub mod webhook;
 
 pub use config::ServeConfig;
 pub use error::{ApiError, Result, ServeError};

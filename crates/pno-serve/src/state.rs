@@ -166,6 +166,8 @@ impl AppState {
             Some(url) => Some(crate::webhook::Webhook::new(
                 url,
                 config.audit.checkpoint_webhook_ca.as_deref(),
+                "audit.checkpoint_webhook",
+                "audit.checkpoint_webhook_ca",
             )?),
         };
         let tls = load_tls(&config)?;
@@ -478,7 +480,7 @@ impl AppState {
         let Some(hook) = &self.inner.webhook else {
             return;
         };
-        match hook.deliver(note).await {
+        match hook.deliver(note, "text/plain; charset=utf-8").await {
             Ok(status) => {
                 self.metrics().inc(
                     "pno_audit_checkpoint_webhook_deliveries_total",

@@ -1,9 +1,9 @@
-//! Delivery of signed audit checkpoints to a webhook: each new note is POSTed (`text/plain`)
-//! over HTTP/1.1 to an `http://` or `https://` URL (rustls, the Mozilla roots or
-//! `audit.checkpoint_webhook_ca`), retried with jittered backoff on connection errors and 5xx;
-//! a delivery that still fails is logged and counted in
-//! `pno_audit_checkpoint_webhook_failures_total` and never blocks serving. The note on disk
-//! stays the record; the webhook is a copy for an outside witness.
+//! Webhook delivery: a body is POSTed over HTTP/1.1 to an `http://` or `https://` URL (rustls,
+//! the Mozilla roots or a configured CA file), retried with jittered backoff on connection
+//! errors, 408, 429 and 5xx. Callers decide what a failed delivery means; none blocks serving.
+//! Used for signed audit checkpoints (`audit.checkpoint_webhook`: the note on disk stays the
+//! record, the webhook is a copy for an outside witness), alert notifications
+//! (`[[alerting.receivers]]`) and training anomaly events (`pno train --anomaly-webhook`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -59,30 +59,27 @@ impl Target {
 
 /// A configured webhook.
 #[derive(Debug, Clone)]
-pub(crate) struct Webhook {
+pub struct Webhook {
     target: Target,
     tls: Option<Arc<rustls::ClientConfig>>,
     /// Retries of one delivery.
-    pub(crate) backoff: pno_core::retry::Backoff,
+    pub backoff: pno_core::retry::Backoff,
     /// One attempt's deadline (connect, send, answer).
-    pub(crate) timeout: Duration,
+    pub timeout: Duration,
 }
 
 impl Webhook {
-    /// Build from `audit.checkpoint_webhook` and `audit.checkpoint_webhook_ca`.
-    pub(crate) fn new(url: &str, ca: Option<&Path>) -> Result<Self> {
+    /// A webhook to `url`, trusting the CA certificates in the PEM file `ca` (default: the
+    /// Mozilla roots) for `https://`. Errors name `url_key` or `ca_key`, the config keys (or
+    /// flags) the values came from.
+    pub fn new(url: &str, ca: Option<&Path>, url_key: &str, ca_key: &str) -> Result<Self> {
         let bad = |key: &str, expected: &str, got: String| ServeError::Config {
             key: key.into(),
             expected: expected.into(),
             got,
         };
-        let target = Target::parse(url).map_err(|why| {
-            bad(
-                "audit.checkpoint_webhook",
-                "an http:// or https:// URL",
-                why,
-            )
-        })?;
+        let target =
+            Target::parse(url).map_err(|why| bad(url_key, "an http:// or https:// URL", why))?;
         let tls = if target.https {
             let mut roots = rustls::RootCertStore::empty();
             match ca {
@@ -91,41 +88,25 @@ impl Webhook {
                     let what = "a PEM file of CA certificates";
                     let certs: Vec<_> = CertificateDer::pem_file_iter(p)
                         .and_then(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-                        .map_err(|e| {
-                            bad(
-                                "audit.checkpoint_webhook_ca",
-                                what,
-                                format!("{}: {e}", p.display()),
-                            )
-                        })?;
+                        .map_err(|e| bad(ca_key, what, format!("{}: {e}", p.display())))?;
                     if certs.is_empty() {
                         return Err(bad(
-                            "audit.checkpoint_webhook_ca",
+                            ca_key,
                             what,
                             format!("{}: no certificate in it", p.display()),
                         ));
                     }
                     for c in certs {
-                        roots.add(c).map_err(|e| {
-                            bad(
-                                "audit.checkpoint_webhook_ca",
-                                what,
-                                format!("{}: {e}", p.display()),
-                            )
-                        })?;
+                        roots
+                            .add(c)
+                            .map_err(|e| bad(ca_key, what, format!("{}: {e}", p.display())))?;
                     }
                 }
             }
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let cfg = rustls::ClientConfig::builder_with_provider(provider)
                 .with_safe_default_protocol_versions()
-                .map_err(|e| {
-                    bad(
-                        "audit.checkpoint_webhook",
-                        "a usable TLS setup",
-                        e.to_string(),
-                    )
-                })?
+                .map_err(|e| bad(url_key, "a usable TLS setup", e.to_string()))?
                 .with_root_certificates(roots)
                 .with_no_client_auth();
             Some(Arc::new(cfg))
@@ -146,14 +127,14 @@ impl Webhook {
     }
 
     /// One POST; the answer's status.
-    async fn post_once(&self, body: &str) -> std::result::Result<u16, String> {
+    async fn post_once(&self, body: &str, content_type: &str) -> std::result::Result<u16, String> {
         let t = &self.target;
         let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
             .await
             .map_err(|e| format!("connect {}:{}: {e}", t.host, t.port))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.exchange(TokioIo::new(tcp), body).await,
+            None => self.exchange(TokioIo::new(tcp), body, content_type).await,
             Some(cfg) => {
                 let name = ServerName::try_from(t.host.clone())
                     .map_err(|e| format!("server name `{}`: {e}", t.host))?;
@@ -161,12 +142,17 @@ impl Webhook {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS to {}: {e}", t.host))?;
-                self.exchange(TokioIo::new(tls), body).await
+                self.exchange(TokioIo::new(tls), body, content_type).await
             }
         }
     }
 
-    async fn exchange<I>(&self, io: I, body: &str) -> std::result::Result<u16, String>
+    async fn exchange<I>(
+        &self,
+        io: I,
+        body: &str,
+        content_type: &str,
+    ) -> std::result::Result<u16, String>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -183,8 +169,8 @@ impl Webhook {
         };
         let req = hyper::Request::post(t.path.as_str())
             .header(hyper::header::HOST, host)
-            .header(hyper::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-            .header(hyper::header::USER_AGENT, "pno-serve checkpoint webhook")
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .header(hyper::header::USER_AGENT, "pno webhook")
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
         let resp = sender
@@ -197,9 +183,13 @@ impl Webhook {
         Ok(status)
     }
 
-    /// Deliver `note`: retried on connection errors, 408, 429 and 5xx; any other status is
-    /// final. `Err` names the last failure.
-    pub(crate) async fn deliver(&self, note: &str) -> std::result::Result<u16, String> {
+    /// Deliver `body` (of MIME type `content_type`): retried on connection errors, 408, 429 and
+    /// 5xx; any other status is final. `Err` names the last failure.
+    pub async fn deliver(
+        &self,
+        body: &str,
+        content_type: &str,
+    ) -> std::result::Result<u16, String> {
         let started = std::time::Instant::now();
         let attempts = self.backoff.attempts.max(1);
         let mut last = String::new();
@@ -211,7 +201,7 @@ impl Webhook {
                 }
                 tokio::time::sleep(delay).await;
             }
-            match tokio::time::timeout(self.timeout, self.post_once(note)).await {
+            match tokio::time::timeout(self.timeout, self.post_once(body, content_type)).await {
                 Ok(Ok(s)) if (200..300).contains(&s) => return Ok(s),
                 Ok(Ok(s)) if s == 408 || s == 429 || s >= 500 => last = format!("HTTP {s}"),
                 Ok(Ok(s)) => return Err(format!("HTTP {s}")),
