@@ -9,6 +9,7 @@
 // table there, `<model>` a placeholder), not rustdoc markup.
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
+mod anomaly_hook;
 mod cmd;
 mod config;
 mod device;

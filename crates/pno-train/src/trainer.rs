@@ -94,6 +94,10 @@ pub trait Progress {
     fn epoch_end(&mut self, _log: &EpochLog) {}
     /// An event (rollback, resume, fallback).
     fn event(&mut self, _message: &str) {}
+    /// A training anomaly (loss spike, gradient explosion, plateau), after [`Progress::event`]
+    /// showed its message and before it is appended to `log.jsonl`. Sinks that forward it
+    /// elsewhere (the CLI's `--anomaly-webhook`) must not block: training waits for them.
+    fn anomaly(&mut self, _a: &crate::watch::Anomaly) {}
 }
 
 /// A progress sink that shows nothing.
@@ -164,6 +168,7 @@ struct AnomalyLine<'a> {
 
 fn log_anomaly(run: &RunDir, progress: &mut dyn Progress, a: &crate::watch::Anomaly) -> Result<()> {
     progress.event(&a.message);
+    progress.anomaly(a);
     tracing::warn!(
         detector = a.detector,
         epoch = a.epoch,

@@ -8,8 +8,10 @@ use indicatif::ProgressBar;
 use serde_json::{Map, Value};
 
 use pno_train::trainer::EpochLog;
+use pno_train::watch::Anomaly;
 use pno_train::{Progress, RunConfig, TrainOptions, train};
 
+use crate::anomaly_hook::{AnomalyHook, FLUSH};
 use crate::config::{apply_set, read_toml};
 use crate::progress::bar;
 
@@ -25,7 +27,14 @@ subsample, normalize, check), [model] (kind = fno | deeponet | mc_dropout | ense
 laplace | pno_d | pno_r | vi_pno, neuraloperator key names) and [train] (seed, epochs,
 batch_size, optimizer, lr, schedule, loss, grad_clip, patience, ...). Unknown keys
 are refused. The run folder holds the config, normaliser, best weights
-(safetensors), checkpoints, log.jsonl and summary.json.")]
+(safetensors), checkpoints, log.jsonl and summary.json.
+
+Training anomalies (loss spikes, gradient-norm explosions, plateaus) are written to
+log.jsonl as {\"kind\":\"anomaly\",...} lines. With --anomaly-webhook URL each one is also
+POSTed there as JSON (the same fields plus \"run\" and \"ts_ms\"), retried on errors, from
+a bounded background queue: delivery never slows or fails training. At the end the
+run waits at most 10 s for undelivered events and reports delivered/failed/dropped:
+  pno train --config c.toml --data d --out runs/a --anomaly-webhook https://hooks.example/pno")]
 pub(crate) struct TrainArgs {
     /// TOML config ([data], [model], [train]).
     #[arg(long, short)]
@@ -45,11 +54,21 @@ pub(crate) struct TrainArgs {
     /// Backend: cpu, or cuda / cuda:N in a CUDA build.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Also POST each training anomaly event as JSON to this http:// or https:// URL
+    /// (best effort: never slows or fails training; see below).
+    #[arg(long, value_name = "URL")]
+    anomaly_webhook: Option<String>,
+    /// PEM file of CA certificates to trust for an https:// --anomaly-webhook (default: the
+    /// Mozilla roots).
+    #[arg(long, value_name = "PEM", requires = "anomaly_webhook")]
+    anomaly_webhook_ca: Option<PathBuf>,
 }
 
 struct Bar {
     pb: Option<ProgressBar>,
     hidden: bool,
+    /// `--anomaly-webhook`: anomaly events also go there.
+    hook: Option<AnomalyHook>,
 }
 
 impl Progress for Bar {
@@ -91,6 +110,11 @@ impl Progress for Bar {
             eprintln!("{message}");
         }
     }
+    fn anomaly(&mut self, a: &Anomaly) {
+        if let Some(h) = &mut self.hook {
+            h.send(a);
+        }
+    }
 }
 
 fn load_config(path: Option<&Path>, set: &[String]) -> Result<Option<RunConfig>> {
@@ -121,9 +145,19 @@ pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<
     if !resume && config.is_none() {
         bail!("--config FILE.toml is required for a new run (or use --resume RUN_DIR)");
     }
+    // A bad webhook URL or CA file stops here, before any training.
+    let hook = match &args.anomaly_webhook {
+        Some(url) => Some(AnomalyHook::start(
+            url,
+            args.anomaly_webhook_ca.as_deref(),
+            &out,
+        )?),
+        None => None,
+    };
     let mut progress = Bar {
         pb: None,
         hidden: quiet || json_out,
+        hook,
     };
     let device = crate::device::select_device(&args.device)?;
     let opts = TrainOptions {
@@ -144,7 +178,12 @@ pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<
         seconds = tracing::field::Empty,
         rollbacks = tracing::field::Empty,
     );
-    let summary = run_span.in_scope(|| train(config, &opts, &mut progress))?;
+    let result = run_span.in_scope(|| train(config, &opts, &mut progress));
+    // Events raised before a failure are flushed too.
+    if let Some(hook) = progress.hook.take() {
+        hook.finish(FLUSH).print(quiet || json_out);
+    }
+    let summary = result?;
     run_span.record("kind", summary.kind.to_string());
     run_span.record("params", summary.params);
     run_span.record("epochs", summary.epochs);
