@@ -19,6 +19,7 @@ use crate::files::{ModelFile, ProvenanceFile, read_json, write_json};
 ///   provenance.json     data path, format, SHA-256, splits
 ///   log.jsonl           one JSON object per epoch and per event (rollbacks, resumes)
 ///   summary.json        final metrics and timings
+///   reference.json      drift-monitoring reference: input/prediction features and spread
 ///   checkpoints/        atomic checksummed checkpoints + index.json (the trainer's)
 /// ```
 #[derive(Debug, Clone)]
@@ -65,6 +66,11 @@ impl RunDir {
     /// `summary.json`.
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")
+    }
+
+    /// `reference.json` ([`crate::reference::ReferenceStats`]).
+    pub fn reference(&self) -> PathBuf {
+        crate::reference::ReferenceStats::path(&self.dir)
     }
 
     /// `gate.json` (a promoted version's gate record).

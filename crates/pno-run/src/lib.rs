@@ -17,6 +17,7 @@ mod dir;
 mod error;
 mod files;
 mod gate;
+pub mod reference;
 mod repository;
 mod spec;
 mod trained;

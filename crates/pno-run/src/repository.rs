@@ -9,7 +9,7 @@ use crate::files::write_json;
 use crate::gate::{GATE_FILE, GateRecord};
 
 /// Files of a run that a published version carries (checkpoints and logs stay with the run).
-const PUBLISHED: [&str; 7] = [
+const PUBLISHED: [&str; 8] = [
     "model.json",
     "config.json",
     "normalizer.json",
@@ -17,6 +17,7 @@ const PUBLISHED: [&str; 7] = [
     "provenance.json",
     "laplace.json",
     "summary.json",
+    crate::reference::REFERENCE_FILE,
 ];
 
 /// Whether `name` is a valid model name (1–64 characters of `[A-Za-z0-9_.-]`, not starting

@@ -22,13 +22,23 @@ pub struct TrainedModel {
     pub normalizers: Normalizers,
     /// The run folder.
     pub run: RunDir,
+    /// `reference.json`: drift-monitoring reference statistics (None: a run written before
+    /// they existed, served without drift monitoring).
+    pub reference: Option<std::sync::Arc<crate::reference::ReferenceStats>>,
 }
 
 /// Load a run for inference: checks the format tag, verifies the weights checksum, the shapes
 /// of every tensor and the finiteness of every value; a corrupt, mismatched or
 /// unknown-format run is refused with the file named.
 pub fn load_trained(dir: &Path, device: &Device) -> Result<TrainedModel> {
-    load_weights(dir, device, true)
+    let trained = load_weights(dir, device, true)?;
+    if trained.reference.is_none() {
+        tracing::warn!(
+            run = %dir.display(),
+            "run has no reference statistics (no reference.json): drift monitoring is off for it"
+        );
+    }
+    Ok(trained)
 }
 
 /// [`load_trained`], optionally without the Laplace posterior (while it is being fitted).
@@ -101,6 +111,7 @@ pub fn load_weights(dir: &Path, device: &Device, with_posterior: bool) -> Result
         model,
         file,
         normalizers,
+        reference: crate::reference::ReferenceStats::load(dir)?.map(std::sync::Arc::new),
         run,
     })
 }

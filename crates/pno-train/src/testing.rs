@@ -17,9 +17,10 @@ use pno_run::load_trained;
 /// Side of the square grid of [`synthetic_npz`].
 pub const GRID: usize = 16;
 
-/// Bumped whenever [`synthetic_npz`] or [`tiny_config`] change, so that [`cached_tiny_run`]
-/// never reuses a run trained on other data or with another configuration.
-const FIXTURE_VERSION: u32 = 1;
+/// Bumped whenever [`synthetic_npz`], [`tiny_config`] or what a run folder holds change, so that
+/// [`cached_tiny_run`] never reuses a run trained on other data, with another configuration, or
+/// without files newer code writes (2: `reference.json`).
+const FIXTURE_VERSION: u32 = 2;
 
 /// Writes `dir/data.npz` and returns its path: `n` samples of a learnable operator on a
 /// [`GRID`]×[`GRID`] periodic grid, tensors `x` and `y` of shape `[n, 1, GRID, GRID]` (f32).

@@ -30,8 +30,10 @@ use pno_models::{Kind, Model, ModelSpec};
 use pno_core::seed::{mix, salt};
 use pno_core::{SplitIndices, atomic_write, sha256_hex};
 use pno_data::LeakageSplits;
+use pno_run::reference::{self, FeatureSummary, FeatureTable, ReferenceStats, SpreadReference};
 use pno_run::{
-    FORMAT, ModelFile, Normalizers, ProvenanceFile, RunDir, read_json, to_safetensors, write_json,
+    FORMAT, ModelFile, Normalizers, PredictRequest, ProvenanceFile, RunDir, TrainedModel,
+    read_json, to_safetensors, write_json,
 };
 
 use crate::checkpoint::{Checkpoints, TrainState};
@@ -425,6 +427,8 @@ pub fn train(
             });
         }
     }
+    // `reference.json` describes the inputs in physical units: taken before normalisation.
+    let ref_inputs = ReferenceInputs::gather(&fields, &splits)?;
     let normalizers = normalize(&mut fields, &splits.train, ds.normalize)?;
     let lg = LossGrid {
         dims: fields.grid.clone(),
@@ -757,9 +761,25 @@ pub fn train(
         ckpts.save(&model_tensors(&model, &adam), &state)?;
         last_good = (model.clone(), adam.clone(), state.clone());
     }
-    // Report on the best weights.
-    let best = pno_run::load_trained(&opts.out, &device.clone().inner())?;
+    // Report on the best weights (`load_weights`: `load_trained` would warn that the run has no
+    // reference statistics yet).
+    let best = pno_run::load_weights(&opts.out, &device.clone().inner(), true)?;
     let (_, val_rel) = validate(&best.model, &p, &p.splits.val, &device.clone().inner());
+    let t_ref = Instant::now();
+    let reference = ref_inputs.finish(&best, ts.seed, ts.eval_batch, &device.clone().inner())?;
+    reference.save(&opts.out)?;
+    let msg = format!(
+        "reference statistics: {} training inputs, {} {} predictions x {} draws (median spread \
+         {:.3e}) in {:.2} s",
+        reference.inputs.n_samples,
+        reference.spread.values.len(),
+        reference.spread.split,
+        reference.spread.draws,
+        reference.spread.summary.quantiles[3],
+        t_ref.elapsed().as_secs_f64()
+    );
+    progress.event(&msg);
+    tracing::info!("{msg}");
     let summary = Summary {
         run: opts.out.clone(),
         kind: spec.kind.name().into(),
@@ -781,6 +801,99 @@ pub fn train(
     };
     write_json(&run.summary(), &summary)?;
     Ok(summary)
+}
+
+/// What `reference.json` needs of the data in physical units, taken before normalisation: the
+/// features of (a subsample of) the training inputs, and the validation inputs to predict.
+struct ReferenceInputs {
+    inputs: FeatureTable,
+    /// `val`, or `train` when the run has no validation samples.
+    split: &'static str,
+    n_split: usize,
+    idx: Vec<usize>,
+    x: Vec<f32>,
+    cin: usize,
+}
+
+impl ReferenceInputs {
+    fn gather(fields: &Fields, splits: &SplitIndices) -> Result<Self> {
+        let train = reference::subsample(&splits.train, reference::MAX_INPUT_ROWS);
+        let (x, _) = fields.gather(&train);
+        let f =
+            reference::input_features(&x, train.len(), fields.cin, &fields.grid, reference::BANDS)?;
+        let inputs = FeatureTable::new("train", splits.train.len(), train, f);
+        let (split, pool) = if splits.val.is_empty() {
+            ("train", &splits.train)
+        } else {
+            ("val", &splits.val)
+        };
+        let idx = reference::subsample(pool, reference::MAX_SPREAD_ROWS);
+        let (x, _) = fields.gather(&idx);
+        Ok(Self {
+            inputs,
+            split,
+            n_split: pool.len(),
+            idx,
+            x,
+            cin: fields.cin,
+        })
+    }
+
+    /// The reference statistics, with `best`'s predictions ([`reference::SPREAD_DRAWS`] draws
+    /// seeded `seed`) on the held inputs.
+    fn finish(
+        self,
+        best: &TrainedModel,
+        seed: u64,
+        batch: usize,
+        device: &Device,
+    ) -> Result<ReferenceStats> {
+        let n = self.idx.len();
+        let grid = best.file.grid.clone();
+        let pred = best.predict(
+            &PredictRequest {
+                x: &self.x,
+                n,
+                grid: &grid,
+                n_samples: reference::SPREAD_DRAWS,
+                seed,
+                batch,
+                cancel: None,
+            },
+            device,
+        )?;
+        let f = reference::field_table(
+            &pred.mean,
+            n,
+            pred.channels,
+            &grid,
+            reference::PREDICTION_TENSOR,
+            reference::BANDS,
+        )?;
+        let predictions = FeatureTable::new(self.split, self.n_split, self.idx.clone(), f);
+        let values = reference::sample_spread(&pred.std, n);
+        let summary = FeatureSummary::of("spread", &values, &reference::QUANTILE_LEVELS);
+        Ok(ReferenceStats {
+            format: reference::REFERENCE_FORMAT.into(),
+            grid,
+            in_channels: self.cin,
+            out_channels: pred.channels,
+            bands: reference::BANDS,
+            quantile_levels: reference::QUANTILE_LEVELS.to_vec(),
+            inputs: self.inputs,
+            predictions,
+            spread: SpreadReference {
+                split: self.split.into(),
+                n_split: self.n_split,
+                indices: self.idx,
+                draws: reference::SPREAD_DRAWS,
+                seed,
+                spread_scale: best.file.spread_scale,
+                values,
+                summary,
+            },
+        })
+    }
 }
 
 /// After the last epoch: fit the Laplace posterior on the best weights.

@@ -2,6 +2,8 @@
 //! with, against the model's own normalised-unit prediction as the oracle.
 #![allow(clippy::unwrap_used)]
 
+mod reference;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

@@ -5,6 +5,7 @@ mod evaluation;
 mod faults;
 mod fixtures;
 mod gate;
+mod reference;
 mod runs;
 
 use std::path::{Path, PathBuf};
