@@ -7,7 +7,8 @@
 //! repository layout ([`versions`], [`publish`]), the [`FORMAT`] tag (a run of another format
 //! is refused with a clear message), the data setup ([`DataSpec`]), and [`TrainedModel`] with
 //! its [`TrainedModel::predict`] in physical units — the one code path behind `pno predict` and
-//! the server, so a seed gives the same numbers in both.
+//! the server, so a seed gives the same numbers in both — and its [`TrainedModel::footprint`],
+//! the memory one request takes (the server's memory budget sums them).
 //!
 //! It depends on `pno-core`, `pno-data` (normalisers) and `pno-models` only: never on training,
 //! evaluation or the server stack.
@@ -16,6 +17,7 @@ mod calibration;
 mod dir;
 mod error;
 mod files;
+mod footprint;
 mod gate;
 pub mod reference;
 mod repository;
@@ -29,6 +31,7 @@ pub use error::{Result, RunError};
 pub use files::{
     FORMAT, ModelFile, Normalizers, Provenance, ProvenanceFile, read_json, write_json,
 };
+pub use footprint::{Footprint, FootprintAsk};
 pub use gate::{ChampionRecord, GATE_FILE, GateRecord, GateRow};
 pub use repository::{check_model_name, publish, version_dir, versions};
 pub use spec::{DataSpec, Window, WindowLayout};

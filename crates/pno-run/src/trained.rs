@@ -178,7 +178,7 @@ impl TrainedModel {
         let (mut mean, mut std) = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
         let mut alea: Option<Vec<f32>> = None;
         let batch = req.batch.max(1);
-        let max_rows = (4096 * 1024 / (p.max(1) * 64)).clamp(batch, 4096);
+        let max_rows = crate::footprint::max_rows(p, batch);
         for start in (0..n).step_by(batch) {
             if req
                 .cancel

@@ -95,7 +95,7 @@ fn probe_system(st: &AppState, h: &HealthConfig) -> Vec<Probe> {
     }));
     out.push(timed("memory".into(), "memory", || {
         let (rss, _) = crate::metrics::process_stats();
-        let Some(b) = pno_core::resources::memory_budget() else {
+        let Some(b) = crate::resources::budget(&cfg.resources) else {
             return Ok(());
         };
         let frac = rss as f64 / b.bytes as f64;

@@ -71,6 +71,52 @@ pub struct ServeConfig {
     pub health: HealthConfig,
     /// OpenTelemetry tracing (restart to change).
     pub tracing: TracingConfig,
+    /// The memory budget: refused loads and shedding.
+    pub resources: ResourcesConfig,
+}
+
+/// The memory budget and what enforces it (all live: a reload takes new values at once).
+///
+/// - **Refused loads**: every loaded version has an estimated footprint
+///   (`pno_run::TrainedModel::footprint`: parameters, the activations of its widest forward
+///   pass and the answer's buffers, or the peak of loading when larger) for the configured
+///   worst case: `limits.max_batch` inputs, `limits.max_samples` draws (fewer when
+///   `limits.max_sample_values` caps them), `limits.batch` inputs per forward pass, on the
+///   model's training grid — or `limits.max_resolution` per axis when other resolutions are
+///   allowed. A version whose footprint, with those of the versions already loaded (less the
+///   ones it replaces), would exceed `load_fraction` of the budget is refused, naming its
+///   estimate, what is used and the budget; the versions loaded keep serving. A reload that
+///   lowers the budget unloads nothing: it applies to later loads. Shown per version as
+///   `pno_model_footprint_bytes{model,version}`.
+/// - **Shedding**: while resident memory is above `shed_fraction` of the budget, inference
+///   requests are answered 503 with `Retry-After` (class `transient`), counted in
+///   `pno_shed_total{reason="memory"}`. The `memory` health check uses the same budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesConfig {
+    /// The budget in MiB; 0: the tightest cgroup v2 `memory.max`, else cgroup v1
+    /// `memory.limit_in_bytes` (≥ 2^62 means unlimited), else `/proc/meminfo`'s `MemTotal`.
+    pub memory_budget_mb: u64,
+    /// The loaded versions' estimated footprints may take at most this fraction of the
+    /// budget, in (0, 1].
+    pub load_fraction: f64,
+    /// Resident memory above this fraction of the budget sheds inference requests; in (0, 1]
+    /// and at least `load_fraction` (below it, loads the budget admits would shed every
+    /// request).
+    pub shed_fraction: f64,
+}
+
+/// The largest `resources.memory_budget_mb` (2^40 MiB = 1 EiB; more would overflow bytes).
+pub const MAX_MEMORY_BUDGET_MB: u64 = 1 << 40;
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        Self {
+            memory_budget_mb: 0,
+            load_fraction: 0.8,
+            shed_fraction: 0.9,
+        }
+    }
 }
 
 /// OTLP protocols.
@@ -595,6 +641,7 @@ impl Default for ServeConfig {
             tls: None,
             health: HealthConfig::default(),
             tracing: TracingConfig::default(),
+            resources: ResourcesConfig::default(),
         }
     }
 }
@@ -764,6 +811,36 @@ impl ServeConfig {
         Ok(())
     }
 
+    fn validate_resources(&self) -> Result<()> {
+        let r = &self.resources;
+        if r.memory_budget_mb > MAX_MEMORY_BUDGET_MB {
+            return Err(bad(
+                "resources.memory_budget_mb",
+                &format!("at most {MAX_MEMORY_BUDGET_MB} (0: detect)"),
+                r.memory_budget_mb,
+            ));
+        }
+        for (key, v) in [
+            ("resources.load_fraction", r.load_fraction),
+            ("resources.shed_fraction", r.shed_fraction),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+                return Err(bad(key, "a fraction in (0, 1]", v));
+            }
+        }
+        if r.shed_fraction < r.load_fraction {
+            return Err(bad(
+                "resources.shed_fraction",
+                &format!(
+                    "at least resources.load_fraction = {} (the loaded versions may use that much; shedding below it would refuse every request)",
+                    r.load_fraction
+                ),
+                r.shed_fraction,
+            ));
+        }
+        Ok(())
+    }
+
     /// Check every value; the error names the first bad key.
     pub fn validate(&self) -> Result<()> {
         self.listen_addr()?;
@@ -928,6 +1005,7 @@ impl ServeConfig {
         if h.smoke_budget_ms == 0 {
             return Err(bad("health.smoke_budget_ms", "a positive integer", 0));
         }
+        self.validate_resources()?;
         for (i, k) in h.critical.iter().enumerate() {
             if !DEPENDENCY_KINDS.contains(&k.as_str()) {
                 return Err(bad(

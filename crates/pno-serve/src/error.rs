@@ -48,6 +48,19 @@ pub enum ServeError {
         /// Persistent (a bad artifact) or transient (I/O that failed through its retries).
         class: FailureClass,
     },
+    /// A model version would take the loaded versions past the memory budget's share
+    /// (`resources.load_fraction`).
+    #[error("model `{model}` version {version} ({path}): {reason}")]
+    Memory {
+        /// Model name.
+        model: String,
+        /// Version.
+        version: String,
+        /// Run folder.
+        path: PathBuf,
+        /// Its estimate, what is used, the budget.
+        reason: String,
+    },
     /// The model repository has no usable model or version.
     #[error("model repository {path}: {what}")]
     Repository {

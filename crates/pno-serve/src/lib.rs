@@ -39,6 +39,7 @@ mod proxy;
 pub mod reload;
 pub mod repository;
 mod resilience;
+mod resources;
 mod router;
 mod routes;
 mod state;

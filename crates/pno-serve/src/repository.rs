@@ -2,7 +2,8 @@
 //! folder written by `pno train` and versions are positive integers. A version policy picks
 //! what is served (`latest`, `all`, or `specific`); loading a version that fails (corrupt
 //! weights, checksum mismatch, bad config) is refused with the reason while the versions already
-//! loaded keep serving.
+//! loaded keep serving. So is a version whose estimated memory footprint would take the loaded
+//! versions past `resources.load_fraction` of the memory budget (`crate::resources`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +13,7 @@ use pno_models::burn::tensor::Device;
 use pno_run::{TrainedModel, load_trained};
 use serde::Serialize;
 
-use crate::config::VersionPolicy;
+use crate::config::{ResourcesConfig, VersionPolicy};
 use crate::error::{ApiError, Result, ServeError};
 use crate::failure::FailureClass;
 
@@ -66,6 +67,10 @@ pub(crate) struct Settings {
     pub(crate) gates: BTreeMap<String, bool>,
     /// Backoff of transient I/O while loading.
     pub(crate) retry: pno_core::retry::Backoff,
+    /// The memory budget and the share loaded versions may take.
+    pub(crate) resources: ResourcesConfig,
+    /// The request a version's footprint is sized for.
+    pub(crate) worst: crate::resources::WorstCase,
 }
 
 impl Settings {
@@ -90,6 +95,8 @@ impl Settings {
                 attempts: r.attempts,
                 max_elapsed: std::time::Duration::from_millis(r.max_elapsed_ms),
             },
+            resources: config.resources.clone(),
+            worst: crate::resources::WorstCase::of(&config.limits),
         }
     }
 }
@@ -346,8 +353,14 @@ impl Repository {
             }
         }
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let replaces_all = matches!(policy, VersionPolicy::Latest);
+        if let Err(e) = self.check_memory(&models, name, replaces_all, &loaded) {
+            tracing::error!(model = name, error = %e, class = "persistent", "version refused: over the memory budget");
+            models.entry(name.to_string()).or_default().last_error = Some(e.to_string());
+            return Err(e);
+        }
         let st = models.entry(name.to_string()).or_default();
-        if matches!(policy, VersionPolicy::Latest) {
+        if replaces_all {
             st.versions.clear();
         }
         for m in loaded {
@@ -355,6 +368,65 @@ impl Repository {
         }
         st.last_error = None;
         Ok(wanted)
+    }
+
+    /// Refuse `new` versions of `name` whose estimated footprints, with those of the versions
+    /// loaded (less the ones they replace: all of `name`'s when `replaces_all`, else the same
+    /// version numbers), exceed `resources.load_fraction` of the memory budget. Loaded versions
+    /// count what serving takes (parameters, activations, outputs); a new one its peak, which
+    /// may be its loading.
+    fn check_memory(
+        &self,
+        models: &BTreeMap<String, ModelState>,
+        name: &str,
+        replaces_all: bool,
+        new: &[Arc<LoadedVersion>],
+    ) -> Result<()> {
+        let settings = self.settings();
+        let budget = crate::resources::budget(&settings.resources);
+        if budget.is_none() {
+            return Ok(());
+        }
+        let replaced =
+            |m: &str, v: u64| m == name && (replaces_all || new.iter().any(|n| n.version == v));
+        let mut used: u64 = models
+            .iter()
+            .flat_map(|(m, st)| st.versions.values().map(move |lv| (m, lv)))
+            .filter(|(m, lv)| !replaced(m, lv.version))
+            .map(|(_, lv)| {
+                let (f, _) = settings.worst.footprint(&lv.model);
+                f.params_bytes + f.activations_bytes + f.outputs_bytes
+            })
+            .sum();
+        for lv in new {
+            let (f, case) = settings.worst.footprint(&lv.model);
+            if let Err(reason) =
+                crate::resources::fits(&settings.resources, budget, &f, &case, used)
+            {
+                return Err(ServeError::Memory {
+                    model: name.into(),
+                    version: lv.version.to_string(),
+                    path: lv.model.run.dir.clone(),
+                    reason,
+                });
+            }
+            used += f.params_bytes + f.activations_bytes + f.outputs_bytes;
+        }
+        Ok(())
+    }
+
+    /// The estimated footprint (peak bytes) of every loaded version under the settings now.
+    pub(crate) fn footprints(&self) -> Vec<(String, u64, u64)> {
+        let worst = self.settings().worst;
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .iter()
+            .flat_map(|(n, s)| {
+                s.versions
+                    .values()
+                    .map(|lv| (n.clone(), lv.version, worst.footprint(&lv.model).0.total))
+            })
+            .collect()
     }
 
     /// Startup: load every model on disk by policy; with `latest`, fall back to older versions

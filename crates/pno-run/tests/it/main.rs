@@ -2,6 +2,7 @@
 //! with, against the model's own normalised-unit prediction as the oracle.
 #![allow(clippy::unwrap_used)]
 
+mod footprint;
 mod reference;
 
 use std::collections::BTreeMap;

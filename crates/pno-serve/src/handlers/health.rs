@@ -141,10 +141,10 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
         String::new(),
         st.config().limits.max_queue as f64,
     ));
-    if let Some(b) = pno_core::resources::memory_budget() {
+    if let Some(b) = crate::resources::budget(&st.config().resources) {
         gauges.push((
             "pno_memory_budget_bytes",
-            "Memory this process may use: cgroup v2 memory.max, else cgroup v1, else MemTotal (label: which).",
+            "Memory this process may use: resources.memory_budget_mb, else cgroup v2 memory.max, else cgroup v1, else MemTotal (label: which).",
             format!("source=\"{}\"", b.source),
             b.bytes as f64,
         ));
@@ -179,6 +179,14 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             "1 for each loaded model version.",
             model_labels(m, &v.to_string()),
             1.0,
+        ));
+    }
+    for (m, v, bytes) in st.repository().footprints() {
+        gauges.push((
+            "pno_model_footprint_bytes",
+            "Estimated peak memory of a loaded model version answering the configured worst-case request (limits.max_batch inputs, limits.max_samples draws), counted against resources.load_fraction of the budget.",
+            model_labels(&m, &v.to_string()),
+            bytes as f64,
         ));
     }
     let now = std::time::Instant::now();

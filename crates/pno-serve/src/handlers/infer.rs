@@ -3,7 +3,8 @@
 //! 1. **choose** the version: the one asked for, or the newest; when its circuit breaker is open
 //!    and the request did not pin a version, fall back by the model's policy (`previous`,
 //!    `any_healthy`), else 503 at once with `Retry-After`;
-//! 2. **receive** and parse within the limits;
+//! 2. **receive** and parse within the limits (nothing is read while resident memory is above
+//!    the high-water mark, `resources.shed_fraction`: 503 at once with `Retry-After`);
 //! 3. **plan**: under pressure (the model's queue, its latency EWMA, the work budget) serve fewer
 //!    draws, or refuse with 503 when the request said `"degrade": false`;
 //! 4. **queue** for the model's bulkhead slot and a global slot, under the request's deadline;
@@ -406,6 +407,8 @@ async fn run(
     learned: &mut Learned,
 ) -> Result<Response, ApiError> {
     let m = &c.m;
+    // Above the memory high-water mark nothing more is read or computed.
+    crate::resources::admit(st, labels)?;
     let mut req = receive(st, note, m, headers, body).await?;
     let serving = plan(st, c, &req)?;
     let limit = Duration::from_millis(st.config().limits.request_timeout_ms);

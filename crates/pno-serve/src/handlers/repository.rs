@@ -98,6 +98,13 @@ pub(crate) async fn load(
                     ..
                 } => Err(ApiError::unavailable(msg, 1)),
                 ServeError::Load { class, .. } => Err(ApiError::bad_request(msg).class(class)),
+                // Over the memory budget: it fails again until someone acts (a larger budget,
+                // another version unloaded).
+                ServeError::Memory { .. } => Err(ApiError::new(
+                    axum::http::StatusCode::INSUFFICIENT_STORAGE,
+                    msg,
+                )
+                .class(FailureClass::Persistent)),
                 _ => Err(ApiError::bad_request(msg)),
             }
         }

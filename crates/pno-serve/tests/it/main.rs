@@ -11,6 +11,7 @@ mod keys;
 mod reload;
 mod repository;
 mod resilience;
+mod resources;
 mod routes;
 mod security;
 mod socket;
