@@ -60,15 +60,6 @@ pub struct FootprintAsk<'a> {
     pub batch: usize,
 }
 
-/// The most rows one forward pass of a dropout model stacks (used by
-/// [`TrainedModel::predict`]): about 4 Mi values of 64 channels, at most 4096 rows, at least
-/// `batch`.
-pub(crate) fn max_rows(points: usize, batch: usize) -> usize {
-    (4096 * 1024 / points.max(1).saturating_mul(64))
-        .min(4096)
-        .max(batch)
-}
-
 impl TrainedModel {
     /// The estimated memory of answering `ask` with this model (see the module docs).
     pub fn footprint(&self, ask: FootprintAsk<'_>) -> Footprint {
@@ -109,7 +100,7 @@ fn estimate(model: &Model, cin: usize, ask: FootprintAsk<'_>) -> (f64, f64) {
     let d = cout * p;
     // Rows in one forward pass.
     let r = if matches!(spec.kind, Kind::McDropout | Kind::PnoD) {
-        let per_pass = (max_rows(points, ask.batch.max(1)) / batch).max(1);
+        let per_pass = (crate::trained::max_rows(points, ask.batch.max(1)) / batch).max(1);
         b * per_pass.min(ask.draws.max(1)) as f64
     } else {
         b

@@ -178,7 +178,7 @@ impl TrainedModel {
         let (mut mean, mut std) = (vec![0.0f32; n * d], vec![0.0f32; n * d]);
         let mut alea: Option<Vec<f32>> = None;
         let batch = req.batch.max(1);
-        let max_rows = crate::footprint::max_rows(p, batch);
+        let max_rows = max_rows(p, batch);
         for start in (0..n).step_by(batch) {
             if req
                 .cancel
@@ -234,4 +234,13 @@ impl TrainedModel {
             aleatoric_var: alea,
         })
     }
+}
+
+/// The most rows one forward pass of a dropout model stacks (used by
+/// [`TrainedModel::predict`]): about 4 Mi values of 64 channels, at most 4096 rows, at least
+/// `batch`.
+pub(crate) fn max_rows(points: usize, batch: usize) -> usize {
+    (4096 * 1024 / points.max(1).saturating_mul(64))
+        .min(4096)
+        .max(batch)
 }

@@ -73,6 +73,10 @@ pub struct ServeConfig {
     pub tracing: TracingConfig,
     /// The memory budget: refused loads and shedding.
     pub resources: ResourcesConfig,
+    /// In-process time series, anomaly detection and alert routing.
+    pub alerting: crate::alerting::AlertingConfig,
+    /// Online input drift against each version's reference statistics.
+    pub drift: crate::drift::DriftConfig,
 }
 
 /// The memory budget and what enforces it (all live: a reload takes new values at once).
@@ -642,6 +646,8 @@ impl Default for ServeConfig {
             health: HealthConfig::default(),
             tracing: TracingConfig::default(),
             resources: ResourcesConfig::default(),
+            alerting: crate::alerting::AlertingConfig::default(),
+            drift: crate::drift::DriftConfig::default(),
         }
     }
 }
@@ -976,6 +982,14 @@ impl ServeConfig {
                 "no audit.checkpoint_webhook",
             ));
         }
+        self.alerting
+            .validate()
+            .and_then(|()| self.drift.validate())
+            .map_err(|(key, expected, got)| ServeError::Config {
+                key,
+                expected: expected.into(),
+                got,
+            })?;
         let t = &self.tracing;
         if let Some(url) = &t.otlp_endpoint {
             crate::webhook::Target::parse(url)

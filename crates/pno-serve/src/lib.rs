@@ -21,10 +21,12 @@ compile_error!(
 );
 
 mod admission;
+pub mod alerting;
 pub mod auth;
 mod checks;
 pub mod config;
 pub mod dependency;
+pub mod drift;
 pub mod error;
 pub mod failure;
 #[cfg(feature = "fault-injection")]
@@ -33,6 +35,7 @@ mod handlers;
 pub mod limits;
 mod listener;
 mod metrics;
+mod monitor;
 pub mod openapi;
 mod protocol;
 mod proxy;

@@ -121,6 +121,8 @@ where
     });
     // Scheduled dependency checks (a round at once, then every health.interval_s).
     let health = tokio::spawn(crate::checks::run(state.clone()));
+    // The in-process monitor: series, anomaly detectors, alerts, receivers (every second).
+    let monitor = tokio::spawn(crate::monitor::run(state.clone()));
     tracing::info!(addr = ?addr, "serving");
     tokio::pin!(shutdown);
     loop {
@@ -164,6 +166,7 @@ where
     }
     checkpoints.abort();
     health.abort();
+    monitor.abort();
     if let Some(log) = state.audit() {
         log.flush()?;
     }

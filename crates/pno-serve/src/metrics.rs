@@ -117,6 +117,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Audit records that could not be written after retries.",
     ),
     (
+        "pno_alert_notifications_total",
+        "counter",
+        "Alert notifications by receiver and outcome (delivered, failed after retries, dropped on a full queue).",
+    ),
+    (
         "pno_inference_request_duration_seconds",
         "histogram",
         "End-to-end inference request time.",

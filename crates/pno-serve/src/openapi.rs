@@ -178,6 +178,20 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/v2/admin/alerts",
+        summary: "In-process alerts: firing, pending and recently resolved (name, severity, model, version, signal, summary, runbook, times), each anomaly detector's last judgement (value, baseline median, robust scale, z) and each receiver's delivery counts",
+        role: "admin",
+        errors: &[],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/admin/series",
+        summary: "In-memory time series: without a query the (model, version) series kept; with ?model=M[&version=V][&resolution=1s|1m][&last=N] the last N buckets (requests, failures by class, request rate, error rate, p50/p99 latency, queue depth, spread)",
+        role: "admin",
+        errors: &[400, 404],
+    },
+    RouteDoc {
+        method: "get",
         path: "/v2/admin/audit/verify",
         summary: "Verify the audit log's hash chain",
         role: "admin",

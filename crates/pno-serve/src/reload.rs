@@ -265,6 +265,7 @@ impl AppState {
         // The certificate, key and client CA are read again every time: a renewed certificate
         // at the same path is a change.
         let tls = crate::state::load_tls(&new).map_err(ReloadError::Invalid)?;
+        crate::state::check_receivers(&new).map_err(ReloadError::Invalid)?;
         let digest =
             |t: &Option<std::sync::Arc<crate::tls::TlsSetup>>| t.as_ref().map(|t| t.digest.clone());
         if digest(&tls) != digest(&old.tls) && !changed.iter().any(|k| k == "tls.files") {

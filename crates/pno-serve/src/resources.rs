@@ -13,7 +13,7 @@ use pno_run::{Footprint, FootprintAsk, TrainedModel};
 use crate::config::{Limits, ResourcesConfig};
 use crate::error::ApiError;
 use crate::failure::FailureClass;
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 const MIB: f64 = 1048576.0;
 
@@ -149,9 +149,7 @@ pub(crate) fn fits(
 /// The high-water mark: while resident memory is above `shed_fraction` of the budget, an
 /// inference request for the version labelled `labels` is shed with 503 and `Retry-After`,
 /// counted in `pno_shed_total{reason="memory"}`.
-pub(crate) fn admit(st: &AppState, labels: &str) -> Result<(), ApiError> {
-    let cfg = st.config();
-    let r = &cfg.resources;
+pub(crate) fn admit(r: &ResourcesConfig, metrics: &Metrics, labels: &str) -> Result<(), ApiError> {
     let (Some(b), Some(rss)) = (budget(r), rss()) else {
         return Ok(());
     };
@@ -159,8 +157,7 @@ pub(crate) fn admit(st: &AppState, labels: &str) -> Result<(), ApiError> {
     if rss <= mark {
         return Ok(());
     }
-    st.metrics()
-        .inc("pno_shed_total", format!("{labels},reason=\"memory\""), 1.0);
+    metrics.inc("pno_shed_total", format!("{labels},reason=\"memory\""), 1.0);
     Err(ApiError::unavailable(
         format!(
             "memory is above the high-water mark: resident {} is more than resources.shed_fraction = {} of the {} memory budget of {} ({}); retry later",

@@ -22,7 +22,7 @@ use tower::ServiceBuilder;
 use crate::admission;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::handlers::{self, admin, health, infer, model, repository};
+use crate::handlers::{self, admin, alerting, health, infer, model, repository};
 use crate::repository::clip;
 use crate::routes::*;
 use crate::state::AppState;
@@ -74,6 +74,8 @@ pub fn app(state: AppState) -> Router {
         .route(AUDIT_VERIFY, get(admin::verify_audit))
         .route(CONFIG_RELOAD, post(admin::reload_config))
         .route(HEALTH_DETAILS, get(health::details))
+        .route(ALERTS, get(alerting::alerts))
+        .route(SERIES, get(alerting::series))
         .route_layer(from_fn_with_state(Role::Admin, admission::require));
     let protected = reader
         .merge(operator)

@@ -25,6 +25,8 @@ pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
 pub(crate) const AUDIT_VERIFY: &str = "/v2/admin/audit/verify";
 pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
 pub(crate) const HEALTH_DETAILS: &str = "/v2/admin/health/details";
+pub(crate) const ALERTS: &str = "/v2/admin/alerts";
+pub(crate) const SERIES: &str = "/v2/admin/series";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
 /// Injected faults (test builds with the `fault-injection` feature only).
@@ -62,6 +64,10 @@ pub(crate) enum Action {
     ConfigReload,
     /// Read the dependencies' health (not audited).
     HealthDetails,
+    /// Read the alerts and the detectors (not audited).
+    Alerts,
+    /// Read the in-memory time series (not audited).
+    Series,
 }
 
 impl Action {
@@ -79,7 +85,9 @@ impl Action {
             Action::KeysRevoke => "keys.revoke",
             Action::KeysRotate => "keys.rotate",
             Action::AuditVerify => "audit.verify",
-            Action::ConfigReload | Action::HealthDetails => return None,
+            Action::ConfigReload | Action::HealthDetails | Action::Alerts | Action::Series => {
+                return None;
+            }
         })
     }
 
@@ -92,6 +100,8 @@ impl Action {
                 Action::ModelReady => "model.ready",
                 Action::ConfigReload => "config.reload",
                 Action::HealthDetails => "health.details",
+                Action::Alerts => "alerts.list",
+                Action::Series => "series.read",
                 _ => "model.stats",
             },
         }
@@ -113,6 +123,8 @@ impl Action {
             Action::AuditVerify => "read the audit log",
             Action::ConfigReload => "reload the configuration",
             Action::HealthDetails => "read the health details",
+            Action::Alerts => "read the alerts",
+            Action::Series => "read the time series",
         }
     }
 
@@ -128,7 +140,9 @@ impl Action {
             | Action::KeysRotate
             | Action::AuditVerify
             | Action::ConfigReload
-            | Action::HealthDetails => "admin",
+            | Action::HealthDetails
+            | Action::Alerts
+            | Action::Series => "admin",
         }
     }
 
@@ -169,6 +183,8 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         AUDIT_VERIFY => Action::AuditVerify,
         CONFIG_RELOAD => Action::ConfigReload,
         HEALTH_DETAILS => Action::HealthDetails,
+        ALERTS => Action::Alerts,
+        SERIES => Action::Series,
         _ => return None,
     })
 }

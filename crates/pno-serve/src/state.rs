@@ -78,6 +78,20 @@ pub(crate) fn load_tls(config: &ServeConfig) -> Result<Option<Arc<crate::tls::Tl
     Ok(Some(Arc::new(setup)))
 }
 
+/// Read the alert receivers' CA files (their delivery tasks start with the monitor's clock, so
+/// a bad file is refused here, at start and on reload, naming the key).
+pub(crate) fn check_receivers(config: &ServeConfig) -> Result<()> {
+    for (i, r) in config.alerting.receivers.iter().enumerate() {
+        crate::webhook::Webhook::new(
+            &r.url,
+            r.ca.as_deref(),
+            &format!("alerting.receivers[{i}].url"),
+            &format!("alerting.receivers[{i}].ca"),
+        )?;
+    }
+    Ok(())
+}
+
 /// A checkpoint note just written.
 #[derive(Debug, Clone)]
 pub struct Checkpointed {
@@ -85,6 +99,17 @@ pub struct Checkpointed {
     pub file: std::path::PathBuf,
     /// The signed note.
     pub note: String,
+}
+
+/// An [`AppState`] that does not keep it alive.
+#[derive(Clone, Debug)]
+pub(crate) struct WeakState(std::sync::Weak<Inner>);
+
+impl WeakState {
+    /// The state, while it lives.
+    pub(crate) fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
+    }
 }
 
 /// Everything the handlers share. Cheap to clone.
@@ -103,6 +128,8 @@ struct Inner {
     signer: Option<pno_audit::checkpoint::SignerKey>,
     webhook: Option<crate::webhook::Webhook>,
     dependencies: crate::dependency::Dependencies,
+    monitor: crate::alerting::Monitor,
+    drift: crate::drift::Drift,
     checkpointed: AtomicU64,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
@@ -171,6 +198,7 @@ impl AppState {
             )?),
         };
         let tls = load_tls(&config)?;
+        check_receivers(&config)?;
         let repo = Repository::new(
             &config.repository,
             crate::repository::Settings::of(&config),
@@ -197,6 +225,8 @@ impl AppState {
                 signer,
                 webhook,
                 dependencies: Default::default(),
+                monitor: Default::default(),
+                drift: Default::default(),
                 checkpointed: AtomicU64::new(u64::MAX),
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
@@ -268,6 +298,21 @@ impl AppState {
         } else {
             Ok(())
         }
+    }
+
+    /// The in-process monitor (series, detectors, alerts, receivers).
+    pub(crate) fn monitor(&self) -> &crate::alerting::Monitor {
+        &self.inner.monitor
+    }
+
+    /// Online input drift per version.
+    pub(crate) fn drift(&self) -> &crate::drift::Drift {
+        &self.inner.drift
+    }
+
+    /// A handle that does not keep the state alive (for callbacks the state itself holds).
+    pub(crate) fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.inner))
     }
 
     /// The dependencies the scheduled health checks track.

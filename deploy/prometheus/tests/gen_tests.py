@@ -159,6 +159,21 @@ CASES = [
     ("checkpoints delivered", "1m",
      [(sel("pno_audit_checkpoint_webhook_failures_total"), "0 0 0 0")],
      [("3m", "PnoCheckpointWebhookFailing", [])]),
+    ("an in-process anomaly alert fires", "1m",
+     [(sel("pno_alerts_firing", alertname="LatencyAnomaly", severity="warning"), "_ 1 1 1")],
+     [("2m", "PnoInProcessAlert", [({"detector": "LatencyAnomaly", "severity": "warning", "source": "pno-serve"},
+                                    {"summary": "a:1: in-process alert LatencyAnomaly (warning) is firing"})])]),
+    ("no in-process alert", "1m",
+     [(sel("pno_alerts_firing", alertname="ErrorRateAnomaly", severity="critical"), "0 0 0 0")],
+     [("3m", "PnoInProcessAlert", [])]),
+    ("alert notifications fail", "1m",
+     [(sel("pno_alert_notifications_total", receiver="oncall", outcome="failed"), "0 0 2 2")],
+     [("3m", "PnoAlertNotificationsFailing", [({"receiver": "oncall", "outcome": "failed"},
+       {"summary": "a:1 cannot deliver alert notifications to receiver oncall",
+        "description": "Outcome failed: failed after retries, or dropped on a full queue."})])]),
+    ("alert notifications delivered", "1m",
+     [(sel("pno_alert_notifications_total", receiver="oncall", outcome="delivered"), "0 1 2 3")],
+     [("3m", "PnoAlertNotificationsFailing", [])]),
 ]
 
 # Recording rules: exact values.
@@ -192,7 +207,9 @@ def main():
                         sys.exit(f"{title}: {name}: annotation `{k}` is templated; write its rendered text")
                     else:
                         full[k] = text
-                out.append({"exp_labels": {**I, "severity": rule["labels"]["severity"], **labels},
+                # A rule without a severity label passes on its series' (PnoInProcessAlert).
+                sev = rule["labels"].get("severity")
+                out.append({"exp_labels": {**I, **({"severity": sev} if sev else {}), **labels},
                             "exp_annotations": full})
             (fired if out else quiet).add(name)
             t["alert_rule_test"].append({"eval_time": at, "alertname": name, "exp_alerts": out})

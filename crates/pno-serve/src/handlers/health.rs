@@ -209,6 +209,71 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             g.waiting() as f64,
         ));
     }
+    for ((name, severity), n) in st.monitor().firing_counts() {
+        gauges.push((
+            "pno_alerts_firing",
+            "In-process alerts firing, by name and severity.",
+            format!(
+                "alertname=\"{}\",severity=\"{}\"",
+                crate::metrics::escape(&name),
+                severity.as_str()
+            ),
+            n as f64,
+        ));
+    }
+    let drift = st.drift().status();
+    for (m, v, verdict, ..) in &drift {
+        if let Some(d) = verdict {
+            gauges.push((
+                "pno_drift_detected",
+                "1 when the version's recent inputs drifted from its training data at the last test.",
+                model_labels(m, &v.to_string()),
+                f64::from(u8::from(d.detected)),
+            ));
+        }
+    }
+    for (m, v, verdict, ..) in &drift {
+        for f in verdict.iter().flat_map(|d| &d.features) {
+            gauges.push((
+                "pno_drift_psi",
+                "PSI of a drift feature of recent inputs against the training data (last test).",
+                format!(
+                    "{},feature=\"{}\"",
+                    model_labels(m, &v.to_string()),
+                    crate::metrics::escape(&f.feature)
+                ),
+                f.psi,
+            ));
+        }
+    }
+    for (m, v, verdict, ..) in &drift {
+        for f in verdict.iter().flat_map(|d| &d.features) {
+            gauges.push((
+                "pno_drift_p_value",
+                "Corrected KS p-value of a drift feature of recent inputs against the training data (last test).",
+                format!("{},feature=\"{}\"", model_labels(m, &v.to_string()), crate::metrics::escape(&f.feature)),
+                f.p_value,
+            ));
+        }
+    }
+    for (m, v, _, skipped, incomparable, _) in &drift {
+        for (reason, n) in [("rate", skipped), ("grid", incomparable)] {
+            gauges.push((
+                "pno_drift_inputs_skipped",
+                "Inputs left out of drift monitoring: over drift.max_samples_per_s (rate) or on another grid than the training data (grid); a counter.",
+                format!("{},reason=\"{reason}\"", model_labels(m, &v.to_string())),
+                *n as f64,
+            ));
+        }
+    }
+    for (m, v, signal, z) in st.monitor().scores() {
+        gauges.push((
+            "pno_anomaly_score",
+            "The robust z-score of the last judged window against its baseline, per model version and signal.",
+            format!("{},signal=\"{signal}\"", model_labels(&m, &v)),
+            z,
+        ));
+    }
     for (op, n) in [
         ("repository", st.repository().retries()),
         ("audit", st.audit().map_or(0, |a| a.retries())),

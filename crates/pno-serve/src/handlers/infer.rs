@@ -191,6 +191,8 @@ struct Learned {
     compute: Option<Duration>,
     /// The deadline passed while computing.
     timed_out: bool,
+    /// The mean predictive standard deviation of the answer.
+    spread: Option<f64>,
 }
 
 /// Choose, run, and account: the version's breaker, its success/failure counters and its
@@ -246,11 +248,20 @@ async fn counted(
             1.0,
         ),
     }
-    metrics.observe(
-        "pno_inference_request_duration_seconds",
-        labels,
-        ctx.started.elapsed().as_secs_f64(),
-    );
+    let seconds = ctx.started.elapsed().as_secs_f64();
+    metrics.observe("pno_inference_request_duration_seconds", labels, seconds);
+    if st.config().alerting.enabled {
+        st.monitor().record(
+            &chosen.m.name,
+            &version,
+            crate::state::now_s(),
+            crate::alerting::series::Finished {
+                latency_ms: seconds * 1e3,
+                failure: r.as_ref().err().map(|e| e.class),
+                spread: learned.spread,
+            },
+        );
+    }
     r
 }
 
@@ -408,7 +419,7 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let m = &c.m;
     // Above the memory high-water mark nothing more is read or computed.
-    crate::resources::admit(st, labels)?;
+    crate::resources::admit(&st.config().resources, st.metrics(), labels)?;
     let mut req = receive(st, note, m, headers, body).await?;
     let serving = plan(st, c, &req)?;
     let limit = Duration::from_millis(st.config().limits.request_timeout_ms);
@@ -445,6 +456,20 @@ async fn run(
         q0.elapsed().as_secs_f64(),
     );
 
+    // Drift: this input's features go to the version's recent sample (within the rate budget).
+    let drift_cfg = st.config().drift.clone();
+    let drift_ref = drift_cfg
+        .enabled
+        .then(|| {
+            st.drift().admit(
+                &m.name,
+                m.version,
+                m.model.reference.as_ref(),
+                crate::state::now_s(),
+                &drift_cfg,
+            )
+        })
+        .flatten();
     let seed = req.seed.unwrap_or_else(|| st.next_seed());
     let device = st.device().clone();
     let batch = st.config().limits.batch;
@@ -498,7 +523,8 @@ async fn run(
             }
             Ok(pred)
         }));
-        (r.unwrap_or(Err(JobError::Panicked)), t.elapsed())
+        let features = drift_ref.map(|r| r.features(&x, n, &grid));
+        (r.unwrap_or(Err(JobError::Panicked)), t.elapsed(), features)
     });
     let out = tokio::time::timeout_at(deadline, job).await;
     let (pred, dt) = match out {
@@ -512,9 +538,16 @@ async fn run(
             on_drop.disarm();
             return Err(ApiError::internal("inference task failed"));
         }
-        Ok(Ok((r, dt))) => {
+        Ok(Ok((r, dt, features))) => {
             on_drop.disarm();
+            if let Some(rows) = features {
+                st.drift().add(&m.name, m.version, rows, &drift_cfg);
+            }
             learned.compute = Some(dt);
+            if let Ok(p) = &r {
+                learned.spread = (!p.std.is_empty())
+                    .then(|| p.std.iter().map(|&s| f64::from(s)).sum::<f64>() / p.std.len() as f64);
+            }
             c.guard.latency.observe(dt.as_secs_f64() * 1e3);
             match r {
                 Ok(p) => (p, dt),

@@ -9,6 +9,7 @@
 //! ready the layer writes one audit record with the outcome.
 
 pub(crate) mod admin;
+pub(crate) mod alerting;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod faults;
 pub(crate) mod health;

@@ -2,8 +2,11 @@
 //! security behaviours, the repository, the audit chain, and one real socket.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "fault-injection")]
+mod alerting;
 mod audit;
 mod dependencies;
+mod drift;
 #[cfg(feature = "fault-injection")]
 mod faults;
 mod infer;
@@ -180,3 +183,78 @@ pub(crate) fn floats(v: &Value) -> Vec<f32> {
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
 }
+
+/// A local HTTP(S) webhook receiver: answers the first `fail` requests with 503, then 200; sends each
+/// body it got.
+pub(crate) async fn receiver(
+    fail: usize,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut seen = 0;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let status = if seen < fail { 503 } else { 200 };
+            seen += 1;
+            let mut io: Box<dyn Stream> = match &tls {
+                None => Box::new(tcp),
+                Some(cfg) => match tokio_rustls::TlsAcceptor::from(cfg.clone())
+                    .accept(tcp)
+                    .await
+                {
+                    Ok(s) => Box::new(s),
+                    Err(_) => continue,
+                },
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let n = io.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(split) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..split]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    if buf.len() >= split + 4 + len {
+                        break Some(
+                            String::from_utf8_lossy(&buf[split + 4..split + 4 + len]).to_string(),
+                        );
+                    }
+                }
+            };
+            let _ = io
+                .write_all(
+                    format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = io.shutdown().await;
+            if let (Some(b), 200) = (body, status) {
+                let _ = tx.send(b);
+            }
+        }
+    });
+    (addr, rx)
+}
+
+pub(crate) trait Stream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
