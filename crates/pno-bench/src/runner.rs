@@ -219,15 +219,7 @@ pub fn ensure_data(
 
 fn copy_run(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(io_err("create", to))?;
-    for f in [
-        "config.json",
-        "model.json",
-        "normalizer.json",
-        "weights.safetensors",
-        "laplace.json",
-        "provenance.json",
-        "summary.json",
-    ] {
+    for f in pno_run::PUBLISHED {
         let src = from.join(f);
         if src.exists() {
             let dst = to.join(f);

@@ -33,7 +33,7 @@ pub use files::{
 };
 pub use footprint::{Footprint, FootprintAsk};
 pub use gate::{ChampionRecord, GATE_FILE, GateRecord, GateRow};
-pub use repository::{check_model_name, publish, version_dir, versions};
+pub use repository::{PUBLISHED, check_model_name, publish, version_dir, versions};
 pub use spec::{DataSpec, Window, WindowLayout};
 pub use trained::{PredictRequest, TrainedModel, load_trained, load_weights};
 pub use weights::{from_safetensors, to_safetensors};

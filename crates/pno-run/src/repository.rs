@@ -8,8 +8,9 @@ use crate::error::{Result, RunError, io_err};
 use crate::files::write_json;
 use crate::gate::{GATE_FILE, GateRecord};
 
-/// Files of a run that a published version carries (checkpoints and logs stay with the run).
-const PUBLISHED: [&str; 8] = [
+/// Files of a run that a published version (or a benchmark's cached copy) carries; checkpoints
+/// and logs stay with the run.
+pub const PUBLISHED: [&str; 8] = [
     "model.json",
     "config.json",
     "normalizer.json",

@@ -77,6 +77,10 @@ pub struct ServeConfig {
     pub alerting: crate::alerting::AlertingConfig,
     /// Online input drift against each version's reference statistics.
     pub drift: crate::drift::DriftConfig,
+    /// Ground-truth feedback and online calibration.
+    pub feedback: crate::feedback::FeedbackConfig,
+    /// Automated rollback of unhealthy versions.
+    pub rollback: crate::routing::RollbackConfig,
 }
 
 /// The memory budget and what enforces it (all live: a reload takes new values at once).
@@ -648,6 +652,8 @@ impl Default for ServeConfig {
             resources: ResourcesConfig::default(),
             alerting: crate::alerting::AlertingConfig::default(),
             drift: crate::drift::DriftConfig::default(),
+            feedback: crate::feedback::FeedbackConfig::default(),
+            rollback: crate::routing::RollbackConfig::default(),
         }
     }
 }
@@ -985,6 +991,8 @@ impl ServeConfig {
         self.alerting
             .validate()
             .and_then(|()| self.drift.validate())
+            .and_then(|()| self.feedback.validate())
+            .and_then(|()| self.rollback.validate())
             .map_err(|(key, expected, got)| ServeError::Config {
                 key,
                 expected: expected.into(),

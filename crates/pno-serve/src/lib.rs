@@ -31,6 +31,7 @@ pub mod error;
 pub mod failure;
 #[cfg(feature = "fault-injection")]
 mod faults;
+pub mod feedback;
 mod handlers;
 pub mod limits;
 mod listener;
@@ -45,6 +46,7 @@ mod resilience;
 mod resources;
 mod router;
 mod routes;
+pub mod routing;
 mod state;
 mod tls;
 mod trace;

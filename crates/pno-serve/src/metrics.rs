@@ -117,6 +117,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "Audit records that could not be written after retries.",
     ),
     (
+        "pno_rollbacks_total",
+        "counter",
+        "Automated rollbacks: a version's unpinned traffic moved to an older one (to=\"none\": nowhere to go, the model is degraded).",
+    ),
+    (
         "pno_alert_notifications_total",
         "counter",
         "Alert notifications by receiver and outcome (delivered, failed after retries, dropped on a full queue).",

@@ -177,6 +177,27 @@ pub const ROUTES: &[RouteDoc] = &[
         errors: &[],
     },
     RouteDoc {
+        method: "post",
+        path: "/v2/repository/models/{name}/pin",
+        summary: "Pin the version that serves requests naming none ({\"version\": N}), or unpin ({\"version\": null}); a pin wins over an automated rollback",
+        role: "operator",
+        errors: &[400, 404, 409],
+    },
+    RouteDoc {
+        method: "post",
+        path: "/v2/models/{name}/feedback",
+        summary: "Ground truth for a prediction: {\"request_id\": the X-Request-Id of the inference answer, \"truth\": {\"shape\": [n, c, x, y], \"data\": [...]}} (physical units, the prediction's shape); joined with the kept mean and std, it feeds the version's online calibration. 404: no such prediction kept; 410: older than feedback.ttl_s; 400: wrong shape or a non-finite value",
+        role: "operator",
+        errors: &[400, 404, 409, 410, 413],
+    },
+    RouteDoc {
+        method: "get",
+        path: "/v2/models/{name}/calibration",
+        summary: "Online calibration per version from feedback: functions joined, coverage of mean ± z·std at each served level with a one-sided binomial test against nominal (points thinned per function), collapse verdicts, mean CRPS, PIT histogram",
+        role: "reader",
+        errors: &[404],
+    },
+    RouteDoc {
         method: "get",
         path: "/v2/admin/alerts",
         summary: "In-process alerts: firing, pending and recently resolved (name, severity, model, version, signal, summary, runbook, times), each anomaly detector's last judgement (value, baseline median, robust scale, z) and each receiver's delivery counts",

@@ -22,7 +22,7 @@ use tower::ServiceBuilder;
 use crate::admission;
 use crate::auth::Role;
 use crate::error::ApiError;
-use crate::handlers::{self, admin, alerting, health, infer, model, repository};
+use crate::handlers::{self, admin, alerting, feedback, health, infer, model, repository};
 use crate::repository::clip;
 use crate::routes::*;
 use crate::state::AppState;
@@ -54,11 +54,14 @@ pub fn app(state: AppState) -> Router {
         .route(STATS_V, get(model::stats))
         .route(INFER, post(infer::infer))
         .route(INFER_V, post(infer::infer))
+        .route(CALIBRATION, get(feedback::calibration))
         .route_layer(from_fn_with_state(Role::Reader, admission::require));
     let operator = Router::new()
         .route(REPO_INDEX, post(repository::index))
         .route(REPO_LOAD, post(repository::load))
-        .route(REPO_UNLOAD, post(repository::unload));
+        .route(REPO_UNLOAD, post(repository::unload))
+        .route(REPO_PIN, post(repository::pin))
+        .route(FEEDBACK, post(feedback::feedback));
     #[cfg(feature = "fault-injection")]
     let operator = operator.route(
         FAULTS,

@@ -19,6 +19,7 @@ pub(crate) const INFER_V: &str = "/v2/models/{name}/versions/{version}/infer";
 pub(crate) const REPO_INDEX: &str = "/v2/repository/index";
 pub(crate) const REPO_LOAD: &str = "/v2/repository/models/{name}/load";
 pub(crate) const REPO_UNLOAD: &str = "/v2/repository/models/{name}/unload";
+pub(crate) const REPO_PIN: &str = "/v2/repository/models/{name}/pin";
 pub(crate) const KEYS: &str = "/v2/admin/keys";
 pub(crate) const KEY: &str = "/v2/admin/keys/{id}";
 pub(crate) const KEY_ROTATE: &str = "/v2/admin/keys/{id}/rotate";
@@ -27,6 +28,8 @@ pub(crate) const CONFIG_RELOAD: &str = "/v2/admin/config/reload";
 pub(crate) const HEALTH_DETAILS: &str = "/v2/admin/health/details";
 pub(crate) const ALERTS: &str = "/v2/admin/alerts";
 pub(crate) const SERIES: &str = "/v2/admin/series";
+pub(crate) const FEEDBACK: &str = "/v2/models/{name}/feedback";
+pub(crate) const CALIBRATION: &str = "/v2/models/{name}/calibration";
 pub(crate) const STATS: &str = "/v2/models/{name}/stats";
 pub(crate) const STATS_V: &str = "/v2/models/{name}/versions/{version}/stats";
 /// Injected faults (test builds with the `fault-injection` feature only).
@@ -50,6 +53,8 @@ pub(crate) enum Action {
     ModelLoad,
     /// Unload a model.
     ModelUnload,
+    /// Pin (or unpin) the version that serves unpinned requests.
+    ModelPin,
     /// List the API keys.
     KeysList,
     /// Create an API key.
@@ -64,6 +69,10 @@ pub(crate) enum Action {
     ConfigReload,
     /// Read the dependencies' health (not audited).
     HealthDetails,
+    /// Send ground truth for a prediction.
+    Feedback,
+    /// Read the online calibration (not audited).
+    Calibration,
     /// Read the alerts and the detectors (not audited).
     Alerts,
     /// Read the in-memory time series (not audited).
@@ -77,9 +86,12 @@ impl Action {
             Action::ModelMetadata => "model.metadata",
             Action::ModelReady | Action::ModelStats => return None,
             Action::Infer => "infer",
+            Action::Feedback => "feedback",
+            Action::Calibration => return None,
             Action::RepositoryIndex => "repository.index",
             Action::ModelLoad => "model.load",
             Action::ModelUnload => "model.unload",
+            Action::ModelPin => "model.pin",
             Action::KeysList => "keys.list",
             Action::KeysCreate => "keys.create",
             Action::KeysRevoke => "keys.revoke",
@@ -101,6 +113,7 @@ impl Action {
                 Action::ConfigReload => "config.reload",
                 Action::HealthDetails => "health.details",
                 Action::Alerts => "alerts.list",
+                Action::Calibration => "calibration.read",
                 Action::Series => "series.read",
                 _ => "model.stats",
             },
@@ -114,9 +127,12 @@ impl Action {
             Action::ModelReady => "read model readiness",
             Action::ModelStats => "read model statistics",
             Action::Infer => "infer",
+            Action::Feedback => "send feedback",
+            Action::Calibration => "read the online calibration",
             Action::RepositoryIndex => "list the repository",
             Action::ModelLoad => "load models",
             Action::ModelUnload => "unload models",
+            Action::ModelPin => "pin model versions",
             Action::KeysList | Action::KeysCreate | Action::KeysRevoke | Action::KeysRotate => {
                 "manage keys"
             }
@@ -131,9 +147,16 @@ impl Action {
     /// The route class in `pno_http_requests_total`.
     pub(crate) fn class(self) -> &'static str {
         match self {
-            Action::ModelMetadata | Action::ModelReady | Action::ModelStats => "model",
+            Action::ModelMetadata
+            | Action::ModelReady
+            | Action::ModelStats
+            | Action::Feedback
+            | Action::Calibration => "model",
             Action::Infer => "infer",
-            Action::RepositoryIndex | Action::ModelLoad | Action::ModelUnload => "repository",
+            Action::RepositoryIndex
+            | Action::ModelLoad
+            | Action::ModelUnload
+            | Action::ModelPin => "repository",
             Action::KeysList
             | Action::KeysCreate
             | Action::KeysRevoke
@@ -155,8 +178,11 @@ impl Action {
                 | Action::ModelReady
                 | Action::ModelStats
                 | Action::Infer
+                | Action::Feedback
+                | Action::Calibration
                 | Action::ModelLoad
                 | Action::ModelUnload
+                | Action::ModelPin
         )
     }
 }
@@ -173,9 +199,12 @@ pub(crate) fn action_of(method: &Method, route: &str) -> Option<Action> {
         MODEL_READY | MODEL_READY_V => Action::ModelReady,
         STATS | STATS_V => Action::ModelStats,
         INFER | INFER_V => Action::Infer,
+        FEEDBACK => Action::Feedback,
+        CALIBRATION => Action::Calibration,
         REPO_INDEX => Action::RepositoryIndex,
         REPO_LOAD => Action::ModelLoad,
         REPO_UNLOAD => Action::ModelUnload,
+        REPO_PIN => Action::ModelPin,
         KEYS if method == Method::POST => Action::KeysCreate,
         KEYS => Action::KeysList,
         KEY => Action::KeysRevoke,

@@ -130,6 +130,8 @@ struct Inner {
     dependencies: crate::dependency::Dependencies,
     monitor: crate::alerting::Monitor,
     drift: crate::drift::Drift,
+    feedback: crate::feedback::Feedback,
+    routing: crate::routing::Routing,
     checkpointed: AtomicU64,
     metrics: Metrics,
     guards: RwLock<Arc<Guards>>,
@@ -227,6 +229,8 @@ impl AppState {
                 dependencies: Default::default(),
                 monitor: Default::default(),
                 drift: Default::default(),
+                feedback: Default::default(),
+                routing: Default::default(),
                 checkpointed: AtomicU64::new(u64::MAX),
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
@@ -308,6 +312,16 @@ impl AppState {
     /// Online input drift per version.
     pub(crate) fn drift(&self) -> &crate::drift::Drift {
         &self.inner.drift
+    }
+
+    /// Kept predictions and online calibration.
+    pub(crate) fn feedback(&self) -> &crate::feedback::Feedback {
+        &self.inner.feedback
+    }
+
+    /// Which version serves unpinned requests (pins, rollbacks).
+    pub(crate) fn routing(&self) -> &crate::routing::Routing {
+        &self.inner.routing
     }
 
     /// A handle that does not keep the state alive (for callbacks the state itself holds).

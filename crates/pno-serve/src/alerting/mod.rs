@@ -326,6 +326,17 @@ impl Monitor {
         })
     }
 
+    /// The summary of `model`/`version` over `[from, to)`.
+    pub fn summary(
+        &self,
+        model: &str,
+        version: &str,
+        from: u64,
+        to: u64,
+    ) -> Option<series::Summary> {
+        lock(&self.store).summary(model, version, from, to)
+    }
+
     /// The series kept (model, version).
     pub fn series_keys(&self) -> Vec<(String, String)> {
         lock(&self.store).keys()

@@ -266,6 +266,55 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             ));
         }
     }
+    let calibration = st.feedback().status(&st.config().feedback);
+    for c in &calibration {
+        gauges.push((
+            "pno_calibration_functions",
+            "Functions with ground truth (POST /v2/models/NAME/feedback) in the version's rolling calibration window.",
+            model_labels(&c.model, &c.version.to_string()),
+            c.functions as f64,
+        ));
+    }
+    for c in &calibration {
+        gauges.push((
+            "pno_calibration_collapsed",
+            "1 when coverage at some served level is significantly (binomial) and materially under nominal.",
+            model_labels(&c.model, &c.version.to_string()),
+            f64::from(u8::from(c.collapsed)),
+        ));
+    }
+    for c in &calibration {
+        gauges.push((
+            "pno_calibration_crps",
+            "Mean CRPS of the predictions that got ground truth (rolling window).",
+            model_labels(&c.model, &c.version.to_string()),
+            c.crps,
+        ));
+    }
+    for c in &calibration {
+        for l in &c.levels {
+            gauges.push((
+                "pno_calibration_coverage",
+                "Observed coverage of the central interval at each served level (rolling window of feedback).",
+                format!("{},level=\"{}\"", model_labels(&c.model, &c.version.to_string()), l.level),
+                l.coverage,
+            ));
+        }
+    }
+    for c in &calibration {
+        for l in &c.levels {
+            gauges.push((
+                "pno_calibration_coverage_p_value",
+                "One-sided binomial p-value of coverage this low under the nominal level.",
+                format!(
+                    "{},level=\"{}\"",
+                    model_labels(&c.model, &c.version.to_string()),
+                    l.level
+                ),
+                l.p_value,
+            ));
+        }
+    }
     for (m, v, signal, z) in st.monitor().scores() {
         gauges.push((
             "pno_anomaly_score",

@@ -107,7 +107,22 @@ fn choose(
     version: Option<&str>,
     served: &mut ServedBy,
 ) -> Result<Chosen, ApiError> {
-    let m = st.repository().get(name, version)?;
+    // Unpinned requests go where the routing says: an operator's pin, or the version a
+    // rollback moved the model's traffic to.
+    let (routed, rolled_from) = match version {
+        Some(v) => (Some(v.to_string()), None),
+        None => {
+            let loaded = st.repository().loaded_versions(name);
+            match st.routing().target(name, &loaded) {
+                crate::routing::Target::Version(v) => (Some(v.to_string()), None),
+                crate::routing::Target::Rolled(v) => {
+                    (Some(v.to_string()), loaded.iter().max().copied())
+                }
+                crate::routing::Target::Newest | crate::routing::Target::Degraded => (None, None),
+            }
+        }
+    };
+    let m = st.repository().get(name, routed.as_deref())?;
     served.version = m.version_str();
     let now = Instant::now();
     let guard = st.guards().get(&m.name, m.version);
@@ -120,7 +135,7 @@ fn choose(
                 m,
                 guard,
                 ticket: Some(ticket),
-                fallback_from: None,
+                fallback_from: rolled_from,
             });
         }
         Err(wait) => wait,
@@ -213,17 +228,7 @@ async fn counted(
     note.version(version.clone());
     let labels = model_labels(&chosen.m.name, &version);
     let mut learned = Learned::default();
-    let r = run(
-        st,
-        ctx.started,
-        note,
-        &chosen,
-        &labels,
-        headers,
-        body,
-        &mut learned,
-    )
-    .await;
+    let r = run(st, ctx, note, &chosen, &labels, headers, body, &mut learned).await;
     let slow = chosen.guard.breaker.slow_call();
     let outcome = match &r {
         Ok(_) if learned.compute.is_some_and(|d| d >= slow) => Outcome::Slow,
@@ -409,7 +414,7 @@ fn in_range(m: &LoadedVersion, x: &[f32], points: usize) -> bool {
 #[allow(clippy::too_many_arguments)]
 async fn run(
     st: &AppState,
-    started: Instant,
+    ctx: &Ctx,
     note: &AuditNote,
     c: &Chosen,
     labels: &str,
@@ -418,6 +423,7 @@ async fn run(
     learned: &mut Learned,
 ) -> Result<Response, ApiError> {
     let m = &c.m;
+    let started = ctx.started;
     // Above the memory high-water mark nothing more is read or computed.
     crate::resources::admit(&st.config().resources, st.metrics(), labels)?;
     let mut req = receive(st, note, m, headers, body).await?;
@@ -571,6 +577,24 @@ async fn run(
         );
     }
 
+    let feedback = &st.config().feedback;
+    if feedback.enabled {
+        // Kept for ground truth sent later (`POST …/feedback` with this request id).
+        let mut shape = vec![n, pred.channels];
+        shape.extend_from_slice(&req.grid);
+        st.feedback().keep(
+            &ctx.request_id,
+            crate::feedback::Kept {
+                model: m.name.clone(),
+                version: m.version,
+                at_s: crate::state::now_s(),
+                shape,
+                mean: pred.mean.clone(),
+                std: pred.std.clone(),
+            },
+            feedback,
+        );
+    }
     let _e = tracing::debug_span!("encode").entered();
     let quantiles = if req.outputs.iter().any(|o| o.name == "quantiles") {
         pred.quantiles(&req.levels)

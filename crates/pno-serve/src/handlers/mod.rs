@@ -12,6 +12,7 @@ pub(crate) mod admin;
 pub(crate) mod alerting;
 #[cfg(feature = "fault-injection")]
 pub(crate) mod faults;
+pub(crate) mod feedback;
 pub(crate) mod health;
 pub(crate) mod infer;
 pub(crate) mod model;

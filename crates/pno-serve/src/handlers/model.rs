@@ -97,6 +97,7 @@ pub(crate) async fn stats(
             "max_queue": size.queue,
         },
         "fallback": st.config().model_fallback(&m.name).as_str(),
+        "routing": st.routing().status().get(&m.name),
     })))
 }
 

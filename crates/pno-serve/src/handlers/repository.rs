@@ -72,6 +72,8 @@ pub(crate) async fn load(
     match res {
         Ok(v) => {
             tracing::info!(model = %name, versions = ?v, "model loaded");
+            // An operator's load brings rolled-back versions back.
+            st.routing().loaded_again(&name);
             // A version read anew from disk is a new artifact: its breaker starts closed.
             for &version in &v {
                 let g = st.guards().get(&name, version);
@@ -109,6 +111,54 @@ pub(crate) async fn load(
             }
         }
     }
+}
+
+/// `POST /v2/repository/models/{name}/pin` with `{"version": "2"}` (or a number): unpinned
+/// requests go to that loaded version until `{"version": null}` unpins.
+pub(crate) async fn pin(
+    State(st): State<AppState>,
+    Extension(note): Extension<AuditNote>,
+    Params(name): Params<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    pno_run::check_model_name(&name).map_err(ApiError::bad_request)?;
+    let body = small_json(&st, &headers, body).await?;
+    let bad = || {
+        ApiError::bad_request("expected {\"version\": N} to pin or {\"version\": null} to unpin")
+    };
+    let version = match body.as_ref().and_then(|b| b.get("version")) {
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.parse::<u64>().map_err(|_| bad())?),
+        Some(Value::Number(n)) => Some(n.as_u64().ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    let loaded = st.repository().loaded_versions(&name);
+    if loaded.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "model {:?} is not loaded",
+            clip(&name)
+        )));
+    }
+    if let Some(v) = version {
+        if !loaded.contains(&v) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!(
+                    "version {v} of {:?} is not loaded (loaded: {loaded:?})",
+                    clip(&name)
+                ),
+            ));
+        }
+        note.version(v.to_string());
+    }
+    st.routing().pin(&name, version);
+    tracing::info!(model = %name, pinned = ?version, "pin changed");
+    Ok(ok_json(json!({
+        "name": name,
+        "pinned": version.map(|v| v.to_string()),
+        "serving": loaded.iter().map(u64::to_string).collect::<Vec<_>>(),
+    })))
 }
 
 /// `POST /v2/repository/models/{name}/unload`: every version; 404 when none was loaded.

@@ -9,12 +9,14 @@ mod dependencies;
 mod drift;
 #[cfg(feature = "fault-injection")]
 mod faults;
+mod feedback;
 mod infer;
 mod keys;
 mod reload;
 mod repository;
 mod resilience;
 mod resources;
+mod rollback;
 mod routes;
 mod security;
 mod socket;
