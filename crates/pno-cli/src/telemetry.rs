@@ -204,4 +204,65 @@ mod tests {
         assert!(resolve(Some("ftp://x"), None).is_err());
         assert!(resolve(Some("not a url"), None).is_err());
     }
+
+    /// The exporter against an in-process OTLP collector: spans arrive with their names,
+    /// attributes and service, children under their parent, all in the caller's trace.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_reach_an_in_process_collector_in_the_callers_trace() {
+        use opentelemetry::trace::{
+            SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+        };
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        use tracing_subscriber::layer::SubscriberExt;
+        let mut collector = fake_opentelemetry_collector::FakeCollectorServer::start()
+            .await
+            .unwrap();
+        let otlp = resolve(Some(&collector.endpoint()), Some(true))
+            .unwrap()
+            .unwrap();
+        let (layer, telemetry) = layer(&otlp, "pno-test", 1.0).unwrap();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let parent = SpanContext::new(
+            TraceId::from_hex(trace).unwrap(),
+            SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            let run = tracing::info_span!("train", kind = "pno_d");
+            let _ = run.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+            run.in_scope(|| {
+                tracing::info_span!("epoch", epoch = 3_u64, loss = 0.25).in_scope(|| {});
+            });
+        });
+        // Dropping the guard flushes the batch (blocking: off the runtime's workers).
+        tokio::task::spawn_blocking(move || drop(telemetry))
+            .await
+            .unwrap();
+        let spans = collector
+            .exported_spans(2, std::time::Duration::from_secs(10))
+            .await;
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        let by = |n: &str| spans.iter().find(|s| s.name == n).unwrap();
+        let (run, epoch) = (by("train"), by("epoch"));
+        assert_eq!(run.trace_id, trace);
+        assert_eq!(epoch.trace_id, trace);
+        assert_eq!(run.parent_span_id, "00f067aa0ba902b7");
+        assert_eq!(epoch.parent_span_id, run.span_id);
+        assert!(
+            epoch
+                .attributes
+                .get("epoch")
+                .is_some_and(|v| v.contains('3')),
+            "{epoch:?}"
+        );
+        assert!(
+            run.attributes
+                .get("kind")
+                .is_some_and(|v| v.contains("pno_d")),
+            "{run:?}"
+        );
+    }
 }
