@@ -78,6 +78,8 @@ async fn drift(st: &AppState, now: u64) {
     for t in tested {
         let v = &t.verdict;
         let worst = v.features.iter().map(|f| f.psi).fold(0.0, f64::max);
+        st.monitor()
+            .record_drift(&t.model, &t.version.to_string(), now, worst);
         let what = if v.detected {
             format!(
                 "{} v{}: inputs drifted from the training data in {} ({} recent inputs)",

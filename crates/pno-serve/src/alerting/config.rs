@@ -48,17 +48,20 @@ pub enum Signal {
     QueueDepth,
     /// Mean predictive spread (the mean standard deviation of the answers).
     Spread,
+    /// The largest feature PSI of the input drift tests in the window (`[drift]`).
+    DriftPsi,
 }
 
 impl Signal {
     /// Every signal, in a stable order.
-    pub const ALL: [Signal; 6] = [
+    pub const ALL: [Signal; 7] = [
         Self::RequestRate,
         Self::ErrorRate,
         Self::LatencyP50,
         Self::LatencyP99,
         Self::QueueDepth,
         Self::Spread,
+        Self::DriftPsi,
     ];
     /// The snake_case name.
     pub fn as_str(self) -> &'static str {
@@ -69,11 +72,12 @@ impl Signal {
             Self::LatencyP99 => "latency_p99",
             Self::QueueDepth => "queue_depth",
             Self::Spread => "spread",
+            Self::DriftPsi => "drift_psi",
         }
     }
     /// Judged only in windows with at least `min_requests` requests (per-request signals).
     pub fn needs_requests(self) -> bool {
-        !matches!(self, Self::RequestRate | Self::QueueDepth)
+        !matches!(self, Self::RequestRate | Self::QueueDepth | Self::DriftPsi)
     }
 }
 

@@ -120,7 +120,9 @@ impl Baseline {
                 )
             }
             Signal::Spread => (1e-6 * m.abs(), cfg.spread_tolerance * m.abs(), true),
-            Signal::RequestRate | Signal::QueueDepth => (0.5, 0.5 * m.abs(), false),
+            Signal::RequestRate | Signal::QueueDepth | Signal::DriftPsi => {
+                (0.5, 0.5 * m.abs(), false)
+            }
         };
         let scale = mad.max(floor).max(1e-12);
         let z = (x - m) / scale;

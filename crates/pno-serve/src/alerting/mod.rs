@@ -64,6 +64,7 @@ fn what(signal: Signal) -> (&'static str, &'static str) {
         Signal::LatencyP99 => ("p99 latency", " ms"),
         Signal::QueueDepth => ("queue depth", ""),
         Signal::Spread => ("mean predictive spread", ""),
+        Signal::DriftPsi => ("largest input drift PSI", ""),
     }
 }
 
@@ -324,6 +325,11 @@ impl Monitor {
             "detectors": detectors,
             "receivers": receivers,
         })
+    }
+
+    /// Record a drift test's largest feature PSI of `model`/`version` at `now`.
+    pub fn record_drift(&self, model: &str, version: &str, now: u64, psi: f64) {
+        lock(&self.store).record_drift(model, version, now, psi);
     }
 
     /// The summary of `model`/`version` over `[from, to)`.

@@ -62,6 +62,8 @@ pub struct Bucket {
     pub spread_sum: f64,
     /// Answers in `spread_sum`.
     pub spread_n: u32,
+    /// The largest feature PSI of the drift tests that ended in the bucket (-1: none).
+    pub drift_psi: f64,
 }
 
 impl Bucket {
@@ -75,6 +77,7 @@ impl Bucket {
             queue_n: 0,
             spread_sum: 0.0,
             spread_n: 0,
+            drift_psi: -1.0,
         }
     }
 }
@@ -128,6 +131,7 @@ pub struct Summary {
     queue_n: u64,
     spread_sum: f64,
     spread_n: u64,
+    drift_psi: f64,
 }
 
 impl Summary {
@@ -141,6 +145,7 @@ impl Summary {
             queue_n: 0,
             spread_sum: 0.0,
             spread_n: 0,
+            drift_psi: -1.0,
         }
     }
     fn add(&mut self, b: &Bucket) {
@@ -155,6 +160,7 @@ impl Summary {
         self.queue_n += u64::from(b.queue_n);
         self.spread_sum += b.spread_sum;
         self.spread_n += u64::from(b.spread_n);
+        self.drift_psi = self.drift_psi.max(b.drift_psi);
     }
 
     /// The latency (ms) below which a fraction `q` of the requests finished (`None` without
@@ -199,6 +205,7 @@ impl Summary {
                 (self.queue_n > 0).then(|| self.queue_sum as f64 / self.queue_n as f64)
             }
             Signal::Spread => (self.spread_n > 0).then(|| self.spread_sum / self.spread_n as f64),
+            Signal::DriftPsi => (self.drift_psi >= 0.0).then_some(self.drift_psi),
         }
     }
 }
@@ -293,6 +300,17 @@ impl Store {
                 b.spread_n += 1;
             }
         });
+    }
+
+    /// Record the largest feature PSI of a drift test of `model`/`version` that ended at `t`
+    /// (only into a series that exists: a version that served requests).
+    pub fn record_drift(&mut self, model: &str, version: &str, t: u64, psi: f64) {
+        if !psi.is_finite() {
+            return;
+        }
+        if let Some(s) = self.map.get_mut(&(model.to_string(), version.to_string())) {
+            s.both(t, |b| b.drift_psi = b.drift_psi.max(psi));
+        }
     }
 
     /// Record a queue-depth sample of `model` at second `t` in each of its versions' series.
@@ -404,6 +422,12 @@ mod tests {
         assert_eq!(s.value(Signal::ErrorRate), Some(0.1));
         assert_eq!(s.value(Signal::RequestRate), Some(1000.0));
         assert_eq!(s.value(Signal::Spread), Some(2.0));
+        assert_eq!(s.value(Signal::DriftPsi), None, "no drift test yet");
+        store.record_drift("m", "1", 101, 0.3);
+        store.record_drift("m", "1", 103, 0.1);
+        store.record_drift("nope", "1", 103, 9.0);
+        let s = store.summary("m", "1", 100, 105).unwrap();
+        assert_eq!(s.value(Signal::DriftPsi), Some(0.3), "the window's largest");
         // Bins: edges land in the lower bin, extremes are clamped.
         assert_eq!(lat_bin(0.1), 0);
         assert_eq!(lat_bin(0.2), 4);

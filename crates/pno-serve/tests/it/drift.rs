@@ -155,6 +155,20 @@ async fn shifted_inputs_are_detected_alerted_audited_and_clear_again() {
         m.contains("pno_drift_detected{model=\"pno\",version=\"1\"} 1"),
         "{m}"
     );
+    // The drift tests' largest PSI is a signal of the version's series (rules can use it).
+    let (key, _) = st.keys().create(pno_serve::auth::Role::Admin).unwrap();
+    let (_, s) = call(
+        &st,
+        with_key(get("/v2/admin/series?model=pno&last=30"), &key),
+    )
+    .await;
+    let psi = s["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["drift_psi"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(psi >= 0.25, "{s}");
 
     // Back in distribution: the ring refills and the verdict clears; the alert resolves.
     let t2 = now_s();
