@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use crate::alerting::book::Status;
 use crate::alerting::notify::OnOutcome;
-use crate::audit::AuditEvent;
-use crate::state::{AppState, now_s};
+use crate::state::{AppState, now_s, system_event};
 
 /// Run until aborted.
 pub(crate) async fn run(st: AppState) {
@@ -100,24 +99,17 @@ async fn drift(st: &AppState, now: u64) {
             } else {
                 tracing::info!(model = %t.model, version = t.version, "input drift cleared: {what}");
             }
-            st.record_async(AuditEvent {
-                actor: "server".into(),
-                role: "system".into(),
-                client: "local".into(),
-                action: if v.detected {
-                    "drift.detected"
-                } else {
-                    "drift.cleared"
-                }
-                .into(),
-                model: Some(t.model.clone()),
-                version: Some(t.version.to_string()),
-                outcome: what.clone(),
-                status: 0,
-                request_id: String::new(),
-                input_sha256: None,
-                class: None,
-            })
+            let action = if v.detected {
+                "drift.detected"
+            } else {
+                "drift.cleared"
+            };
+            st.record_async(system_event(
+                action,
+                &t.model,
+                &t.version.to_string(),
+                what.clone(),
+            ))
             .await;
         }
         let change = st.monitor().observe(
@@ -254,19 +246,12 @@ async fn rollback(st: &AppState, now: u64) {
             ),
         };
         tracing::warn!(model = %model, version, to = ?to, "{what}");
-        st.record_async(AuditEvent {
-            actor: "server".into(),
-            role: "system".into(),
-            client: "local".into(),
-            action: "model.rollback".into(),
-            model: Some(model.clone()),
-            version: Some(version.to_string()),
-            outcome: what,
-            status: 0,
-            request_id: String::new(),
-            input_sha256: None,
-            class: None,
-        })
+        st.record_async(system_event(
+            "model.rollback",
+            &model,
+            &version.to_string(),
+            what,
+        ))
         .await;
     }
 }
@@ -279,25 +264,14 @@ async fn announce(st: &AppState, a: &crate::alerting::book::Alert) {
     } else {
         tracing::info!(alert = %a.name, severity = a.severity.as_str(), model = %a.model, version = %a.version, signal = a.signal, value = a.value, "alert resolved: {}", a.summary);
     }
-    st.record_async(AuditEvent {
-        actor: "server".into(),
-        role: "system".into(),
-        client: "local".into(),
-        action: if firing {
-            "alert.firing"
-        } else {
-            "alert.resolved"
-        }
-        .into(),
-        model: Some(a.model.clone()),
-        version: Some(a.version.clone()),
-        outcome: format!("{} ({}): {}", a.name, a.severity.as_str(), a.summary),
-        status: 0,
-        request_id: String::new(),
-        input_sha256: None,
-        class: None,
-    })
-    .await;
+    let action = if firing {
+        "alert.firing"
+    } else {
+        "alert.resolved"
+    };
+    let outcome = format!("{} ({}): {}", a.name, a.severity.as_str(), a.summary);
+    st.record_async(system_event(action, &a.model, &a.version, outcome))
+        .await;
 }
 
 /// The online calibration of every version with feedback feeds the `CoverageCollapse` alert.

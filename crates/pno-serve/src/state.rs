@@ -387,19 +387,12 @@ impl AppState {
             format!("{},to=\"{to}\"", model_labels(model, &version.to_string())),
             1.0,
         );
-        self.record(AuditEvent {
-            actor: "server".into(),
-            role: "system".into(),
-            client: "local".into(),
-            action: format!("breaker.{to}"),
-            model: Some(model.to_string()),
-            version: Some(version.to_string()),
-            outcome: t.reason.clone(),
-            status: 0,
-            request_id: String::new(),
-            input_sha256: None,
-            class: None,
-        });
+        self.record(system_event(
+            &format!("breaker.{to}"),
+            model,
+            &version.to_string(),
+            t.reason.clone(),
+        ));
     }
 
     /// Count a failure by class, model and version (empty labels when not known).
@@ -568,6 +561,29 @@ impl AppState {
     /// False after an audit append failed, until one succeeds.
     pub(crate) fn audit_healthy(&self) -> bool {
         self.inner.audit_healthy.load(Ordering::SeqCst)
+    }
+}
+
+/// An audit record of something the server decided itself (a breaker moved, an alert fired, a
+/// version was rolled back): actor `server`, role `system`, no request.
+pub(crate) fn system_event(
+    action: &str,
+    model: &str,
+    version: &str,
+    outcome: String,
+) -> AuditEvent {
+    AuditEvent {
+        actor: "server".into(),
+        role: "system".into(),
+        client: "local".into(),
+        action: action.into(),
+        model: Some(model.to_string()),
+        version: Some(version.to_string()),
+        outcome,
+        status: 0,
+        request_id: String::new(),
+        input_sha256: None,
+        class: None,
     }
 }
 
