@@ -134,6 +134,15 @@ impl SignerKey {
         &self.name
     }
 
+    /// The matching verifier key (what `OUT.pub` of `pno audit keygen` holds).
+    pub fn verifier(&self) -> VerifierKey {
+        VerifierKey {
+            name: self.name.clone(),
+            id: self.id,
+            key: self.key.verifying_key(),
+        }
+    }
+
     /// Parse `PRIVATE+KEY+<name>+<id>+<base64>`.
     pub fn parse(text: &str) -> Result<Self> {
         let parts: Vec<&str> = text.trim().splitn(5, '+').collect();

@@ -73,6 +73,8 @@ enum Commands {
     Keys(cmd::keys::KeysArgs),
     /// Verify a `pno serve` audit log's hash chain.
     Audit(cmd::audit::AuditArgs),
+    /// Check this machine: threads, memory, CPU features, font and Chromium, CUDA driver.
+    Doctor(cmd::doctor::DoctorArgs),
 }
 
 /// Logs a retried atomic write (checkpoints, run files, reports): through `tracing` when a
@@ -110,9 +112,10 @@ fn main() -> ExitCode {
         Commands::Calibrate(args) => cmd::calibrate::run(args, cli.json),
         Commands::Promote(args) => cmd::promote::run(args, cli.json),
         Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
-        Commands::Serve(args) => cmd::serve::run(args),
+        Commands::Serve(args) => cmd::serve::run(args, cli.json),
         Commands::Keys(args) => cmd::keys::run(args, cli.json),
         Commands::Audit(args) => cmd::audit::run(args, cli.json),
+        Commands::Doctor(args) => cmd::doctor::run(args, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,8 +42,23 @@ pub fn parse_v1_limit(text: &str) -> Option<Option<u64>> {
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
 pub fn parse_meminfo_total(text: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let mut it = line["MemTotal:".len()..].split_whitespace();
+    meminfo_field(text, "MemTotal:")
+}
+
+/// `MemAvailable` of `/proc/meminfo` (what new work can use without swapping), in bytes.
+pub fn parse_meminfo_available(text: &str) -> Option<u64> {
+    meminfo_field(text, "MemAvailable:")
+}
+
+/// `MemAvailable` of this machine's `/proc/meminfo`, bytes; `None` off Linux.
+pub fn mem_available() -> Option<u64> {
+    parse_meminfo_available(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// A `NAME: N kB` line of `/proc/meminfo`, in bytes.
+fn meminfo_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let mut it = line[name.len()..].split_whitespace();
     let n: u64 = it.next()?.parse().ok()?;
     match it.next() {
         Some("kB") | None => n.checked_mul(1024),
@@ -203,6 +218,11 @@ mod tests {
         let mi = "MemTotal:       24683792 kB\nMemFree: 1 kB\n";
         assert_eq!(parse_meminfo_total(mi), Some(24_683_792 * 1024));
         assert_eq!(parse_meminfo_total("MemFree: 1 kB"), None);
+        let mi = "MemTotal: 8 kB\nMemFree: 1 kB\nMemAvailable:    5 kB\n";
+        assert_eq!(parse_meminfo_available(mi), Some(5 * 1024));
+        assert_eq!(parse_meminfo_total(mi), Some(8 * 1024));
+        assert_eq!(parse_meminfo_available("MemAvailable: 5 MB\n"), None);
+        assert_eq!(parse_meminfo_available("MemTotal: 5 kB\n"), None);
         let (v2, v1) =
             cgroup_paths("12:memory:/docker/abc\n3:cpu,cpuacct:/x\n0::/system.slice/pno.service\n");
         assert_eq!(v2.as_deref(), Some("/system.slice/pno.service"));

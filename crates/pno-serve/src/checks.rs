@@ -34,7 +34,7 @@ fn timed(name: String, kind: &'static str, f: impl FnOnce() -> Result<(), String
     }
 }
 
-fn folder_of(p: &Path) -> PathBuf {
+pub(crate) fn folder_of(p: &Path) -> PathBuf {
     match p.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -42,7 +42,7 @@ fn folder_of(p: &Path) -> PathBuf {
 }
 
 /// A real write and delete in `dir`.
-fn writable(dir: &Path) -> Result<(), String> {
+pub(crate) fn writable(dir: &Path) -> Result<(), String> {
     let probe = dir.join(format!(".pno-health-{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))

@@ -38,6 +38,7 @@ mod listener;
 mod metrics;
 mod monitor;
 pub mod openapi;
+pub mod preflight;
 mod protocol;
 mod proxy;
 pub mod reload;

@@ -141,6 +141,8 @@ struct Inner {
     lockout: Lockout,
     draining: AtomicBool,
     audit_healthy: AtomicBool,
+    /// The failed pre-flight checks at start (`name: detail; ...`); `None`: passed or not run.
+    preflight: Mutex<Option<String>>,
     device: Device,
     #[cfg(feature = "fault-injection")]
     faults: crate::faults::Faults,
@@ -235,6 +237,7 @@ impl AppState {
                 metrics: Metrics::default(),
                 draining: AtomicBool::new(false),
                 audit_healthy: AtomicBool::new(true),
+                preflight: Mutex::new(None),
                 device,
                 #[cfg(feature = "fault-injection")]
                 faults: crate::faults::Faults::default(),
@@ -289,10 +292,29 @@ impl AppState {
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
     }
-    /// Ready: a model is loaded, not draining, not overloaded, no critical dependency failing.
+    /// Record the outcome of the pre-flight checks run at start (`preflight::at_start`):
+    /// `Some(failures)` keeps readiness false, naming them, until the server restarts.
+    pub fn set_preflight(&self, failures: Option<String>) {
+        *self
+            .inner
+            .preflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = failures;
+    }
+
+    /// Ready: a model is loaded, not draining, no pre-flight check failed, not overloaded, no
+    /// critical dependency failing.
     pub fn readiness(&self) -> std::result::Result<(), String> {
+        let preflight = self
+            .inner
+            .preflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if self.is_draining() {
             Err("draining".into())
+        } else if let Some(why) = preflight {
+            Err(format!("pre-flight check failed: {why}"))
         } else if !self.inner.repo.any_loaded() {
             Err("no model loaded".into())
         } else if self.gate().saturated() {

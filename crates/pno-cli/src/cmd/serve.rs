@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use pno_serve::preflight;
 use pno_serve::{AppState, ServeConfig};
 
 #[derive(Args, Debug)]
@@ -23,7 +24,18 @@ JSON lines on stderr (RUST_LOG sets the level). SIGTERM/SIGINT: readiness turns 
 requests get 503, in-flight ones finish (up to shutdown.drain_timeout_s), the audit log is
 flushed, exit 0. SIGHUP (or POST /v2/admin/config/reload, or a change of the file with
 watch_config = true) reloads the config file: validated, changed models loaded and smoke-tested,
-then swapped in; a rejected reload names why and the previous config keeps serving.")]
+then swapped in; a rejected reload names why and the previous config keeps serving.
+
+Pre-flight: `pno serve --check --config F` (same flags; `pno --json serve --check` for JSON)
+runs every start-up check without serving and prints each as ok/warn/fail with a detail:
+config, keys (present, parses, mode 0600 or stricter), tls, audit (hash chain and latest signed
+checkpoint verify, folder writable), listen (the address can be bound), disk (warn under 1 GiB
+or 5 % free, fail under 64 MiB), models (every selected version loads), smoke (a finite smoke
+inference within health.smoke_budget_ms), memory (estimated footprints against the budget).
+Exit 1 when one fails. --ignore-check NAME[,NAME...] turns those checks' fails into warnings.
+The server runs the same checks at start (all but config and listen, whose bind follows): each
+one not ok is a log line, and a failed one keeps /v2/health/ready at 503, naming it, until a
+restart. A version the server refuses at start is a warning there (it serves the others).")]
 pub(crate) struct ServeArgs {
     /// TOML config (keys: listen, repository, keys, anonymous, [limits], [rate_limit],
     /// [audit], [shutdown], [models.NAME]).
@@ -44,6 +56,13 @@ pub(crate) struct ServeArgs {
     /// Backend: cpu, or cuda / cuda:N in a CUDA build.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Run the pre-flight checks without serving; exit 1 when one fails.
+    #[arg(long)]
+    check: bool,
+    /// Pre-flight checks whose failure is only a warning (keys, tls, audit, listen, disk,
+    /// models, smoke, memory); repeatable or comma-separated.
+    #[arg(long, value_name = "NAME[,NAME...]")]
+    ignore_check: Vec<String>,
 }
 
 /// The command line's overrides of the config file (kept for reloads).
@@ -74,13 +93,47 @@ impl Overrides {
     }
 }
 
-pub(crate) fn run(args: ServeArgs) -> Result<()> {
+/// `pno serve --check`: the pre-flight report on stdout (text or JSON); an error when a check
+/// failed.
+fn check(args: &ServeArgs, over: &Overrides, opts: &preflight::Options, json: bool) -> Result<()> {
+    let source = match &args.config {
+        Some(p) => p.display().to_string(),
+        None => "(no config file: defaults and flags)".to_string(),
+    };
+    let cfg = match &args.config {
+        Some(p) => ServeConfig::from_file(p),
+        None => Ok(ServeConfig::default()),
+    }
+    .and_then(|c| over.apply(c));
+    let device = crate::device::select_device(&args.device)?;
+    let report = preflight::run(cfg.as_ref(), &source, device, opts);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "ok": report.passed(), "checks": report.checks })
+        );
+    } else {
+        print!("{}", report.to_text("pre-flight"));
+    }
+    match report.failures() {
+        None => Ok(()),
+        Some(f) => anyhow::bail!("pre-flight failed: {f}"),
+    }
+}
+
+pub(crate) fn run(args: ServeArgs, json: bool) -> Result<()> {
     let over = Overrides {
         repository: args.repository.clone(),
         listen: args.listen.clone(),
         keys: args.keys.clone(),
         audit: args.audit.clone(),
     };
+    let opts = preflight::Options {
+        ignore: preflight::parse_ignore(&args.ignore_check).map_err(anyhow::Error::msg)?,
+    };
+    if args.check {
+        return check(&args, &over, &opts, json);
+    }
     let cfg = match &args.config {
         Some(p) => ServeConfig::from_file(p).with_context(|| format!("config {}", p.display()))?,
         None => ServeConfig::default(),
@@ -164,6 +217,22 @@ pub(crate) fn run(args: ServeArgs) -> Result<()> {
         for (m, v) in state.repository().loaded() {
             tracing::info!(model = %m, version = v, "model loaded");
         }
+        // The pre-flight checks, before the listener opens: a failed one keeps readiness false.
+        let st = state.clone();
+        let report = tokio::task::spawn_blocking(move || preflight::at_start(&st, &errors, &opts))
+            .await
+            .context("pre-flight checks")?;
+        for c in report.checks.iter().filter(|c| c.status != preflight::Status::Ok) {
+            if c.status == preflight::Status::Fail {
+                tracing::error!(check = c.name, status = "fail", detail = %c.detail, "pre-flight check failed");
+            } else {
+                tracing::warn!(check = c.name, status = "warn", ignored = c.ignored, detail = %c.detail, "pre-flight check warns");
+            }
+        }
+        if let Some(f) = report.failures() {
+            tracing::error!(failed = %f, "pre-flight failed: /v2/health/ready answers 503 until a restart with the cause fixed");
+        }
+        state.set_preflight(report.failures());
         if !state.repository().any_loaded() {
             tracing::warn!("no model loaded: /v2/health/ready answers 503 until one is");
         }

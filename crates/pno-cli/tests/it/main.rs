@@ -7,6 +7,7 @@ mod bench;
 mod data;
 mod drift;
 mod generate;
+mod preflight;
 mod promote;
 mod serve;
 mod train;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::{assert_errors_name, darcy, pno_err, pno_ok, tiny_train};
 
 /// A repository `<dir>/repo/pno/1/` holding a 1-epoch PNO_D run on 16² Darcy.
-fn repository(dir: &Path) -> String {
+pub(crate) fn repository(dir: &Path) -> String {
     let data = darcy(&dir.join("d16"), 16, 16, 1);
     let run = dir.join("repo/pno/1");
     std::fs::create_dir_all(run.parent().unwrap()).unwrap();
@@ -270,7 +270,7 @@ fn audit_verify_names_the_first_tampered_record() {
 
 /// Copy a run with every weight scaled by 1e30: finite (it loads, its checksum is updated) but
 /// every forward pass overflows.
-fn broken_copy(src: &Path, dst: &Path) {
+pub(crate) fn broken_copy(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();

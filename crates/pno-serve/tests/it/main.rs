@@ -12,6 +12,7 @@ mod faults;
 mod feedback;
 mod infer;
 mod keys;
+mod preflight;
 mod reload;
 mod repository;
 mod resilience;
