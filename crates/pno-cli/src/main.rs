@@ -69,6 +69,8 @@ enum Commands {
     Bench(cmd::bench::BenchArgs),
     /// Serve trained runs over the Open Inference Protocol v2 (REST, JSON and binary tensors).
     Serve(cmd::serve::ServeArgs),
+    /// Pin, unpin, load and unload models on a running `pno serve` (operator key).
+    Repository(cmd::repository::RepositoryArgs),
     /// Create, list and revoke API keys for `pno serve`.
     Keys(cmd::keys::KeysArgs),
     /// Verify a `pno serve` audit log's hash chain.
@@ -113,6 +115,7 @@ fn main() -> ExitCode {
         Commands::Promote(args) => cmd::promote::run(args, cli.json),
         Commands::Bench(args) => cmd::bench::run(args, cli.json, cli.quiet),
         Commands::Serve(args) => cmd::serve::run(args, cli.json),
+        Commands::Repository(args) => cmd::repository::run(args, cli.json),
         Commands::Keys(args) => cmd::keys::run(args, cli.json),
         Commands::Audit(args) => cmd::audit::run(args, cli.json),
         Commands::Doctor(args) => cmd::doctor::run(args, cli.json),

@@ -175,6 +175,9 @@ pub struct FeatureTest {
 /// A version's verdict.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// The version's test number (1 for its first test since it was loaded): a client that
+    /// waits for the next verdict watches it change.
+    pub seq: u64,
     /// When (unix s).
     pub at_s: u64,
     /// Recent inputs tested.
@@ -226,6 +229,7 @@ pub fn test(reference: &Reference, recent: &[Vec<f64>], cfg: &DriftConfig, at_s:
         f.drifted = p < cfg.alpha && f.psi >= cfg.psi_threshold;
     }
     Verdict {
+        seq: 0,
         at_s,
         samples: recent.len(),
         detected: out.iter().any(|f| f.drifted),
@@ -245,6 +249,7 @@ struct Version {
     second: (u64, u32),
     skipped: u64,
     incomparable: u64,
+    tests: u64,
     last: Option<Verdict>,
 }
 
@@ -309,6 +314,7 @@ impl Drift {
                 second: (now, 0),
                 skipped: 0,
                 incomparable: 0,
+                tests: 0,
                 last: None,
             });
         if v.source != id {
@@ -316,6 +322,7 @@ impl Drift {
             v.reference = Arc::new(make());
             v.source = id;
             v.recent.clear();
+            v.tests = 0;
             v.last = None;
         }
         if v.second.0 != now {
@@ -365,8 +372,10 @@ impl Drift {
                 continue;
             }
             v.fresh = 0;
+            v.tests += 1;
             let recent: Vec<Vec<f64>> = v.recent.iter().cloned().collect();
-            let verdict = test(&v.reference, &recent, cfg, now);
+            let mut verdict = test(&v.reference, &recent, cfg, now);
+            verdict.seq = v.tests;
             let was = v.last.as_ref().is_some_and(|l| l.detected);
             out.push(Tested {
                 model: m.clone(),
@@ -486,12 +495,14 @@ mod tests {
         // A first verdict that is not drift is no change; a drifted one is.
         let t = d.evaluate(&cfg, 200, &|_, _| true);
         assert!(!t[0].changed && !t[0].verdict.detected);
+        assert_eq!(t[0].verdict.seq, 1);
         for _ in 0..16 {
             d.add("m", 1, Some(vec![vec![g() + 5.0, g()]]), &cfg);
         }
         let c = d.evaluate(&cfg, 230, &|_, _| true);
         assert_eq!(c.len(), 1);
         assert!(c[0].verdict.detected && c[0].changed);
+        assert_eq!(c[0].verdict.seq, 2, "the version's second test");
         // Without fresh inputs nothing is tested again; an unloaded version is forgotten.
         assert!(d.evaluate(&cfg, 260, &|_, _| true).is_empty());
         d.evaluate(&cfg, 290, &|_, _| false);

@@ -1,5 +1,6 @@
 //! Online calibration from ground truth: the server keeps what it predicted (mean and std per
-//! point) for every successful inference, keyed by request id, for `feedback.ttl_s` and within
+//! point) for every successful inference, keyed by request id (and by a SHA-256 digest of its
+//! input, so a client that kept no id can send the input again), for `feedback.ttl_s` and within
 //! `feedback.max_mib`; `POST /v2/models/{name}/feedback` joins a ground-truth field (from a
 //! solver or a measurement) with it. Per version, over the last `feedback.window` joined
 //! functions, it tracks the coverage of the central Gaussian intervals `mean ± z·std` at the
@@ -118,12 +119,28 @@ pub struct Kept {
     pub mean: Vec<f32>,
     /// Predicted std.
     pub std: Vec<f32>,
+    /// [`input_digest`] of the input it was predicted from.
+    pub input: Option<[u8; 32]>,
 }
 
 impl Kept {
     fn bytes(&self) -> usize {
-        8 * self.mean.len() + 64 + self.model.len()
+        8 * self.mean.len() + 64 + self.model.len() + if self.input.is_some() { 96 } else { 0 }
     }
+}
+
+/// The digest that names an inference input: SHA-256 of the sample count, the value count and
+/// the values as little-endian f32 (the precision inference computes in), so the same input sent
+/// again as JSON numbers or as binary tensors, in any shape spelling, has the same digest.
+pub fn input_digest(x: &[f32], n: usize) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update((n as u64).to_le_bytes());
+    h.update((x.len() as u64).to_le_bytes());
+    for v in x {
+        h.update(v.to_le_bytes());
+    }
+    h.finalize().into()
 }
 
 /// One joined function's numbers.
@@ -193,6 +210,8 @@ pub struct Calibration {
 #[derive(Debug, Default)]
 struct Inner {
     kept: HashMap<(String, String), Kept>,
+    /// (model, input digest) → the newest request id predicted from that input.
+    by_input: HashMap<(String, [u8; 32]), String>,
     order: VecDeque<(u64, (String, String))>,
     bytes: usize,
     windows: BTreeMap<(String, u64), VecDeque<Joined>>,
@@ -214,6 +233,9 @@ impl Feedback {
         let mut i = lock(&self.inner);
         let key = (k.model.clone(), id.to_string());
         let (at, size) = (k.at_s, k.bytes());
+        if let Some(d) = k.input {
+            i.by_input.insert((k.model.clone(), d), id.to_string());
+        }
         if let Some(old) = i.kept.insert(key.clone(), k) {
             i.bytes -= old.bytes();
         }
@@ -229,8 +251,22 @@ impl Feedback {
                 && let Some(old) = i.kept.remove(&key)
             {
                 i.bytes -= old.bytes();
+                if let Some(d) = old.input {
+                    let at = (key.0.clone(), d);
+                    if i.by_input.get(&at) == Some(&key.1) {
+                        i.by_input.remove(&at);
+                    }
+                }
             }
         }
+    }
+
+    /// The request id of the newest kept prediction of `model` from the input with `digest`.
+    pub fn request_of_input(&self, model: &str, digest: &[u8; 32]) -> Option<String> {
+        lock(&self.inner)
+            .by_input
+            .get(&(model.to_string(), *digest))
+            .cloned()
     }
 
     /// Join `truth` (shape `shape`) with the prediction of request `id` of `model` at `now`.
@@ -421,6 +457,7 @@ mod tests {
             shape: vec![1, 1, points],
             mean: vec![mean; points],
             std: vec![std; points],
+            input: None,
         }
     }
 
@@ -511,5 +548,45 @@ mod tests {
         );
         assert!(i.kept.contains_key(&("m".to_string(), "k9999".to_string())));
         assert!(!i.kept.contains_key(&("m".to_string(), "k0".to_string())));
+    }
+
+    #[test]
+    fn a_prediction_is_found_again_by_its_input_until_it_is_evicted() {
+        let cfg = FeedbackConfig {
+            max_mib: 1,
+            ..Default::default()
+        };
+        let fb = Feedback::default();
+        let x = [0.5f32, -1.0, 2.0, 3.0];
+        let d = input_digest(&x, 1);
+        assert_ne!(
+            d,
+            input_digest(&x, 2),
+            "the sample count is part of the name"
+        );
+        assert_ne!(d, input_digest(&[0.5, -1.0, 2.0, 3.000_001], 1));
+        let with = |id: &str| {
+            let mut k = kept(0.0, 1.0, 4);
+            k.input = Some(d);
+            fb.keep(id, k, &cfg);
+        };
+        with("first");
+        assert_eq!(fb.request_of_input("m", &d).as_deref(), Some("first"));
+        assert_eq!(fb.request_of_input("other", &d), None);
+        // The same input predicted again: the newest prediction is the one joined.
+        with("second");
+        assert_eq!(fb.request_of_input("m", &d).as_deref(), Some("second"));
+        // Evicting the older one keeps the name of the newer.
+        for i in 0..20_000 {
+            fb.keep(&format!("k{i}"), kept(0.0, 1.0, 4), &cfg);
+            if i == 100 {
+                assert_eq!(fb.request_of_input("m", &d).as_deref(), Some("second"));
+            }
+        }
+        assert_eq!(
+            fb.request_of_input("m", &d),
+            None,
+            "evicted with its prediction"
+        );
     }
 }

@@ -186,7 +186,7 @@ pub const ROUTES: &[RouteDoc] = &[
     RouteDoc {
         method: "post",
         path: "/v2/models/{name}/feedback",
-        summary: "Ground truth for a prediction: {\"request_id\": the X-Request-Id of the inference answer, \"truth\": {\"shape\": [n, c, x, y], \"data\": [...]}} (physical units, the prediction's shape); joined with the kept mean and std, it feeds the version's online calibration. 404: no such prediction kept; 410: older than feedback.ttl_s; 400: wrong shape or a non-finite value",
+        summary: "Ground truth for a prediction: {\"request_id\": the X-Request-Id of the inference answer, \"truth\": {\"shape\": [n, c, x, y], \"data\": [...]}} (physical units, the prediction's shape); or {\"input\": the inference input again ({\"shape\", \"data\"}, the same values), \"truth\": …} instead of the id (the newest prediction from exactly that input); joined with the kept mean and std, it feeds the version's online calibration. 400: neither or both of request_id and input; 404: no such prediction kept; 410: older than feedback.ttl_s; 400: wrong shape or a non-finite value",
         role: "operator",
         errors: &[400, 404, 409, 410, 413],
     },

@@ -1,6 +1,8 @@
 //! Webhook delivery: a body is POSTed over HTTP/1.1 to an `http://` or `https://` URL (rustls,
 //! the Mozilla roots or a configured CA file), retried with jittered backoff on connection
 //! errors, 408, 429 and 5xx. Callers decide what a failed delivery means; none blocks serving.
+//! [`Webhook::call`] is one authenticated request with its answer, for the CLI's repository
+//! commands against a running server.
 //! Used for signed audit checkpoints (`audit.checkpoint_webhook`: the note on disk stays the
 //! record, the webhook is a copy for an outside witness), alert notifications
 //! (`[[alerting.receivers]]`) and training anomaly events (`pno train --anomaly-webhook`).
@@ -126,15 +128,23 @@ impl Webhook {
         })
     }
 
-    /// One POST; the answer's status.
-    async fn post_once(&self, body: &str, content_type: &str) -> std::result::Result<u16, String> {
+    /// One POST; the answer's status and body.
+    async fn post_once(
+        &self,
+        body: &str,
+        content_type: &str,
+        bearer: Option<&str>,
+    ) -> std::result::Result<(u16, String), String> {
         let t = &self.target;
         let tcp = tokio::net::TcpStream::connect((t.host.as_str(), t.port))
             .await
             .map_err(|e| format!("connect {}:{}: {e}", t.host, t.port))?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.exchange(TokioIo::new(tcp), body, content_type).await,
+            None => {
+                self.exchange(TokioIo::new(tcp), body, content_type, bearer)
+                    .await
+            }
             Some(cfg) => {
                 let name = ServerName::try_from(t.host.clone())
                     .map_err(|e| format!("server name `{}`: {e}", t.host))?;
@@ -142,7 +152,8 @@ impl Webhook {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| format!("TLS to {}: {e}", t.host))?;
-                self.exchange(TokioIo::new(tls), body, content_type).await
+                self.exchange(TokioIo::new(tls), body, content_type, bearer)
+                    .await
             }
         }
     }
@@ -152,7 +163,8 @@ impl Webhook {
         io: I,
         body: &str,
         content_type: &str,
-    ) -> std::result::Result<u16, String>
+        bearer: Option<&str>,
+    ) -> std::result::Result<(u16, String), String>
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
@@ -167,10 +179,14 @@ impl Webhook {
         } else {
             format!("{}:{}", t.host, t.port)
         };
-        let req = hyper::Request::post(t.path.as_str())
+        let mut req = hyper::Request::post(t.path.as_str())
             .header(hyper::header::HOST, host)
             .header(hyper::header::CONTENT_TYPE, content_type)
-            .header(hyper::header::USER_AGENT, "pno webhook")
+            .header(hyper::header::USER_AGENT, "pno webhook");
+        if let Some(key) = bearer {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {key}"));
+        }
+        let req = req
             .body(Full::new(Bytes::from(body.to_string())))
             .map_err(|e| e.to_string())?;
         let resp = sender
@@ -178,9 +194,32 @@ impl Webhook {
             .await
             .map_err(|e| format!("POST: {e}"))?;
         let status = resp.status().as_u16();
-        let _ = resp.into_body().collect().await;
+        let answer = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
         driver.abort();
-        Ok(status)
+        Ok((status, answer))
+    }
+
+    /// One POST of `body` (JSON) with `Authorization: Bearer key` when given, within
+    /// [`Webhook::timeout`], not retried: the answer's status and body, whatever the status.
+    pub async fn call(
+        &self,
+        body: &str,
+        bearer: Option<&str>,
+    ) -> std::result::Result<(u16, String), String> {
+        match tokio::time::timeout(
+            self.timeout,
+            self.post_once(body, "application/json", bearer),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        }
     }
 
     /// Deliver `body` (of MIME type `content_type`): retried on connection errors, 408, 429 and
@@ -201,10 +240,11 @@ impl Webhook {
                 }
                 tokio::time::sleep(delay).await;
             }
-            match tokio::time::timeout(self.timeout, self.post_once(body, content_type)).await {
-                Ok(Ok(s)) if (200..300).contains(&s) => return Ok(s),
-                Ok(Ok(s)) if s == 408 || s == 429 || s >= 500 => last = format!("HTTP {s}"),
-                Ok(Ok(s)) => return Err(format!("HTTP {s}")),
+            let once = self.post_once(body, content_type, None);
+            match tokio::time::timeout(self.timeout, once).await {
+                Ok(Ok((s, _))) if (200..300).contains(&s) => return Ok(s),
+                Ok(Ok((s, _))) if s == 408 || s == 429 || s >= 500 => last = format!("HTTP {s}"),
+                Ok(Ok((s, _))) => return Err(format!("HTTP {s}")),
                 Ok(Err(e)) => last = e,
                 Err(_) => last = format!("no answer within {} ms", self.timeout.as_millis()),
             }

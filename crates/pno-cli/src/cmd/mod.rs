@@ -11,5 +11,6 @@ pub(crate) mod keys;
 pub(crate) mod opts;
 pub(crate) mod predict;
 pub(crate) mod promote;
+pub(crate) mod repository;
 pub(crate) mod serve;
 pub(crate) mod train;

@@ -7,6 +7,7 @@ mod bench;
 mod data;
 mod drift;
 mod generate;
+mod lifecycle;
 mod preflight;
 mod promote;
 mod serve;
@@ -15,9 +16,15 @@ mod train;
 use std::path::Path;
 use std::process::{Command, Output};
 
+/// The `pno` binary under test: this build's, or `PNO_TEST_BIN` (a copy kept apart for a long
+/// measurement while the target folder is rebuilt).
+pub(crate) fn pno_bin() -> String {
+    std::env::var("PNO_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_pno").to_string())
+}
+
 /// Runs `pno` with `args` and returns its output.
 pub(crate) fn pno(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pno"))
+    Command::new(pno_bin())
         .args(args)
         .output()
         .expect("pno runs")

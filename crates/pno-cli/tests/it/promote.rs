@@ -144,6 +144,7 @@ fn promote_refuses_a_corrupted_challenger_and_publishes_a_better_one() {
     assert!(err.contains("refused") && err.contains("rel_l2"), "{err}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["promoted"], false);
+    let bad_rel_l2 = v["record"]["metrics"]["rel_l2"].as_f64().unwrap();
     assert_eq!(v["record"]["champion"]["version"], 1);
     assert!(!repo.join("darcy/2").exists(), "nothing written on refusal");
     let leftovers: Vec<_> = std::fs::read_dir(repo.join("darcy")).unwrap().collect();
@@ -184,6 +185,13 @@ fn promote_refuses_a_corrupted_challenger_and_publishes_a_better_one() {
         serde_json::from_slice(&std::fs::read(repo.join("darcy/2/gate.json")).unwrap()).unwrap();
     let champ = record.champion.as_ref().unwrap();
     assert_eq!(champ.version, 1);
+    eprintln!(
+        "promotion on held-out Darcy 16² (16 functions, 8 draws): v1 rel_l2 {:.4} crps {:.4}; corrupted challenger rel_l2 {bad_rel_l2:.4}, refused; v2 rel_l2 {:.4} crps {:.4}, promoted",
+        champ.metrics["rel_l2"],
+        champ.metrics["crps"],
+        record.metrics["rel_l2"],
+        record.metrics["crps"],
+    );
     assert!(record.metrics["rel_l2"] <= champ.metrics["rel_l2"] * 1.1);
     assert!(
         record

@@ -34,8 +34,8 @@ pub(crate) fn repository(dir: &Path) -> String {
 }
 
 /// Start `pno serve ARGS` (stdout and stderr piped) and read the address it listens on.
-fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
+pub(crate) fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(crate::pno_bin())
         .arg("serve")
         .args(args)
         .stdout(Stdio::piped())
@@ -55,15 +55,36 @@ fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
     (child, addr)
 }
 
-fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    http_with(addr, method, path, key, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub(crate) fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let auth = key
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut extra = key
         .map(|k| format!("Authorization: Bearer {k}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();

@@ -492,6 +492,8 @@ async fn run(
         seed
     );
     let job_token = token.clone();
+    // Feedback may name this prediction by its input instead of its request id.
+    let digest_input = st.config().feedback.enabled;
     #[cfg(feature = "fault-injection")]
     let fault = st.faults().take(&m.name, m.version);
     let job = tokio::task::spawn_blocking(move || {
@@ -530,10 +532,16 @@ async fn run(
             Ok(pred)
         }));
         let features = drift_ref.map(|r| r.features(&x, n, &grid));
-        (r.unwrap_or(Err(JobError::Panicked)), t.elapsed(), features)
+        let digest = digest_input.then(|| crate::feedback::input_digest(&x, n));
+        (
+            r.unwrap_or(Err(JobError::Panicked)),
+            t.elapsed(),
+            features,
+            digest,
+        )
     });
     let out = tokio::time::timeout_at(deadline, job).await;
-    let (pred, dt) = match out {
+    let (pred, dt, digest) = match out {
         Err(_) => {
             // The compute stops at its next chunk and frees its slot then.
             on_drop.cancel(Why::Deadline);
@@ -544,7 +552,7 @@ async fn run(
             on_drop.disarm();
             return Err(ApiError::internal("inference task failed"));
         }
-        Ok(Ok((r, dt, features))) => {
+        Ok(Ok((r, dt, features, digest))) => {
             on_drop.disarm();
             if let Some(rows) = features {
                 st.drift().add(&m.name, m.version, rows, &drift_cfg);
@@ -556,7 +564,7 @@ async fn run(
             }
             c.guard.latency.observe(dt.as_secs_f64() * 1e3);
             match r {
-                Ok(p) => (p, dt),
+                Ok(p) => (p, dt, digest),
                 Err(e) => return Err(job_error(m, e)),
             }
         }
@@ -591,6 +599,7 @@ async fn run(
                 shape,
                 mean: pred.mean.clone(),
                 std: pred.std.clone(),
+                input: digest,
             },
             feedback,
         );

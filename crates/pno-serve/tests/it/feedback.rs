@@ -175,6 +175,33 @@ async fn bad_feedback_is_refused_naming_why() {
     )
     .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
+    // The input again instead of the id: the same values find the prediction, others do not;
+    // neither or both of the two names is a 400.
+    let x: Vec<f32> = input(1).iter().map(|v| v + 0.01).collect();
+    let by_input = |x: &[f32]| json!({"input": {"shape": [1, 1, S, S], "data": x}, "truth": {"shape": [1, 1, S, S], "data": &good}});
+    let (code, v) = call(&st, op_post(&st, "/v2/models/pno/feedback", &by_input(&x))).await;
+    assert_eq!(code, StatusCode::OK, "{v}");
+    assert_eq!(v["request_id"], "r1", "{v}");
+    let mut other = x.clone();
+    other[0] += 0.5;
+    let (code, v) = call(
+        &st,
+        op_post(&st, "/v2/models/pno/feedback", &by_input(&other)),
+    )
+    .await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("from this input"),
+        "{v}"
+    );
+    let mut both = by_input(&x);
+    both["request_id"] = json!("r1");
+    let (code, v) = call(&st, op_post(&st, "/v2/models/pno/feedback", &both)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("exactly one"), "{v}");
+    let neither = json!({"truth": {"shape": [1, 1, S, S], "data": &good}});
+    let (code, v) = call(&st, op_post(&st, "/v2/models/pno/feedback", &neither)).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "{v}");
     // Past feedback.ttl_s: 410.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (code, v) = send_feedback(&st, "r1", &good).await;
