@@ -278,6 +278,7 @@ pub fn run_cell(
                 out: run.clone(),
                 resume,
                 device: opts.device.clone(),
+                data_parallel: Vec::new(),
             };
             train(
                 if resume { None } else { Some(cfg.clone()) },

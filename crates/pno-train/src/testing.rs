@@ -87,6 +87,7 @@ pub fn tiny_run(dir: &Path, kind: &str, n: usize, epochs: usize) -> Result<PathB
         out: out.clone(),
         resume: false,
         device: Device::flex(),
+        data_parallel: Vec::new(),
     };
     train(Some(tiny_config(kind, epochs)?), &opts, &mut Quiet)?;
     Ok(out)

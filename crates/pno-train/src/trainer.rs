@@ -53,6 +53,13 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Backend device (without autodiff; the trainer adds it).
     pub device: Device,
+    /// Data-parallel training: every step's batch is split into contiguous shards, one per
+    /// device here, each differentiated on its device by its own thread on a replica of the
+    /// model, and the gradients are summed on `device` for one optimizer step. The update
+    /// equals the single-device update on the same batch up to float summation order: each
+    /// sample keeps its random streams (they are keyed by its row, not its place in a shard).
+    /// Fewer than two devices: `device` alone.
+    pub data_parallel: Vec<Device>,
 }
 
 /// One line of `log.jsonl` for an epoch.
@@ -315,6 +322,75 @@ fn normalize(fields: &mut Fields, train: &[usize], on: bool) -> Result<Normalize
 }
 
 /// Mean validation loss and relative L² of the mean over `idx` (no gradients).
+/// The loss and gradients of one data-parallel step (see [`TrainOptions::data_parallel`]):
+/// `chunk` split into contiguous shards, one per device of `replicas` (autodiff devices); each
+/// shard's loss, weighted by its share of the batch so that the weighted sum is the batch's
+/// loss (per-batch terms such as a KL penalty included), differentiated by its own thread on a
+/// replica of `model` on its device; the gradients moved to `main` and summed there. `None`
+/// gradients when a shard's loss is not finite.
+#[allow(clippy::too_many_arguments)]
+fn sharded_grads(
+    model: &Model,
+    p: &Prepared,
+    chunk: &[usize],
+    step_seed: u64,
+    n_train: usize,
+    main: &Device,
+    replicas: &[Device],
+) -> (f64, Option<GradientsParams>) {
+    let b = chunk.len();
+    let per = b.div_ceil(replicas.len());
+    let pts = p.fields.points();
+    let results: Vec<(f64, Option<GradientsParams>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = chunk
+            .chunks(per)
+            .zip(replicas)
+            .map(|(shard, dev)| {
+                let replica = model.clone().fork(dev);
+                s.spawn(move || {
+                    let n = shard.len();
+                    let (xv, yv) = p.fields.gather(shard);
+                    let x = tensor3(xv, [n, p.fields.cin, pts], dev);
+                    let y = tensor3(yv, [n, p.fields.cout, pts], dev);
+                    let rows: Vec<u64> = shard.iter().map(|&i| i as u64).collect();
+                    let (loss, _) = batch_loss(
+                        &replica,
+                        x,
+                        y,
+                        &p.fields.grid,
+                        &p.lg,
+                        &p.ts,
+                        step_seed,
+                        &rows,
+                        n_train,
+                    );
+                    let loss = loss.mul_scalar(n as f64 / b as f64);
+                    let value = scalar(loss.clone());
+                    if !value.is_finite() {
+                        return (value, None);
+                    }
+                    let grads = GradientsParams::from_grads(loss.backward(), &replica);
+                    (value, Some(grads.to_device(main, &replica)))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut sum = pno_models::burn::optim::GradientsAccumulator::<Model>::new();
+    let mut value = 0.0;
+    for (v, g) in results {
+        value += v;
+        match g {
+            Some(g) => sum.accumulate(model, g),
+            None => return (v, None),
+        }
+    }
+    (value, Some(sum.grads()))
+}
+
 fn validate(model: &Model, p: &Prepared, idx: &[usize], device: &Device) -> (f64, f64) {
     if idx.is_empty() {
         return (f64::NAN, f64::NAN);
@@ -536,6 +612,23 @@ pub fn train(
     };
     let pts = p.fields.points();
     let n_train = p.splits.train.len();
+    let replicas: Vec<Device> = opts
+        .data_parallel
+        .iter()
+        .map(|d| d.clone().autodiff())
+        .collect();
+    if replicas.len() > 1 {
+        let msg = format!(
+            "data-parallel training on {} devices ({}): each batch split into shards, gradients summed on the first",
+            replicas.len(),
+            opts.data_parallel
+                .iter()
+                .map(|d| format!("{d:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        log_event(&run, progress, state.epoch, &msg)?;
+    }
     let mut last_good = (model.clone(), adam.clone(), state.clone());
     let mut failures = 0usize;
     let mut early = false;
@@ -576,32 +669,39 @@ pub fn train(
         let (mut sum, mut count, mut max_norm, mut clipped) = (0.0, 0usize, 0.0f64, 0usize);
         let mut failed: Option<String> = None;
         for chunk in &batches {
-            let (x, y) = p.fields.gather(chunk);
             let b = chunk.len();
-            let x = tensor3(x, [b, p.fields.cin, pts], &device);
-            let y = tensor3(y, [b, p.fields.cout, pts], &device);
-            let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
             let step_seed = mix(&[ts.seed, state.step, salt::TRAIN_STEP]);
-            let (loss, _) = batch_loss(
-                &model,
-                x,
-                y,
-                &p.fields.grid,
-                &p.lg,
-                &ts,
-                step_seed,
-                &rows,
-                n_train,
-            );
-            let value = scalar(loss.clone());
-            if !value.is_finite() {
+            let (value, grads) = if replicas.len() > 1 {
+                sharded_grads(&model, &p, chunk, step_seed, n_train, &device, &replicas)
+            } else {
+                let (xv, yv) = p.fields.gather(chunk);
+                let x = tensor3(xv, [b, p.fields.cin, pts], &device);
+                let y = tensor3(yv, [b, p.fields.cout, pts], &device);
+                let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+                let (loss, _) = batch_loss(
+                    &model,
+                    x,
+                    y,
+                    &p.fields.grid,
+                    &p.lg,
+                    &ts,
+                    step_seed,
+                    &rows,
+                    n_train,
+                );
+                let value = scalar(loss.clone());
+                let grads = value
+                    .is_finite()
+                    .then(|| GradientsParams::from_grads(loss.backward(), &model));
+                (value, grads)
+            };
+            let Some(grads) = grads.filter(|_| value.is_finite()) else {
                 failed = Some(format!(
                     "non-finite loss {value} at step {}",
                     state.step + 1
                 ));
                 break;
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            };
             let (next, outcome) = adam_step(model, grads, &mut adam, cfg, lr, ts.grad_clip);
             model = next;
             match outcome {

@@ -52,8 +52,14 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
     resume: Option<PathBuf>,
     /// Backend: cpu, or cuda / cuda:N in a CUDA build.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", conflicts_with = "devices")]
     device: String,
+    /// Data-parallel training on these devices (e.g. cuda:0,cuda:1): each step's batch is split
+    /// across them and the gradients summed on the first, one optimizer step; the update equals
+    /// one device's on the same batch up to float rounding. `cpu,cpu` runs the shards on two
+    /// threads of the CPU backend.
+    #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
+    devices: Vec<String>,
     /// Also POST each training anomaly event as JSON to this http:// or https:// URL
     /// (best effort: never slows or fails training; see below).
     #[arg(long, value_name = "URL")]
@@ -159,12 +165,22 @@ pub(crate) fn run_train(args: TrainArgs, json_out: bool, quiet: bool) -> Result<
         hidden: quiet || json_out,
         hook,
     };
-    let device = crate::device::select_device(&args.device)?;
+    let data_parallel = args
+        .devices
+        .iter()
+        .map(|d| crate::device::select_device(d))
+        .collect::<Result<Vec<_>>>()
+        .context("--devices")?;
+    let device = match data_parallel.first() {
+        Some(d) => d.clone(),
+        None => crate::device::select_device(&args.device)?,
+    };
     let opts = TrainOptions {
         data: args.data,
         out,
         resume,
         device,
+        data_parallel,
     };
     let run_span = tracing::info_span!(
         "train",

@@ -201,7 +201,52 @@ fn train_errors_name_the_key_or_file() {
             ],
             &["/nonexistent/run"],
         ),
+        (
+            &[train.as_slice(), &["--devices", "cpu,tpu:3"]].concat(),
+            &["--devices", "tpu:3"],
+        ),
+        (
+            &[
+                train.as_slice(),
+                &["--device", "cpu", "--devices", "cpu,cpu"],
+            ]
+            .concat(),
+            &["--device", "--devices"],
+        ),
     ]);
+}
+
+/// `--devices cpu,cpu`: the data-parallel path from the command line (two replicas on two
+/// threads of the CPU backend) trains the run a single device trains, to float rounding.
+#[test]
+fn data_parallel_training_from_the_cli_matches_one_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = darcy(&dir.path().join("d16"), 16, 24, 1);
+    let sets = [
+        "train.epochs=2",
+        "train.batch_size=7",
+        "model.hidden_channels=8",
+        "model.n_layers=2",
+    ];
+    let weights = |extra: &[&str]| {
+        let run = dir.path().join(format!("r{}", extra.len()));
+        let mut args = train_args("darcy16_pno_d.toml", &data, run.to_str().unwrap(), &sets);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        pno_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let bytes = std::fs::read(run.join("weights.safetensors")).unwrap();
+        pno_run::from_safetensors(&bytes, &run).unwrap().0
+    };
+    let one = weights(&[]);
+    let two = weights(&["--devices", "cpu,cpu"]);
+    let log = std::fs::read_to_string(dir.path().join("r2/log.jsonl")).unwrap();
+    assert!(log.contains("data-parallel training on 2 devices"), "{log}");
+    let mut max = 0.0f32;
+    for (k, t) in &one {
+        for (a, b) in t.values.iter().zip(&two[k].values) {
+            max = max.max((a - b).abs());
+        }
+    }
+    assert!(max <= 2e-5, "weights differ by {max}");
 }
 
 #[test]

@@ -63,6 +63,7 @@ fn trained(cfg: RunConfig, data: &Path, out: &Path) {
         out: out.to_path_buf(),
         resume: false,
         device: Device::flex(),
+        data_parallel: Vec::new(),
     };
     train(Some(cfg), &opts, &mut Quiet).unwrap();
 }

@@ -43,6 +43,7 @@ fn absurd_learning_rate_rolls_back_and_never_keeps_garbage() {
             out: out.clone(),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut Quiet,
     );
@@ -99,6 +100,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
                 out: full.clone(),
                 resume: false,
                 device: pno_models::burn::tensor::Device::flex(),
+                data_parallel: Vec::new(),
             },
             &mut Quiet,
         )
@@ -109,6 +111,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
             out: crashed.clone(),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             train(Some(config(kind, 4)), &opts, &mut Crash { at: 3 })
@@ -119,6 +122,7 @@ fn resume_after_a_crash_ends_with_the_uninterrupted_weights() {
             out: crashed.clone(),
             resume: true,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         };
         let b = train(None, &resumed, &mut Quiet).unwrap();
         assert_eq!(a.epochs, b.epochs);
@@ -143,6 +147,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
             out: full.clone(),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut Quiet,
     )
@@ -154,6 +159,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
             out: run.clone(),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         };
         let r = catch_unwind(AssertUnwindSafe(|| {
             train(Some(config("fno", 4)), &opts, &mut Crash { at: 4 })
@@ -175,6 +181,7 @@ fn corrupted_newest_checkpoint_falls_back_to_the_previous_one() {
                 out: run.clone(),
                 resume: true,
                 device: pno_models::burn::tensor::Device::flex(),
+                data_parallel: Vec::new(),
             },
             &mut Quiet,
         )
@@ -219,6 +226,7 @@ fn data_with_nan_fails_the_quality_gate_before_training() {
             out: dir.path().join("run"),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut Quiet,
     )
@@ -241,6 +249,7 @@ fn resuming_a_finished_run_changes_nothing() {
         out: run.clone(),
         resume,
         device: pno_models::burn::tensor::Device::flex(),
+        data_parallel: Vec::new(),
     };
     let a = train(Some(config("fno", 2)), &opts(false), &mut Quiet).unwrap();
     let before = std::fs::read(run.join("weights.safetensors")).unwrap();
@@ -270,4 +279,61 @@ fn resuming_a_finished_run_changes_nothing() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("sha256"), "{e}");
+}
+
+/// The epochs' logged training losses of a run.
+fn train_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "epoch")
+        .map(|v| v["train_loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// Data-parallel steps (each batch split across replicas, each differentiated by its own thread,
+/// here on the CPU backend; 3 replicas and a batch of 5 do not split evenly) end with the
+/// single-device weights and log the same losses, for a deterministic kind, a dropout kind with
+/// per-row random streams and the variational kind (its KL term is a per-batch term). Weight
+/// decay makes the update depend on the gradient's scale, so a wrongly weighted shard sum shows.
+#[test]
+fn data_parallel_training_ends_with_the_single_device_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 32);
+    let flex = pno_models::burn::tensor::Device::flex;
+    for kind in ["fno", "pno_d", "vi_pno"] {
+        let run = |name: &str, replicas: usize| {
+            let mut cfg = config(kind, 2);
+            cfg.train.batch_size = Some(5);
+            cfg.train.weight_decay = Some(0.05);
+            let out = dir.path().join(format!("{kind}-{name}"));
+            train(
+                Some(cfg),
+                &TrainOptions {
+                    data: data.clone(),
+                    out: out.clone(),
+                    resume: false,
+                    device: flex(),
+                    data_parallel: (0..replicas).map(|_| flex()).collect(),
+                },
+                &mut Quiet,
+            )
+            .unwrap();
+            out
+        };
+        let single = run("single", 0);
+        let parallel = run("parallel", 3);
+        let d = max_diff(&single, &parallel);
+        let (a, b) = (train_losses(&single), train_losses(&parallel));
+        println!("{kind}: max |w_single - w_parallel| = {d:e}; losses {a:?} vs {b:?}");
+        assert!(d <= 2e-5, "{kind}: data-parallel weights differ by {d}");
+        assert_eq!(a.len(), 2);
+        for (x, y) in a.iter().zip(&b) {
+            assert!(
+                (x - y).abs() <= 1e-5 * x.abs().max(1e-3),
+                "{kind}: {a:?} vs {b:?}"
+            );
+        }
+    }
 }

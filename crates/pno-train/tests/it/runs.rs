@@ -35,6 +35,7 @@ fn every_kind_trains_and_predicts_from_its_run_folder() {
             out: out.clone(),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         };
         let s = train(Some(cfg), &opts, &mut Quiet).unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(s.epochs, 3, "{kind}");
@@ -121,6 +122,7 @@ fn training_reduces_the_error_of_a_learnable_operator() {
         out: dir.path().join("run"),
         resume: false,
         device: pno_models::burn::tensor::Device::flex(),
+        data_parallel: Vec::new(),
     };
     let s = train(Some(cfg), &opts, &mut Quiet).unwrap();
     let log = std::fs::read_to_string(dir.path().join("run/log.jsonl")).unwrap();
@@ -150,6 +152,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             out: dir.path().join("r1"),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut pno_train::Quiet,
     )
@@ -168,6 +171,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             out: dir.path().join("r2"),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut pno_train::Quiet,
     )
@@ -183,6 +187,7 @@ fn bad_config_and_bad_data_are_refused_before_training() {
             out: dir.path().join("r3"),
             resume: false,
             device: pno_models::burn::tensor::Device::flex(),
+            data_parallel: Vec::new(),
         },
         &mut pno_train::Quiet,
     )
