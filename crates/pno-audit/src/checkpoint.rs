@@ -9,6 +9,12 @@
 //! — pno-serve/audit Ab3x...=   key name, base64(key id ‖ Ed25519 signature of the three lines)
 //! ```
 //!
+//! A log written by a named replica ([`crate::AuditLog::with_replica`]) is its own log, so its
+//! checkpoints carry origin `<key name>/<replica>` (e.g. `pno-serve/audit/pno-a`): the replica
+//! is inside the signed body (changing it breaks the signature), and a checkpoint of one
+//! replica's log is never taken for another's. The note stays three lines, so verifiers that
+//! predate replicas accept it, and checkpoints whose origin is the bare key name still verify.
+//!
 //! Keys: a verifier key `<name>+<key id hex>+<base64(0x01 ‖ public key)>` and a signer key
 //! `PRIVATE+KEY+<name>+<key id hex>+<base64(0x01 ‖ seed)>`, where the key id is the first four
 //! bytes of `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)`. A checkpoint pins every record up to its
@@ -29,7 +35,8 @@ use crate::merkle::{Hash, root};
 /// A tree head: the log's origin, its size and its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
-    /// Who keeps the log (the key name by convention).
+    /// Which log this is: the key name by convention, `<key name>/<replica>` for a replica's
+    /// log ([`origin`]).
     pub origin: String,
     /// Records covered.
     pub size: u64,
@@ -37,7 +44,24 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
+/// The origin of a checkpoint signed by key `key_name` of the log kept by `replica`:
+/// `<key name>/<replica>`, or the bare key name when the log names no replica.
+pub fn origin(key_name: &str, replica: Option<&str>) -> String {
+    match replica {
+        Some(r) => format!("{key_name}/{r}"),
+        None => key_name.to_string(),
+    }
+}
+
 impl Checkpoint {
+    /// The replica named by the origin, when it is `<key_name>/<replica>` (see [`origin`]).
+    pub fn replica(&self, key_name: &str) -> Option<&str> {
+        self.origin
+            .strip_prefix(key_name)?
+            .strip_prefix('/')
+            .filter(|r| !r.is_empty())
+    }
+
     /// The signed body: origin, size and base64 root, one per line.
     pub fn body(&self) -> String {
         format!(
@@ -305,12 +329,13 @@ pub fn verify_against(path: &Path, cp: &Checkpoint) -> Result<u64> {
 }
 
 /// A signed checkpoint of the records `log` holds now: flushes, checks the chain of exactly
-/// those records and takes their Merkle root, while appends go on.
+/// those records and takes their Merkle root, while appends go on. Its origin names the log's
+/// replica when it has one ([`origin`]).
 pub fn of_log(log: &crate::AuditLog, signer: &SignerKey) -> Result<(Checkpoint, String)> {
     let n = log.flushed_len()?;
     let v = crate::log::scan_upto(log.path(), n, |_, _| {})?;
     let cp = Checkpoint {
-        origin: signer.name().to_string(),
+        origin: origin(signer.name(), log.replica()),
         size: v.records,
         root: v.root,
     };

@@ -23,6 +23,6 @@ pub mod report;
 
 pub use error::{AuditError, Result};
 pub use log::{
-    AuditEvent, AuditLog, AuditRecord, FsyncPolicy, GENESIS, LogOptions, Verified, leaves, scan,
-    scan_upto, segments, verify,
+    AuditEvent, AuditLog, AuditRecord, FsyncPolicy, GENESIS, LogOptions, Verified, check_replica,
+    leaves, scan, scan_upto, segments, verify,
 };

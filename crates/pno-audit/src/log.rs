@@ -23,7 +23,7 @@ use pno_core::retry::{Backoff, RetryBudget, retry_io};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::error::{AuditError, Result, io_err};
+use crate::error::{AuditError, Result, invalid, io_err};
 use crate::merkle::{Hash, leaf_hash};
 
 /// The `prev` of the first record.
@@ -77,6 +77,11 @@ pub struct AuditRecord {
     pub seq: u64,
     /// Milliseconds since the Unix epoch.
     pub ts_ms: u64,
+    /// The replica (server process) that wrote the record ([`AuditLog::with_replica`]); absent
+    /// in records written before replicas were named, which therefore re-serialise, hash and
+    /// verify exactly as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
     /// The event.
     #[serde(flatten)]
     pub event: AuditEvent,
@@ -93,6 +98,25 @@ pub struct LogOptions {
     pub every: usize,
     /// Start a new segment once the active file reaches this size (None: never rotate).
     pub segment_bytes: Option<u64>,
+}
+
+/// Checks a replica id: 1–63 characters of `[A-Za-z0-9._-]` (a DNS label's length, so a
+/// Kubernetes pod name fits; no spaces, `+` or `/`, so it can sit in a checkpoint's origin and
+/// a Prometheus label unescaped). `Err` says what was found.
+pub fn check_replica(id: &str) -> std::result::Result<(), String> {
+    if id.is_empty() {
+        return Err("an empty string".into());
+    }
+    if id.len() > 63 {
+        return Err(format!("{} characters", id.len()));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!("{id:?} (character {c:?})"));
+    }
+    Ok(())
 }
 
 struct Writer {
@@ -114,6 +138,7 @@ pub struct AuditLog {
     retry: Backoff,
     budget: RetryBudget,
     retries: AtomicU64,
+    replica: Option<String>,
     #[cfg(feature = "fault-injection")]
     fail_writes: AtomicU32,
 }
@@ -122,6 +147,7 @@ impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
+            .field("replica", &self.replica)
             .finish()
     }
 }
@@ -331,9 +357,25 @@ impl AuditLog {
             retry: Backoff::default(),
             budget: RetryBudget::default(),
             retries: AtomicU64::new(0),
+            replica: None,
             #[cfg(feature = "fault-injection")]
             fail_writes: AtomicU32::new(0),
         })
+    }
+
+    /// Name every record appended from now on with `replica` (the server process writing this
+    /// log; see [`check_replica`]), and checkpoints of it with origin `<key name>/<replica>`
+    /// ([`crate::checkpoint::of_log`]). Records already in the log are left as they are.
+    pub fn with_replica(mut self, replica: &str) -> Result<Self> {
+        check_replica(replica)
+            .map_err(|got| invalid("replica", "1-63 characters of [A-Za-z0-9._-]", got))?;
+        self.replica = Some(replica.to_string());
+        Ok(self)
+    }
+
+    /// The replica that names this log's new records, if any.
+    pub fn replica(&self) -> Option<&str> {
+        self.replica.as_deref()
     }
 
     /// Use `policy` for retrying appends instead of [`Backoff::default`] (Envoy's 25 ms base,
@@ -431,6 +473,7 @@ impl AuditLog {
         let rec = AuditRecord {
             seq: w.seq,
             ts_ms,
+            replica: self.replica.clone(),
             event,
             prev: w.prev.clone(),
         };

@@ -1,6 +1,6 @@
 //! Audit reports: what happened in a time window, counted the ways a compliance review asks —
-//! by actor, role, action, outcome and status; the most refused clients; each key's use; and
-//! every configuration and rollout change (actions `config.*`, `keys.*`, `model.*`,
+//! by actor, role, action, outcome, status and replica; the most refused clients; each key's
+//! use; and every configuration and rollout change (actions `config.*`, `keys.*`, `model.*`,
 //! `rollback*`).
 
 use std::collections::BTreeMap;
@@ -60,6 +60,9 @@ pub struct Report {
     pub by_action: BTreeMap<String, u64>,
     /// By outcome.
     pub by_outcome: BTreeMap<String, u64>,
+    /// By replica (the server process that wrote the record; `unnamed` for records written
+    /// before replicas were named).
+    pub by_replica: BTreeMap<String, u64>,
     /// By HTTP status.
     pub by_status: BTreeMap<u16, u64>,
     /// Failed and refused records by failure class (`input`, `security`, `transient`,
@@ -115,6 +118,8 @@ pub fn report(path: &Path, since_ms: Option<u64>, until_ms: Option<u64>) -> Resu
         *r.by_action.entry(e.action.clone()).or_default() += 1;
         *r.by_outcome.entry(e.outcome.clone()).or_default() += 1;
         *r.by_status.entry(e.status).or_default() += 1;
+        let replica = rec.replica.as_deref().unwrap_or("unnamed");
+        *r.by_replica.entry(replica.to_string()).or_default() += 1;
         if e.status >= 400 {
             let class = e.class.as_deref().unwrap_or("unclassified");
             *r.by_class.entry(class.to_string()).or_default() += 1;

@@ -25,6 +25,10 @@ use crate::error::{Result, ServeError};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServeConfig {
+    /// This server's replica id: 1–63 characters of `[A-Za-z0-9._-]`, in every audit record,
+    /// checkpoint origin and metric it writes. Absent: `PNO_REPLICA`, else `HOSTNAME`, else the
+    /// host name, else `pno-0` ([`crate::replica::resolve`]). Restart to change.
+    pub replica: Option<String>,
     /// Listen address `ADDR:PORT`.
     pub listen: String,
     /// Model repository: `<repository>/<model>/<version>/` run folders.
@@ -629,6 +633,7 @@ pub struct ModelConfig {
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
+            replica: None,
             listen: "127.0.0.1:8000".into(),
             repository: PathBuf::from("models"),
             keys: None,
@@ -855,6 +860,10 @@ impl ServeConfig {
 
     /// Check every value; the error names the first bad key.
     pub fn validate(&self) -> Result<()> {
+        if let Some(r) = &self.replica {
+            pno_audit::check_replica(r)
+                .map_err(|got| bad("replica", crate::replica::EXPECTED, got))?;
+        }
         self.listen_addr()?;
         if self.repository.as_os_str().is_empty() {
             return Err(bad("repository", "a folder", "an empty path"));

@@ -42,6 +42,7 @@ pub mod preflight;
 mod protocol;
 mod proxy;
 pub mod reload;
+pub mod replica;
 pub mod repository;
 mod resilience;
 mod resources;

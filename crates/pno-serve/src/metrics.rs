@@ -182,57 +182,89 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// Render the text format; `gauges` are extra `(name, help, labels, value)` lines.
-    pub(crate) fn render(&self, gauges: &[(&str, &str, String, f64)]) -> String {
+    /// Render the text format; `gauges` are extra `(name, help, labels, value)` lines. Every
+    /// series gets the label `replica="<replica>"`, last in its label set (so sums over replicas
+    /// are `sum without (replica)`), and `pno_replica_info` names the replica and the server's
+    /// version.
+    pub(crate) fn render(&self, replica: &str, gauges: &[(&str, &str, String, f64)]) -> String {
         let i = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let r = format!("replica=\"{}\"", escape(replica));
+        // `{labels,replica="…"}` (or `{replica="…"}`).
+        let set = |labels: &str| {
+            if labels.is_empty() {
+                format!("{{{r}}}")
+            } else {
+                format!("{{{labels},{r}}}")
+            }
+        };
         let mut out = String::new();
         for (name, kind, help) in HELP {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             if *kind == "counter" {
                 for ((n, l), v) in i.counters.iter().filter(|((n, _), _)| n == name) {
-                    if l.is_empty() {
-                        let _ = writeln!(out, "{n} {v}");
-                    } else {
-                        let _ = writeln!(out, "{n}{{{l}}} {v}");
-                    }
+                    let _ = writeln!(out, "{n}{} {v}", set(l));
                 }
             } else {
                 for ((n, l), h) in i.hists.iter().filter(|((n, _), _)| n == name) {
+                    let le = |b: &str| {
+                        if l.is_empty() {
+                            set(&format!("le=\"{b}\""))
+                        } else {
+                            set(&format!("{l},le=\"{b}\""))
+                        }
+                    };
                     for (c, b) in h.counts.iter().zip(BUCKETS) {
-                        let _ = writeln!(out, "{n}_bucket{{{l},le=\"{b}\"}} {c}");
+                        let _ = writeln!(out, "{n}_bucket{} {c}", le(&b.to_string()));
                     }
-                    let _ = writeln!(out, "{n}_bucket{{{l},le=\"+Inf\"}} {}", h.count);
-                    let _ = writeln!(out, "{n}_sum{{{l}}} {}", h.sum);
-                    let _ = writeln!(out, "{n}_count{{{l}}} {}", h.count);
+                    let _ = writeln!(out, "{n}_bucket{} {}", le("+Inf"), h.count);
+                    let _ = writeln!(out, "{n}_sum{} {}", set(l), h.sum);
+                    let _ = writeln!(out, "{n}_count{} {}", set(l), h.count);
                 }
             }
         }
+        let (rss, cpu) = process_stats();
+        let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+        let fixed: [(&str, &str, &str, &str, f64); 4] = [
+            (
+                "pno_replica_info",
+                "gauge",
+                "This server process: its replica id and version (labels; always 1).",
+                &version,
+                1.0,
+            ),
+            (
+                "pno_http_in_flight_requests",
+                "gauge",
+                "HTTP requests being handled.",
+                "",
+                self.in_flight.load(Ordering::SeqCst) as f64,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "gauge",
+                "Resident memory size in bytes.",
+                "",
+                rss as f64,
+            ),
+            (
+                "process_cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                "",
+                cpu,
+            ),
+        ];
         let mut last = "";
-        for (name, help, labels, v) in gauges {
-            if *name != last {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        let read_now = gauges
+            .iter()
+            .map(|(name, help, labels, v)| (*name, "gauge", *help, labels.as_str(), *v));
+        for (name, kind, help, labels, v) in read_now.chain(fixed) {
+            if name != last {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
                 last = name;
             }
-            if labels.is_empty() {
-                let _ = writeln!(out, "{name} {v}");
-            } else {
-                let _ = writeln!(out, "{name}{{{labels}}} {v}");
-            }
+            let _ = writeln!(out, "{name}{} {v}", set(labels));
         }
-        let _ = writeln!(
-            out,
-            "# HELP pno_http_in_flight_requests HTTP requests being handled.\n# TYPE pno_http_in_flight_requests gauge\npno_http_in_flight_requests {}",
-            self.in_flight.load(Ordering::SeqCst)
-        );
-        let (rss, cpu) = process_stats();
-        let _ = writeln!(
-            out,
-            "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {rss}"
-        );
-        let _ = writeln!(
-            out,
-            "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {cpu}"
-        );
         out
     }
 }

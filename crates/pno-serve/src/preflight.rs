@@ -5,7 +5,7 @@
 //!
 //! | name | what |
 //! |---|---|
-//! | `config` | the config file parsed and validated (a bad key is named) |
+//! | `config` | the config file parsed and validated (a bad key is named), and the replica id resolved |
 //! | `keys` | the keys file exists, parses, and only its owner may read it (mode 0600 or stricter) |
 //! | `tls` | `[tls]`'s certificate and key load, match, and the certificate has not expired |
 //! | `audit` | the audit log's hash chain verifies, and so does the latest signed checkpoint; its folder is writable |
@@ -195,10 +195,24 @@ pub fn run(
             return r;
         }
     };
-    r.push(
-        Check::new("config", Status::Ok, format!("{source}: valid")),
-        opts,
-    );
+    // The replica id may come from the environment: a bad `PNO_REPLICA` fails here, named.
+    match crate::replica::resolve(cfg.replica.as_deref()) {
+        Ok(id) => r.push(
+            Check::new(
+                "config",
+                Status::Ok,
+                format!("{source}: valid; replica {id}"),
+            ),
+            opts,
+        ),
+        Err(e) => {
+            r.push(
+                Check::new("config", Status::Fail, format!("{source}: {e}")),
+                opts,
+            );
+            return r;
+        }
+    }
     r.push(keys(cfg), opts);
     r.push(tls(cfg), opts);
     r.push(audit(cfg, true), opts);

@@ -24,7 +24,8 @@ pub use crate::state::ConfigSource;
 use crate::state::{AppState, Live, config_hash, now_s};
 
 /// Keys that need a restart: a reload that changes one is rejected, naming it.
-const RESTART_ONLY: [&str; 10] = [
+const RESTART_ONLY: [&str; 11] = [
+    "replica",
     "listen",
     "repository",
     "keys",

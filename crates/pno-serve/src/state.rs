@@ -120,6 +120,8 @@ pub struct AppState {
 
 #[derive(Debug)]
 struct Inner {
+    /// This server's replica id (fixed for the process: `replica` is restart-only).
+    replica: String,
     /// What a config reload swaps: the configuration and what is built from it alone.
     live: RwLock<Arc<Live>>,
     repo: Repository,
@@ -155,6 +157,7 @@ impl AppState {
     /// repository. Nothing is loaded yet: call `repository().load_all()`.
     pub fn new(config: ServeConfig, device: Device) -> Result<Self> {
         config.validate()?;
+        let replica = crate::replica::resolve(config.replica.as_deref())?;
         let keys = match &config.keys {
             Some(p) => KeyStore::open(p)?,
             None => KeyStore::empty(),
@@ -162,11 +165,10 @@ impl AppState {
         // Changes by `pno keys` (or another server) take effect within a second.
         keys.watch(crate::auth::WATCH_INTERVAL);
         let audit = match &config.audit.path {
-            Some(p) => Some(AuditLog::open(
-                p,
-                config.audit.fsync,
-                config.audit.fsync_every,
-            )?),
+            Some(p) => Some(
+                AuditLog::open(p, config.audit.fsync, config.audit.fsync_every)?
+                    .with_replica(&replica)?,
+            ),
             None => None,
         };
         let signer = match &config.audit.checkpoint_key {
@@ -212,6 +214,7 @@ impl AppState {
         let random: u64 = rand::random();
         Ok(Self {
             inner: Arc::new(Inner {
+                replica,
                 guards: RwLock::new(Arc::new(Guards::new(config.breaker))),
                 reload: ReloadState::new(&config),
                 key_limiter: RateLimiter::new(r.per_key_rps, r.per_key_burst),
@@ -248,6 +251,11 @@ impl AppState {
         })
     }
 
+    /// This server's replica id ([`crate::replica::resolve`]): in every audit record, checkpoint
+    /// origin and metric series it writes.
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
     /// The configuration in force.
     pub fn config(&self) -> Arc<ServeConfig> {
         self.live().config.clone()

@@ -19,15 +19,22 @@ HERE = pathlib.Path(__file__).resolve().parent
 RULES = HERE.parent / "rules" / "pno-serve.rules.yml"
 OUT = HERE / "pno-serve.test.yml"
 I = {"job": "pno-serve", "instance": "a:1"}
+# Every series pno serve exports carries its replica id; `up` (made by Prometheus) does not.
+R = {"replica": "pno-a"}
 
 
 def sel(name, **labels):
-    ls = {**I, **labels}
+    ls = {**I, **({} if name == "up" else R), **labels}
     return name + "{" + ",".join(f'{k}="{v}"' for k, v in ls.items()) + "}"
 
 
+def base(alert):
+    """The labels every firing of `alert` carries: job, instance and (but on `up`) replica."""
+    return I if alert == "PnoDown" else {**I, **R}
+
+
 # (title, interval, input series [(selector, values)], checks [(eval_time, alert, [fired])]);
-# fired = (extra labels, {annotation: rendered text}) — labels beyond job/instance/severity.
+# fired = (extra labels, {annotation: rendered text}) — labels beyond job/instance/replica/severity.
 CASES = [
     ("config reload failed for a minute", "1m",
      [(sel("pno_config_last_reload_successful"), "1 0 0 0")],
@@ -207,7 +214,7 @@ PROMQL = [
       (sel("pno_http_requests_total", **{"class": "infer"}, status="503"), "0+15x10"),
       (sel("pno_http_requests_total", **{"class": "model"}, status="500"), "0+100x10")],
      "10m", "pno:inference_errors:ratio_rate5m",
-     [({"__name__": "pno:inference_errors:ratio_rate5m", **I}, 0.25)]),
+     [({"__name__": "pno:inference_errors:ratio_rate5m", **I, **R}, 0.25)]),
 ]
 
 
@@ -233,7 +240,7 @@ def main():
                         full[k] = text
                 # A rule without a severity label passes on its series' (PnoInProcessAlert).
                 sev = rule["labels"].get("severity")
-                out.append({"exp_labels": {**I, **({"severity": sev} if sev else {}), **labels},
+                out.append({"exp_labels": {**base(name), **({"severity": sev} if sev else {}), **labels},
                             "exp_annotations": full})
             (fired if out else quiet).add(name)
             t["alert_rule_test"].append({"eval_time": at, "alertname": name, "exp_alerts": out})

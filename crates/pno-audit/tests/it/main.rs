@@ -4,3 +4,4 @@
 
 mod log;
 mod merkle;
+mod replica;

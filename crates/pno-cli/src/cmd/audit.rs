@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use pno_audit::checkpoint::{
-    Checkpoint, SignerKey, VerifierKey, generate_key, open, sign, verify_against,
+    Checkpoint, SignerKey, VerifierKey, generate_key, open, origin, sign, verify_against,
 };
 use pno_audit::merkle::{consistency_proof, inclusion_proof, root, verify_consistency};
 use pno_audit::{leaves, verify};
@@ -50,7 +50,8 @@ enum AuditCmd {
     },
     /// Create an Ed25519 key pair for checkpoints: OUT (signer, mode 0600) and OUT.pub.
     Keygen {
-        /// Key name (the checkpoint origin), e.g. pno-serve/audit.
+        /// Key name (the checkpoint origin; `<name>/<replica>` for a replica's log), e.g.
+        /// pno-serve/audit.
         #[arg(long)]
         name: String,
         /// Output path of the signer key.
@@ -180,7 +181,7 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                     verify_against(&file, &c).with_context(|| {
                         format!("{} against checkpoint {}", file.display(), cp.display())
                     })?;
-                    Some(c.size)
+                    Some(c)
                 }
                 _ => None,
             };
@@ -188,7 +189,8 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                 println!(
                     "{}",
                     json!({"ok": true, "records": v.records, "head": v.head, "root": hex::encode(v.root),
-                           "segments": v.segments.len(), "checkpoint_size": pinned})
+                           "segments": v.segments.len(), "checkpoint_size": pinned.as_ref().map(|c| c.size),
+                           "checkpoint_origin": pinned.as_ref().map(|c| &c.origin)})
                 );
             } else {
                 println!(
@@ -198,8 +200,11 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                     v.head,
                     B64.encode(v.root)
                 );
-                if let Some(n) = pinned {
-                    println!("ok: the first {n} records are those the checkpoint signed");
+                if let Some(c) = pinned {
+                    println!(
+                        "ok: the first {} records are those the checkpoint of {} signed",
+                        c.size, c.origin
+                    );
                 }
             }
         }
@@ -230,9 +235,16 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
         AuditCmd::Checkpoint { file, key, out } => {
             let signer = SignerKey::parse(&read(&key, "signer key")?)
                 .with_context(|| format!("signer key {}", key.display()))?;
-            let v = verify(&file)?;
+            // A replica's log is its own log: the origin names the replica of its newest
+            // record (as the server's own checkpoints do).
+            let mut replica = None;
+            let v = if pno_audit::segments(&file)?.is_empty() {
+                verify(&file)? // no log at all: the error names it
+            } else {
+                pno_audit::scan(&file, |_, rec| replica.clone_from(&rec.replica))?
+            };
             let cp = Checkpoint {
-                origin: signer.name().to_string(),
+                origin: origin(signer.name(), replica.as_deref()),
                 size: v.records,
                 root: v.root,
             };
@@ -243,7 +255,7 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                     if json_out {
                         println!(
                             "{}",
-                            json!({"checkpoint": p, "size": cp.size, "root": hex::encode(cp.root)})
+                            json!({"checkpoint": p, "origin": cp.origin, "size": cp.size, "root": hex::encode(cp.root)})
                         );
                     } else {
                         println!("checkpoint of {} records -> {}", cp.size, p.display());
@@ -300,6 +312,7 @@ pub(crate) fn run(args: AuditArgs, json_out: bool) -> Result<()> {
                 show("by role", r.by_role.clone().into_iter().collect());
                 show("by action", r.by_action.clone().into_iter().collect());
                 show("by outcome", r.by_outcome.clone().into_iter().collect());
+                show("by replica", r.by_replica.clone().into_iter().collect());
                 show(
                     "refused or failed, by class",
                     r.by_class.clone().into_iter().collect(),

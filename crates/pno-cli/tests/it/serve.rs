@@ -35,9 +35,18 @@ pub(crate) fn repository(dir: &Path) -> String {
 
 /// Start `pno serve ARGS` (stdout and stderr piped) and read the address it listens on.
 pub(crate) fn spawn_serve(args: &[&str]) -> (std::process::Child, String) {
+    spawn_serve_env(args, &[])
+}
+
+/// [`spawn_serve`] with extra environment variables.
+pub(crate) fn spawn_serve_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, String) {
     let mut child = Command::new(crate::pno_bin())
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -180,16 +189,20 @@ fn serve_answers_then_drains_on_sigterm_and_the_audit_log_verifies() {
     ]);
     let key = key.trim().to_string();
     let audit = dir.path().join("audit.log");
-    let (mut child, addr) = spawn_serve(&[
-        "--repository",
-        &repo,
-        "--listen",
-        "127.0.0.1:0",
-        "--keys",
-        keys.to_str().unwrap(),
-        "--audit",
-        audit.to_str().unwrap(),
-    ]);
+    // The replica id from the environment (a Kubernetes Deployment sets it to the pod name).
+    let (mut child, addr) = spawn_serve_env(
+        &[
+            "--repository",
+            &repo,
+            "--listen",
+            "127.0.0.1:0",
+            "--keys",
+            keys.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+        &[("PNO_REPLICA", "pno-serve-0")],
+    );
     let (s, _) = http(&addr, "GET", "/v2/health/ready", None, "");
     assert_eq!(s, 200);
     let (s, body) = http(&addr, "GET", "/v2/models/pno", None, "");
@@ -207,8 +220,15 @@ fn serve_answers_then_drains_on_sigterm_and_the_audit_log_verifies() {
         &req.to_string(),
     );
     assert_eq!(s, 200, "{body}");
-    let (s, _) = http(&addr, "GET", "/metrics", None, "");
+    let (s, m) = http(&addr, "GET", "/metrics", None, "");
     assert_eq!(s, 200);
+    assert!(
+        m.contains(&format!(
+            "pno_replica_info{{version=\"{}\",replica=\"pno-serve-0\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{m}"
+    );
     // SIGTERM: drain and exit 0.
     let t = Instant::now();
     let ok = Command::new("kill")
@@ -247,6 +267,12 @@ fn serve_answers_then_drains_on_sigterm_and_the_audit_log_verifies() {
     assert!(logs.contains("draining"), "{logs}");
     let out = pno_ok(&["audit", "verify", audit.to_str().unwrap()]);
     assert!(out.starts_with("ok: 3 records"), "{out}");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert_eq!(
+        text.matches("\"replica\":\"pno-serve-0\"").count(),
+        3,
+        "every record names the replica:\n{text}"
+    );
 }
 
 #[test]
@@ -325,7 +351,7 @@ fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real
     std::fs::write(
         &cfg,
         format!(
-            "listen = \"127.0.0.1:0\"\nrepository = {repo:?}\nfallback = \"previous\"\n\
+            "replica = \"pno-a\"\nlisten = \"127.0.0.1:0\"\nrepository = {repo:?}\nfallback = \"previous\"\n\
              [breaker]\nconsecutive_failures = 3\nopen_ms = 60000\n\
              [audit]\npath = {:?}\n[models.pno]\nversion_policy = \"all\"\n",
             audit.display().to_string()
@@ -360,11 +386,13 @@ fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real
     );
     let (_, m) = http(&addr, "GET", "/metrics", None, "");
     assert!(
-        m.contains("pno_breaker_state{model=\"pno\",version=\"2\"} 1"),
+        m.contains("pno_breaker_state{model=\"pno\",version=\"2\",replica=\"pno-a\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("pno_failures_total{class=\"persistent\",model=\"pno\",version=\"2\"} 3"),
+        m.contains(
+            "pno_failures_total{class=\"persistent\",model=\"pno\",version=\"2\",replica=\"pno-a\"} 3"
+        ),
         "{m}"
     );
     Command::new("kill")
@@ -407,7 +435,9 @@ fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
     let write = |extra: &str| {
         std::fs::write(
             &cfg,
-            format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n{extra}"),
+            format!(
+                "replica = \"pno-b\"\nlisten = \"127.0.0.1:0\"\nrepository = {repo:?}\n{extra}"
+            ),
         )
         .unwrap();
     };
@@ -422,7 +452,7 @@ fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
     let metric = |name: &str| {
         let (_, m) = http(&addr, "GET", "/metrics", None, "");
         m.lines()
-            .find(|l| l.starts_with(&format!("{name} ")))
+            .find(|l| l.starts_with(&format!("{name}{{replica=\"pno-b\"}} ")))
             .map(|l| l.rsplit(' ').next().unwrap().to_string())
             .unwrap_or_default()
     };

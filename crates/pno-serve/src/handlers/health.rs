@@ -336,7 +336,7 @@ pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
             n as f64,
         ));
     }
-    let mut r = (StatusCode::OK, st.metrics().render(&gauges)).into_response();
+    let mut r = (StatusCode::OK, st.metrics().render(st.replica(), &gauges)).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

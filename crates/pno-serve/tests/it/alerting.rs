@@ -166,12 +166,16 @@ async fn latency_and_error_shifts_alert_reach_the_receiver_and_resolve() {
     assert!(!v["firing"].as_array().unwrap().is_empty(), "{v}");
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_alerts_firing{alertname=\"LatencyAnomaly\",severity=\"warning\"}"),
+        m.contains(
+            "pno_alerts_firing{alertname=\"LatencyAnomaly\",severity=\"warning\",replica=\"t\"}"
+        ),
         "{m}"
     );
-    assert!(m.contains("pno_anomaly_score{model=\"pno\",version=\"1\",signal=\"latency_p50\"}"));
+    assert!(m.contains(
+        "pno_anomaly_score{model=\"pno\",version=\"1\",signal=\"latency_p50\",replica=\"t\"}"
+    ));
     assert!(
-        m.contains("pno_alert_notifications_total{receiver=\"oncall\",outcome=\"delivered\"} 1"),
+        m.contains("pno_alert_notifications_total{receiver=\"oncall\",outcome=\"delivered\",replica=\"t\"} 1"),
         "{m}"
     );
 
@@ -302,7 +306,9 @@ async fn a_receiver_that_is_down_costs_requests_nothing_and_its_failures_are_cou
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(
-        metrics.contains("pno_alerts_firing{alertname=\"AnyTraffic\",severity=\"critical\"} 1"),
+        metrics.contains(
+            "pno_alerts_firing{alertname=\"AnyTraffic\",severity=\"critical\",replica=\"t\"} 1"
+        ),
         "{metrics}"
     );
     stop.store(true, Ordering::SeqCst);

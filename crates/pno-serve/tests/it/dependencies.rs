@@ -96,7 +96,7 @@ async fn an_unreadable_repository_turns_readiness_false_on_schedule_and_back() {
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
         m.contains(
-            "pno_dependency_up{dependency=\"repository\",kind=\"repository\",critical=\"true\"} 0"
+            "pno_dependency_up{dependency=\"repository\",kind=\"repository\",critical=\"true\",replica=\"t\"} 0"
         ),
         "{m}"
     );

@@ -106,10 +106,12 @@ async fn shifted_inputs_are_detected_alerted_audited_and_clear_again() {
     assert_eq!(v["drift"][0]["recent"], 40, "{v}");
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_drift_detected{model=\"pno\",version=\"1\"} 0"),
+        m.contains("pno_drift_detected{model=\"pno\",version=\"1\",replica=\"t\"} 0"),
         "{m}"
     );
-    assert!(m.contains("pno_drift_psi{model=\"pno\",version=\"1\",feature=\"x[0].mean\"}"));
+    assert!(m.contains(
+        "pno_drift_psi{model=\"pno\",version=\"1\",feature=\"x[0].mean\",replica=\"t\"}"
+    ));
 
     // Another recipe: three times the amplitude and a finer mode.
     let t1 = now_s();
@@ -152,7 +154,7 @@ async fn shifted_inputs_are_detected_alerted_audited_and_clear_again() {
     assert!(a["summary"].as_str().unwrap().contains("x[0].std"), "{a}");
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_drift_detected{model=\"pno\",version=\"1\"} 1"),
+        m.contains("pno_drift_detected{model=\"pno\",version=\"1\",replica=\"t\"} 1"),
         "{m}"
     );
     // The drift tests' largest PSI is a signal of the version's series (rules can use it).

@@ -84,7 +84,7 @@ async fn a_hang_is_cancelled_at_its_deadline_and_frees_its_slot_while_another_mo
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT);
     let m = metrics(&st).await;
     assert!(
-        m.contains("pno_cancelled_total{reason=\"deadline\"} 2"),
+        m.contains("pno_cancelled_total{reason=\"deadline\",replica=\"t\"} 2"),
         "{m}"
     );
 }
@@ -264,8 +264,14 @@ async fn transient_io_on_the_audit_log_and_the_repository_is_retried_away() {
     let (s, _) = call(&st, post_json("/v2/models/a/infer", &body())).await;
     assert_eq!(s, StatusCode::OK);
     let m = metrics(&st).await;
-    assert!(m.contains("pno_retries_total{op=\"audit\"} 2"), "{m}");
-    assert!(m.contains("pno_retries_total{op=\"repository\"} 4"), "{m}");
+    assert!(
+        m.contains("pno_retries_total{op=\"audit\",replica=\"t\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("pno_retries_total{op=\"repository\",replica=\"t\"} 4"),
+        "{m}"
+    );
     assert!(
         !m.contains("\npno_audit_append_failures_total"),
         "no record lost: {m}"
@@ -315,7 +321,7 @@ async fn a_computation_whose_client_leaves_stops_and_frees_its_slot() {
     }
     let m = metrics(&st).await;
     assert!(
-        m.contains("pno_cancelled_total{reason=\"disconnect\"} 1"),
+        m.contains("pno_cancelled_total{reason=\"disconnect\",replica=\"t\"} 1"),
         "{m}"
     );
     tx.send(()).unwrap();
@@ -338,8 +344,11 @@ async fn an_unwritable_audit_record_withholds_the_answer_only_when_failing_close
         inject(&st, json!({"io": "audit", "count": 3})).await;
         let (s, v) = call(&st, post_json("/v2/models/a/infer", &body())).await;
         let m = metrics(&st).await;
-        assert!(m.contains("pno_audit_healthy 0"), "{m}");
-        assert!(m.contains("\npno_audit_append_failures_total 1"), "{m}");
+        assert!(m.contains("pno_audit_healthy{replica=\"t\"} 0"), "{m}");
+        assert!(
+            m.contains("\npno_audit_append_failures_total{replica=\"t\"} 1"),
+            "{m}"
+        );
         if closed {
             assert_eq!(
                 (s, v["class"].as_str()),
@@ -356,7 +365,11 @@ async fn an_unwritable_audit_record_withholds_the_answer_only_when_failing_close
         // The log heals: the next record is written and the chain verifies.
         let (s, _) = call(&st, post_json("/v2/models/a/infer", &body())).await;
         assert_eq!(s, StatusCode::OK);
-        assert!(metrics(&st).await.contains("pno_audit_healthy 1"));
+        assert!(
+            metrics(&st)
+                .await
+                .contains("pno_audit_healthy{replica=\"t\"} 1")
+        );
         drop(st);
         assert_eq!(
             pno_serve::audit::verify(&dir.path().join("audit.log"))

@@ -119,10 +119,12 @@ async fn truth_from_the_predictive_distribution_holds_and_a_shift_collapses_cove
     );
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_calibration_collapsed{model=\"pno\",version=\"1\"} 1"),
+        m.contains("pno_calibration_collapsed{model=\"pno\",version=\"1\",replica=\"t\"} 1"),
         "{m}"
     );
-    assert!(m.contains("pno_calibration_coverage{model=\"pno\",version=\"1\",level=\"0.9\"}"));
+    assert!(m.contains(
+        "pno_calibration_coverage{model=\"pno\",version=\"1\",level=\"0.9\",replica=\"t\"}"
+    ));
     let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
     assert!(log.contains("CoverageCollapse (critical)"), "{log}");
     assert!(

@@ -48,7 +48,13 @@ async fn metrics_text(st: &AppState) -> String {
 
 fn gauge(text: &str, name: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix("{replica=\"t\"} ")?
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 

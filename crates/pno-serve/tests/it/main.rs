@@ -14,6 +14,7 @@ mod infer;
 mod keys;
 mod preflight;
 mod reload;
+mod replica;
 mod repository;
 mod resilience;
 mod resources;
@@ -69,6 +70,7 @@ pub(crate) fn repo(dir: &Path, model: &str, versions: &[u64]) -> PathBuf {
 /// A config serving `repo`.
 pub(crate) fn config(repo: &Path) -> ServeConfig {
     ServeConfig {
+        replica: Some("t".into()),
         repository: repo.to_path_buf(),
         ..ServeConfig::default()
     }

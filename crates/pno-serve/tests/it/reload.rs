@@ -15,7 +15,10 @@ use super::*;
 fn reloadable(dir: &Path, text: &str) -> (AppState, PathBuf, String) {
     let repo = repo(dir, "pno", &[1]);
     let file = dir.join("serve.toml");
-    let head = format!("repository = {:?}\n", repo.display().to_string());
+    let head = format!(
+        "replica = \"t\"\nrepository = {:?}\n",
+        repo.display().to_string()
+    );
     std::fs::write(&file, format!("{head}{text}")).unwrap();
     let mut cfg = ServeConfig::from_file(&file).unwrap();
     cfg.audit.path = Some(dir.join("audit.log"));
@@ -84,10 +87,13 @@ async fn a_good_config_is_swapped_in_and_acts_at_once() {
     }
     assert!(codes.contains(&429), "{codes:?}");
     let m = metrics(&st).await;
-    assert!(m.contains("pno_config_last_reload_successful 1"), "{m}");
+    assert!(
+        m.contains("pno_config_last_reload_successful{replica=\"t\"} 1"),
+        "{m}"
+    );
     assert!(
         m.contains(&format!(
-            "pno_config_info{{hash=\"{}\"}} 1",
+            "pno_config_info{{hash=\"{}\",replica=\"t\"}} 1",
             v["hash"].as_str().unwrap()
         )),
         "{m}"
@@ -134,7 +140,7 @@ async fn a_bad_config_is_rejected_naming_why_and_the_old_one_keeps_serving() {
         assert!(
             metrics(&st)
                 .await
-                .contains("pno_config_last_reload_successful 0")
+                .contains("pno_config_last_reload_successful{replica=\"t\"} 0")
         );
     }
     std::fs::remove_file(&file).unwrap();
@@ -150,7 +156,7 @@ async fn a_bad_config_is_rejected_naming_why_and_the_old_one_keeps_serving() {
     assert!(
         metrics(&st)
             .await
-            .contains("pno_config_last_reload_successful 1")
+            .contains("pno_config_last_reload_successful{replica=\"t\"} 1")
     );
 }
 

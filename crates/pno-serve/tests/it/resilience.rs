@@ -119,12 +119,12 @@ async fn a_version_that_fails_every_call_opens_its_breaker_fails_fast_and_falls_
 
     let m = metrics(&st).await;
     for line in [
-        "pno_breaker_state{model=\"pno\",version=\"2\"} 1",
-        "pno_breaker_state{model=\"pno\",version=\"1\"} 0",
-        "pno_failures_total{class=\"persistent\",model=\"pno\",version=\"2\"} 3",
-        "pno_failures_total{class=\"transient\",model=\"pno\",version=\"2\"} 1",
-        "pno_breaker_transitions_total{model=\"pno\",version=\"2\",to=\"open\"} 1",
-        "pno_fallback_total{model=\"pno\",version=\"1\",from=\"2\"} 1",
+        "pno_breaker_state{model=\"pno\",version=\"2\",replica=\"t\"} 1",
+        "pno_breaker_state{model=\"pno\",version=\"1\",replica=\"t\"} 0",
+        "pno_failures_total{class=\"persistent\",model=\"pno\",version=\"2\",replica=\"t\"} 3",
+        "pno_failures_total{class=\"transient\",model=\"pno\",version=\"2\",replica=\"t\"} 1",
+        "pno_breaker_transitions_total{model=\"pno\",version=\"2\",to=\"open\",replica=\"t\"} 1",
+        "pno_fallback_total{model=\"pno\",version=\"1\",from=\"2\",replica=\"t\"} 1",
     ] {
         assert!(m.contains(line), "missing {line}\n{m}");
     }
@@ -176,11 +176,9 @@ async fn replacing_the_broken_version_closes_its_breaker() {
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, v) = call(&st, get("/v2/models/pno/versions/2/stats")).await;
     assert_eq!(v["model_stats"][0]["breaker"]["state"], "closed");
-    assert!(
-        metrics(&st)
-            .await
-            .contains("pno_breaker_transitions_total{model=\"pno\",version=\"2\",to=\"closed\"} 1")
-    );
+    assert!(metrics(&st).await.contains(
+        "pno_breaker_transitions_total{model=\"pno\",version=\"2\",to=\"closed\",replica=\"t\"} 1"
+    ));
 }
 
 #[tokio::test]
@@ -229,11 +227,15 @@ async fn input_and_security_failures_never_count_against_a_model() {
     assert_eq!(v["model_stats"][0]["breaker"]["calls"], 1);
     let m = metrics(&st).await;
     assert!(
-        m.contains("pno_failures_total{class=\"input\",model=\"pno\",version=\"1\"} 3"),
+        m.contains(
+            "pno_failures_total{class=\"input\",model=\"pno\",version=\"1\",replica=\"t\"} 3"
+        ),
         "{m}"
     );
     assert!(
-        m.contains("pno_failures_total{class=\"security\",model=\"\",version=\"\"} 1"),
+        m.contains(
+            "pno_failures_total{class=\"security\",model=\"\",version=\"\",replica=\"t\"} 1"
+        ),
         "{m}"
     );
 }
@@ -311,7 +313,9 @@ async fn degraded_answers_are_the_first_draws_of_the_full_answer() {
     );
     let m = metrics(&st).await;
     assert!(
-        m.contains("pno_degraded_total{model=\"pno\",version=\"1\",reason=\"latency\"} 1"),
+        m.contains(
+            "pno_degraded_total{model=\"pno\",version=\"1\",reason=\"latency\",replica=\"t\"} 1"
+        ),
         "{m}"
     );
 }
@@ -396,11 +400,13 @@ async fn a_queued_request_past_its_deadline_leaves_the_queue_and_is_counted() {
     drop(slot);
     let m = metrics(&st).await;
     assert!(
-        m.contains("pno_cancelled_total{reason=\"deadline\"} 1"),
+        m.contains("pno_cancelled_total{reason=\"deadline\",replica=\"t\"} 1"),
         "{m}"
     );
     assert!(
-        m.contains("pno_shed_total{model=\"pno\",version=\"1\",reason=\"queue_deadline\"} 1"),
+        m.contains(
+            "pno_shed_total{model=\"pno\",version=\"1\",reason=\"queue_deadline\",replica=\"t\"} 1"
+        ),
         "{m}"
     );
 }

@@ -188,7 +188,7 @@ async fn a_version_over_the_budget_is_refused_at_startup_and_by_the_load_api() {
     );
     assert!(sample(&m, "pno_model_footprint_bytes", "model=\"big\"").is_none());
     assert!(
-        m.contains("pno_memory_budget_bytes{source=\"config\"}"),
+        m.contains("pno_memory_budget_bytes{source=\"config\",replica=\"t\"}"),
         "{m}"
     );
 }

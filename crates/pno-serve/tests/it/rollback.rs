@@ -113,7 +113,7 @@ async fn collapsed_coverage_rolls_traffic_back_without_losing_requests() {
     );
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_rollbacks_total{model=\"pno\",version=\"2\",to=\"1\"} 1"),
+        m.contains("pno_rollbacks_total{model=\"pno\",version=\"2\",to=\"1\",replica=\"t\"} 1"),
         "{m}"
     );
     let (_, stats) = call(&st, get("/v2/models/pno/stats")).await;
@@ -124,7 +124,7 @@ async fn collapsed_coverage_rolls_traffic_back_without_losing_requests() {
     assert_eq!(unpinned(&st, 5, None).await["model_version"], "1");
     let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
     assert!(
-        m.contains("pno_rollbacks_total{model=\"pno\",version=\"2\",to=\"1\"} 1"),
+        m.contains("pno_rollbacks_total{model=\"pno\",version=\"2\",to=\"1\",replica=\"t\"} 1"),
         "{m}"
     );
 

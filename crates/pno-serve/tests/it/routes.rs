@@ -174,17 +174,17 @@ async fn metrics_are_prometheus_text_with_model_labels_and_buckets() {
     );
     let text = String::from_utf8(body_bytes(r).await).unwrap();
     for needle in [
-        "pno_inference_request_success_total{model=\"pno\",version=\"1\"} 1",
-        "pno_inference_request_failure_total{model=\"pno\",version=\"1\",status=\"400\"} 1",
-        "pno_inference_count_total{model=\"pno\",version=\"1\"} 1",
+        "pno_inference_request_success_total{model=\"pno\",version=\"1\",replica=\"t\"} 1",
+        "pno_inference_request_failure_total{model=\"pno\",version=\"1\",status=\"400\",replica=\"t\"} 1",
+        "pno_inference_count_total{model=\"pno\",version=\"1\",replica=\"t\"} 1",
         "# TYPE pno_inference_request_duration_seconds histogram",
-        "pno_inference_compute_duration_seconds_bucket{model=\"pno\",version=\"1\",le=\"0.1\"}",
-        "pno_inference_queue_duration_seconds_count{model=\"pno\",version=\"1\"} 1",
-        "pno_inference_request_duration_seconds_bucket{model=\"pno\",version=\"1\",le=\"+Inf\"} 2",
-        "pno_inference_pending_request_count 0",
-        "pno_http_in_flight_requests 1",
-        "pno_model_loaded{model=\"pno\",version=\"1\"} 1",
-        "pno_ready 1",
+        "pno_inference_compute_duration_seconds_bucket{model=\"pno\",version=\"1\",le=\"0.1\",replica=\"t\"}",
+        "pno_inference_queue_duration_seconds_count{model=\"pno\",version=\"1\",replica=\"t\"} 1",
+        "pno_inference_request_duration_seconds_bucket{model=\"pno\",version=\"1\",le=\"+Inf\",replica=\"t\"} 2",
+        "pno_inference_pending_request_count{replica=\"t\"} 0",
+        "pno_http_in_flight_requests{replica=\"t\"} 1",
+        "pno_model_loaded{model=\"pno\",version=\"1\",replica=\"t\"} 1",
+        "pno_ready{replica=\"t\"} 1",
         "# TYPE process_resident_memory_bytes gauge",
         "# TYPE process_cpu_seconds_total counter",
     ] {
@@ -192,7 +192,7 @@ async fn metrics_are_prometheus_text_with_model_labels_and_buckets() {
     }
     let rss: f64 = text
         .lines()
-        .find(|l| l.starts_with("process_resident_memory_bytes "))
+        .find(|l| l.starts_with("process_resident_memory_bytes{replica=\"t\"} "))
         .unwrap()
         .split(' ')
         .nth(1)
@@ -203,13 +203,13 @@ async fn metrics_are_prometheus_text_with_model_labels_and_buckets() {
     // The queue's capacity (limits.max_queue) and the memory budget (the same reader as
     // pno_core::resources, so the same value), for the saturation and memory alerts.
     let cap = format!(
-        "pno_inference_queue_capacity {}",
+        "pno_inference_queue_capacity{{replica=\"t\"}} {}",
         st.config().limits.max_queue
     );
     assert!(text.contains(&cap), "missing {cap:?}");
     let b = pno_core::resources::memory_budget().expect("a Linux memory budget");
     let line = format!(
-        "pno_memory_budget_bytes{{source=\"{}\"}} {}",
+        "pno_memory_budget_bytes{{source=\"{}\",replica=\"t\"}} {}",
         b.source, b.bytes
     );
     assert!(text.contains(&line), "missing {line:?} in\n{text}");

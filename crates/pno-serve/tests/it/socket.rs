@@ -161,7 +161,7 @@ async fn a_queued_request_whose_client_leaves_is_dropped_before_it_starts() {
     drop(slot);
     let m = String::from_utf8(http(addr, "GET", "/metrics", b"").await.2).unwrap();
     assert!(
-        m.contains("pno_cancelled_total{reason=\"disconnect\"} 1"),
+        m.contains("pno_cancelled_total{reason=\"disconnect\",replica=\"t\"} 1"),
         "{m}"
     );
     // It never computed.

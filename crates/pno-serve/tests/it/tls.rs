@@ -216,7 +216,7 @@ async fn https_serves_the_same_numbers_and_plain_http_gets_a_clean_400() {
     for reason in ["plain_http", "timeout", "handshake"] {
         assert!(
             m.contains(&format!(
-                "pno_tls_handshake_failures_total{{reason=\"{reason}\"}} 1"
+                "pno_tls_handshake_failures_total{{reason=\"{reason}\",replica=\"t\"}} 1"
             )),
             "{reason}: {m}"
         );
