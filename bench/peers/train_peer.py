@@ -316,6 +316,8 @@ def parse():
     p.add_argument("--pointwise", choices=["conv", "bmm"], default="conv",
                    help="torch impl only: 1x1 convs as nn.Conv1d (as neuralop) or as batched GEMM")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="cpu or cuda[:N] (bench/gpu.sh); timings synchronise the GPU")
     p.add_argument("--check", action="store_true",
                    help="verify the torch FNO equals neuralop's (same weights), print to stderr")
     a = p.parse_args()
@@ -394,11 +396,18 @@ def main():
                          a.projection, grid=not a.no_grid,
                          dropout=a.dropout if a.model == "pno_d" else 0.0)
     params = count_params(model)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    model = model.to(dev)
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(dev)
 
     g = torch.Generator().manual_seed(a.seed + 1)
     shape = [a.res] * a.dim
-    x = torch.randn(a.batch, a.in_channels, *shape, generator=g)
-    y = torch.randn(a.batch, a.out_channels, *shape, generator=g)
+    x = torch.randn(a.batch, a.in_channels, *shape, generator=g).to(dev)
+    y = torch.randn(a.batch, a.out_channels, *shape, generator=g).to(dev)
 
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0)
     M = a.es_samples
@@ -420,13 +429,18 @@ def main():
 
     load0 = os.getloadavg()[0]
     model.train()
-    for _ in range(a.warmup):
+    t0 = time.perf_counter()
+    train_step()
+    sync()
+    first_step_ms = (time.perf_counter() - t0) * 1e3
+    for _ in range(max(a.warmup - 1, 0)):
         train_step()
     times = []
     loss = None
     for _ in range(a.steps):
         t0 = time.perf_counter()
         loss = train_step()
+        sync()
         times.append(time.perf_counter() - t0)
     step_ms = statistics.median(times) * 1e3
 
@@ -436,10 +450,12 @@ def main():
 
     def timed(fn, reps):
         fn()  # warm-up
+        sync()
         ts = []
         for _ in range(reps):
             t0 = time.perf_counter()
             fn()
+            sync()
             ts.append(time.perf_counter() - t0)
         return statistics.median(ts) * 1e3
 
@@ -477,6 +493,9 @@ def main():
         "infer_ms_median": round(infer_ms, 3),
         "infer_samples": K,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": a.device,
+        "first_step_ms": round(first_step_ms, 3),
+        "peak_gpu_allocated_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if cuda else None,
         # extras
         "hidden": a.hidden, "layers": a.layers, "modes": list(n_modes), "lifting": a.lifting,
         "projection": a.projection, "dropout": a.dropout if a.model == "pno_d" else 0.0,

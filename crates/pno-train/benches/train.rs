@@ -6,7 +6,9 @@
 //! cargo bench -p pno-train --bench train -- --model fno --dim 2 --res 64 --batch 16 \
 //!     --hidden 32 --layers 4 --modes 12 12 --lifting 256 --projection 256 --steps 10
 //! ```
-//! Prints one JSON line.
+//! Prints one JSON line. `--device cuda[:N]` (a build with `--features cuda`) runs it on a GPU
+//! (`bench/gpu.sh`); every timed step ends by reading a value back, which waits for the device.
+//! `first_step_ms` is the first training step's time (on a GPU: kernel compilation and tuning).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,6 +43,26 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|v| v.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// `cpu`, or `cuda` / `cuda:N` in a CUDA build.
+fn select_device(name: &str) -> Device {
+    match name {
+        "cpu" | "flex" => Device::flex(),
+        #[cfg(feature = "cuda")]
+        s if s == "cuda" || s.starts_with("cuda:") => Device::cuda(
+            s.strip_prefix("cuda:")
+                .map_or(0, |i| i.parse().expect("--device cuda:N with N an integer")),
+        ),
+        other => panic!(
+            "--device: expected cpu{}, got {other:?}",
+            if cfg!(feature = "cuda") {
+                ", cuda or cuda:N"
+            } else {
+                " (cuda needs `--features cuda`)"
+            }
+        ),
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -82,7 +104,8 @@ fn main() {
         ..Default::default()
     };
     let spec = cfg.validate(1, 1, &grid).expect("config");
-    let device = Device::flex().autodiff();
+    let device_name: String = arg(&args, "--device", "cpu".to_string());
+    let device = select_device(&device_name).autodiff();
     let mut net = spec.init(0, &device);
     let params = net.num_params();
     let p: usize = grid.iter().product();
@@ -102,6 +125,7 @@ fn main() {
     };
     let rows: Vec<u64> = (0..batch as u64).collect();
     let mut times = Vec::new();
+    let mut first_ms = f64::NAN;
     for step in 0..warmup + steps {
         let x = Tensor::<3>::from_data(
             TensorData::new(data(step as u64, batch * p), [batch, 1, p]),
@@ -122,6 +146,9 @@ fn main() {
         let (next, _) = adam_step(net, grads, &mut adam, cfg_adam, 1e-3, 1.0);
         net = next;
         let dt = t0.elapsed().as_secs_f64();
+        if step == 0 {
+            first_ms = dt * 1e3;
+        }
         if step >= warmup {
             times.push(dt);
         }
@@ -150,7 +177,8 @@ fn main() {
     println!(
         "{}",
         serde_json::json!({
-            "peer": "pno (burn flex)", "model": model, "dim": dim, "res": res, "batch": batch, "params": params,
+            "peer": if device_name == "cpu" { "pno (burn flex)" } else { "pno (burn cuda)" },
+            "device": device_name, "first_step_ms": first_ms, "model": model, "dim": dim, "res": res, "batch": batch, "params": params,
             "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             "train_step_ms_median": train_ms, "train_samples_per_s": batch as f64 / (train_ms / 1e3),
             "infer_ms_median": infer_ms, "infer_samples": k, "peak_rss_mb": peak_rss_mb(),
