@@ -45,15 +45,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     . scripts/cuda-env.sh
     features=(--features pno-cli/cuda,pno-train/cuda)
   fi
-  BENCH=$(cargo build --release --locked -p pno-cli -p pno-train "${features[@]}" \
-            --bins --benches --message-format=json-render-diagnostics |
-          "$PY" -c '
-import json, sys
-exe = [m["executable"] for m in map(json.loads, sys.stdin)
-       if m.get("reason") == "compiler-artifact" and m.get("executable")
-       and m["target"]["name"] == "train" and "bench" in m["target"]["kind"]
-       and "pno-train" in m["package_id"]]
-print(exe[-1] if exe else "")')
+  BENCH=$(bench_build_train_bench "${features[@]}")
   PNO=$CARGO_TARGET_DIR/release/pno
 fi
 [ -x "${BENCH:-}" ] || { echo "error: no train bench executable (BENCH=${BENCH:-})" >&2; exit 1; }

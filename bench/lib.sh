@@ -72,3 +72,19 @@ bench_require_peer_dir() {  # DIR "name" "how to set it" FILES...
     fi
   done
 }
+
+# Build `pno` and pno-train's `train` bench in release (extra cargo arguments: "$@", e.g. CUDA
+# features) and print the bench executable's path, taken from cargo's JSON messages (target
+# `train`, kind `bench`). The package set is bench/models.sh's and quickstart's, so features unify
+# identically.
+bench_build_train_bench() {
+  cargo build --release --locked -p pno-cli -p pno-train "$@" --bins --benches \
+      --message-format=json-render-diagnostics |
+    python3 -c '
+import json, sys
+exe = [m["executable"] for m in map(json.loads, sys.stdin)
+       if m.get("reason") == "compiler-artifact" and m.get("executable")
+       and m["target"]["name"] == "train" and "bench" in m["target"]["kind"]
+       and "pno-train" in m["package_id"]]
+print(exe[-1] if exe else "")'
+}

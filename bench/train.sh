@@ -12,17 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${1:-${PNO_PEER_PYTHON:-}}
 bench_require_python "$PY" "the PyTorch training peer (bench/peers/train_peer.py)" torch neuralop
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-# Same package set as bench/models.sh and quickstart builds, so features unify identically. The
-# benchmark executable's path comes from cargo's JSON messages (target `train`, kind `bench`).
-BIN=$(cargo build --release --locked -p pno-cli -p pno-train --bins --benches \
-        --message-format=json-render-diagnostics |
-      "$PY" -c '
-import json, sys
-exe = [m["executable"] for m in map(json.loads, sys.stdin)
-       if m.get("reason") == "compiler-artifact" and m.get("executable")
-       and m["target"]["name"] == "train" and "bench" in m["target"]["kind"]
-       and "pno-train" in m["package_id"]]
-print(exe[-1] if exe else "")')
+BIN=$(bench_build_train_bench)
 [ -n "$BIN" ] && [ -x "$BIN" ] ||
   { echo "error: cargo built no executable for pno-train's 'train' bench" >&2; exit 1; }
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 MKL_NUM_THREADS=2 RAYON_NUM_THREADS=2

@@ -239,7 +239,7 @@ pub(crate) fn run(args: ServeArgs, json: bool) -> Result<()> {
         if let Some(path) = args.config.clone() {
             let (p, o) = (path.clone(), over.clone());
             state.set_config_source(Box::new(move || o.apply(ServeConfig::from_file(&p)?)));
-            tokio::spawn(reload_on_sighup(state.clone()));
+            reload_on_sighup(&state);
             if watch {
                 tokio::spawn(pno_serve::reload::watch(
                     state.clone(),
@@ -257,15 +257,19 @@ pub(crate) fn run(args: ServeArgs, json: bool) -> Result<()> {
         } else {
             "http"
         };
+        // Registered before the address is announced: a SIGTERM right after start drains.
+        let shutdown = shutdown_signal();
         println!("pno serve: listening on {scheme}://{local}");
         std::io::stdout().flush()?;
-        pno_serve::serve(listener, state, shutdown_signal()).await?;
+        pno_serve::serve(listener, state, shutdown).await?;
         anyhow::Ok(())
     })
 }
 
-/// SIGHUP reloads the config file (a rejected one leaves the old config serving).
-async fn reload_on_sighup(state: AppState) {
+/// SIGHUP reloads the config file (a rejected one leaves the old config serving). The handler is
+/// registered by this call, before the address is announced: a SIGHUP right after start
+/// reloads instead of killing the process.
+fn reload_on_sighup(state: &AppState) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -273,32 +277,45 @@ async fn reload_on_sighup(state: AppState) {
             tracing::warn!("SIGHUP handler unavailable: reload with POST /v2/admin/config/reload");
             return;
         };
-        while hup.recv().await.is_some() {
-            let _ = state.reload("sighup").await;
-        }
+        let state = state.clone();
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                let _ = state.reload("sighup").await;
+            }
+        });
     }
     #[cfg(not(unix))]
     let _ = state;
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or SIGINT. The handlers are registered by this call (not when the future is first
+/// polled), so a signal that arrives any time after it is a graceful shutdown rather than the
+/// default kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {},
-                    _ = term.recv() => {},
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+            };
+            tokio::select! {
+                _ = wait(term) => {},
+                _ = wait(int) => {},
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

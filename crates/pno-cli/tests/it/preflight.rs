@@ -1,14 +1,12 @@
 //! `pno serve --check`, the same checks at a real server's start, and `pno doctor`: real
 //! processes, real files (a trained repository, a keys file, an audit log, a bound port).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use crate::pno;
-use crate::serve::{broken_copy, repository};
+use crate::serve::{broken_copy, http, repository, spawn_serve};
 
 /// `pno --json serve --check ARGS`: (exit code, parsed report, stderr).
 fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
@@ -231,38 +229,11 @@ fn preflight_passes_a_good_config_and_names_each_failure() {
     );
 }
 
-/// `GET path` on a server at `addr`: (status, body).
-fn get(addr: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    (status, body)
-}
-
 /// Starts `pno serve ARGS`, asks `/v2/health/ready`, stops it with SIGTERM; returns the ready
 /// answer and the server's log.
 fn ready_at_start(args: &[&str]) -> (u16, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pno"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.trim().rsplit("http://").next().unwrap().to_string();
-    let (status, body) = get(&addr, "/v2/health/ready");
+    let (mut child, addr) = spawn_serve(args);
+    let (status, body) = http(&addr, "GET", "/v2/health/ready", None, "");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

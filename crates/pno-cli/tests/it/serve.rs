@@ -614,3 +614,35 @@ fn concurrent_keys_create_processes_lose_no_key() {
         assert!(list.contains(id.as_str()), "lost {id}: {list}");
     }
 }
+
+/// SIGTERM and SIGHUP that arrive the moment the address is announced: the handlers are
+/// registered before it, so the server drains and exits 0 (or reloads) instead of dying of the
+/// signal's default action.
+#[test]
+fn signals_right_after_start_are_handled_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n"),
+    )
+    .unwrap();
+    for round in 0..20 {
+        let (mut child, addr) = spawn_serve(&["--config", cfg.to_str().unwrap()]);
+        if round % 2 == 1 {
+            Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status()
+                .unwrap();
+            let (s, _) = http(&addr, "GET", "/v2/health/live", None, "");
+            assert_eq!(s, 200, "alive after an early SIGHUP (round {round})");
+        }
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "round {round}: {status:?}");
+    }
+}
