@@ -1,12 +1,11 @@
 //! `pno serve --check`, the same checks at a real server's start, and `pno doctor`: real
 //! processes, real files (a trained repository, a keys file, an audit log, a bound port).
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::pno;
-use crate::serve::{broken_copy, http, repository, spawn_serve};
+use crate::serve::{broken_copy, http, repository, spawn_serve, stop_serve};
 
 /// `pno --json serve --check ARGS`: (exit code, parsed report, stderr).
 fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
@@ -234,18 +233,7 @@ fn preflight_passes_a_good_config_and_names_each_failure() {
 fn ready_at_start(args: &[&str]) -> (u16, String, String) {
     let (mut child, addr) = spawn_serve(args);
     let (status, body) = http(&addr, "GET", "/v2/health/ready", None, "");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let exit = child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (exit, logs) = stop_serve(&mut child);
     assert!(exit.success(), "{exit:?}\n{logs}");
     (status, body, logs)
 }

@@ -74,6 +74,20 @@ pub(crate) fn http(
     http_with(addr, method, path, key, &[], body)
 }
 
+/// SIGTERM to a server from [`spawn_serve`], wait for it: its exit status and its log (stderr).
+pub(crate) fn stop_serve(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut logs).unwrap();
+    }
+    (status, logs)
+}
+
 /// [`http`] with extra request headers.
 pub(crate) fn http_with(
     addr: &str,
@@ -395,18 +409,7 @@ fn a_failing_version_trips_its_breaker_and_unpinned_requests_fall_back_on_a_real
         ),
         "{m}"
     );
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (status, logs) = stop_serve(&mut child);
     assert!(status.success(), "{logs}");
     assert!(logs.contains("circuit breaker opened"), "{logs}");
     assert!(
@@ -481,18 +484,7 @@ fn sighup_reloads_the_config_and_a_bad_file_leaves_the_old_one_serving() {
         metric("pno_config_last_reload_successful") == "0"
     });
     assert_eq!(max_batch(), 9);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (status, logs) = stop_serve(&mut child);
     assert!(status.success(), "{logs}");
     assert!(logs.contains("config reloaded"), "{logs}");
     assert!(
