@@ -7,6 +7,16 @@ use std::process::Output;
 use crate::pno;
 use crate::serve::{broken_copy, http, repository, spawn_serve, stop_serve};
 
+/// The `name` of every entry of a report's `checks`, in order.
+fn check_names(v: &serde_json::Value) -> Vec<&str> {
+    v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect()
+}
+
 /// `pno --json serve --check ARGS`: (exit code, parsed report, stderr).
 fn check_json(args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
     let mut all = vec!["--json", "serve", "--check"];
@@ -90,12 +100,7 @@ fn preflight_passes_a_good_config_and_names_each_failure() {
     let (code, v, err) = check_json(&["--config", c]);
     assert_eq!(code, Some(0), "{v}\n{err}");
     assert_eq!(v["ok"], true);
-    let names: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = check_names(&v);
     assert_eq!(
         names,
         [
@@ -280,12 +285,7 @@ fn doctor_reports_threads_and_memory() {
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     assert!(v["threads"].as_u64().unwrap() > 0, "{v}");
     assert!(v["memory"]["bytes"].as_u64().unwrap() > 0, "{v}");
-    let names: Vec<&str> = v["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["name"].as_str().unwrap())
-        .collect();
+    let names = check_names(&v);
     assert_eq!(
         names,
         ["threads", "memory", "cpu", "font", "chromium", "cuda"]
