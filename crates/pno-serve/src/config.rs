@@ -1007,6 +1007,28 @@ impl ServeConfig {
                 expected: expected.into(),
                 got,
             })?;
+        // A rollback condition whose evidence is switched off can never hold.
+        let r = &self.rollback;
+        if r.enabled && r.on_drift && !self.drift.enabled {
+            return Err(bad(
+                "rollback.on_drift",
+                "drift.enabled = true (drift is the evidence it rolls back on)",
+                "drift.enabled = false",
+            ));
+        }
+        if r.enabled
+            && r.on_coverage_collapse
+            && !self.feedback.enabled
+            && !r.on_drift
+            && r.error_rate == 0.0
+            && r.p99_ms == 0.0
+        {
+            return Err(bad(
+                "rollback.on_coverage_collapse",
+                "feedback.enabled = true (ground truth is the evidence of a collapse), or another condition",
+                "feedback.enabled = false and no other condition",
+            ));
+        }
         let t = &self.tracing;
         if let Some(url) = &t.otlp_endpoint {
             crate::webhook::Target::parse(url)

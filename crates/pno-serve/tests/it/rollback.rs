@@ -187,3 +187,42 @@ async fn collapsed_coverage_rolls_traffic_back_without_losing_requests() {
     let _ = tx.send(());
     let _ = server.await;
 }
+
+#[test]
+fn nonsense_lifecycle_settings_are_refused_naming_the_key() {
+    for (toml, key) in [
+        ("[drift]\nwindow_s = 0", "drift.window_s"),
+        ("[drift]\nmin_samples = 500", "drift.min_samples"),
+        ("[drift]\nalpha = 0.7", "drift.alpha"),
+        ("[drift]\ncorrection = \"holm\"", "drift.correction"),
+        ("[drift]\npsi_bins = 1", "drift.psi_bins"),
+        ("[drift]\nsamplez = 64", "samplez"),
+        ("[feedback]\nttl_s = 0", "feedback.ttl_s"),
+        ("[feedback]\nlevels = [0.9, 1.2]", "feedback.levels"),
+        ("[feedback]\nmin_functions = 500", "feedback.min_functions"),
+        ("[feedback]\nalpha = 0.0", "feedback.alpha"),
+        ("[rollback]\nwindows = 0", "rollback.windows"),
+        ("[rollback]\nerror_rate = 2.0", "rollback.error_rate"),
+        ("[rollback]\np99_ms = -1.0", "rollback.p99_ms"),
+        ("[rollback]\nwindowz = 2", "windowz"),
+        (
+            "[rollback]\non_coverage_collapse = false\nerror_rate = 0.0",
+            "rollback.enabled",
+        ),
+        // Contradictions across sections: a condition whose evidence is off.
+        (
+            "[drift]\nenabled = false\n[rollback]\non_drift = true",
+            "rollback.on_drift",
+        ),
+        (
+            "[feedback]\nenabled = false\n[rollback]\nerror_rate = 0.0",
+            "rollback.on_coverage_collapse",
+        ),
+    ] {
+        let e = ServeConfig::from_toml_str(toml).unwrap_err().to_string();
+        assert!(e.contains(key), "{toml:?}: {e}");
+    }
+    // Off together is consistent: the defaults with feedback off still roll back on errors.
+    ServeConfig::from_toml_str("[feedback]\nenabled = false").unwrap();
+    ServeConfig::from_toml_str("[drift]\nenabled = false").unwrap();
+}
