@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::serve::{http, http_with, spawn_serve};
-use crate::{pno_ok, tiny_train};
+use crate::{new_key, pno_ok, tiny_train};
 
 /// `pno generate PDE --n N --seed S --out OUT ARGS…`; returns `out`.
 fn generate(out: &Path, pde: &str, n: usize, seed: u64, args: &[&str]) -> String {
@@ -39,20 +39,6 @@ fn tensor(path: &str, name: &str) -> (Vec<f32>, Vec<usize>) {
     let ds = pno_data::Dataset::open(Path::new(path)).unwrap();
     let t = ds.read_tensor(name).unwrap();
     (t.to_f32_vec(), t.shape().to_vec())
-}
-
-/// A new key of `role` in the keys file `keys`.
-fn new_key(keys: &Path, role: &str) -> String {
-    pno_ok(&[
-        "keys",
-        "create",
-        "--role",
-        role,
-        "--keys",
-        keys.to_str().unwrap(),
-    ])
-    .trim()
-    .to_string()
 }
 
 /// A running `pno serve`; its stderr is drained (kept) so logging never blocks it.

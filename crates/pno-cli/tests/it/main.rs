@@ -42,6 +42,20 @@ pub(crate) fn pno_ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `pno keys create --role ROLE --keys KEYS`: the new key.
+pub(crate) fn new_key(keys: &Path, role: &str) -> String {
+    pno_ok(&[
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--keys",
+        keys.to_str().unwrap(),
+    ])
+    .trim()
+    .to_string()
+}
+
 /// Runs `pno`, asserts failure, returns stderr.
 pub(crate) fn pno_err(args: &[&str]) -> String {
     let out = pno(args);

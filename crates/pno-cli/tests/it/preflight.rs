@@ -54,14 +54,7 @@ fn chmod(p: &Path, mode: u32) {
 /// A keys file (written by `pno keys create`, mode 0600) and an audit log of three records.
 fn keys_and_audit(dir: &Path) -> (String, String) {
     let keys = dir.join("keys.json");
-    crate::pno_ok(&[
-        "keys",
-        "create",
-        "--role",
-        "reader",
-        "--keys",
-        keys.to_str().unwrap(),
-    ]);
+    crate::new_key(&keys, "reader");
     let audit = dir.join("audit.log");
     let log = pno_serve::audit::AuditLog::open(&audit, pno_serve::config::FsyncPolicy::Always, 1)
         .unwrap();

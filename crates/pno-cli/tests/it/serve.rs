@@ -193,15 +193,7 @@ fn serve_answers_then_drains_on_sigterm_and_the_audit_log_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(dir.path());
     let keys = dir.path().join("keys.json");
-    let key = pno_ok(&[
-        "keys",
-        "create",
-        "--role",
-        "reader",
-        "--keys",
-        keys.to_str().unwrap(),
-    ]);
-    let key = key.trim().to_string();
+    let key = crate::new_key(&keys, "reader");
     let audit = dir.path().join("audit.log");
     // The replica id from the environment (a Kubernetes Deployment sets it to the pod name).
     let (mut child, addr) = spawn_serve_env(
@@ -515,8 +507,7 @@ fn keys_created_revoked_and_rotated_by_the_cli_take_effect_on_a_running_server()
     let repo = repository(dir.path());
     let keys = dir.path().join("keys.json");
     let k = keys.to_str().unwrap();
-    let first = pno_ok(&["keys", "create", "--role", "reader", "--keys", k]);
-    let first = first.trim().to_string();
+    let first = crate::new_key(&keys, "reader");
     let cfg = dir.path().join("serve.toml");
     std::fs::write(
         &cfg,
