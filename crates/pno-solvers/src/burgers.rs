@@ -239,10 +239,12 @@ impl BurgersGenerator {
         frames.push(u0.to_vec());
         for f in 1..self.n_times {
             for _ in 0..self.steps_per_frame {
-                self.scheme
-                    .step(&mut v, &mut ws, |x: &[Complex64], o: &mut [Complex64]| {
-                        self.nonlin.apply(x, o, &mut scratch)
-                    });
+                self.scheme.step_truncated(
+                    &mut v,
+                    &mut ws,
+                    self.nonlin.input_modes(),
+                    |x: &[Complex64], o: &mut [Complex64]| self.nonlin.apply(x, o, &mut scratch),
+                );
             }
             let mut u = vec![0.0; ns];
             self.nonlin.irfft_into(&v, &mut u, &mut scratch);

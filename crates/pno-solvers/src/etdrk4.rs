@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use num_complex::Complex64;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::{Fft, FftPlanner};
 
 /// Number of contour points of the Kassam–Trefethen evaluation (upper half circle).
 pub const CONTOUR_POINTS: usize = 32;
@@ -117,33 +118,69 @@ impl Etdrk4 {
     /// One Cox–Matthews step `v ← v(t + h)`.
     ///
     /// `nonlin(input, output)` writes `N(input)` into `output` (both of length [`Etdrk4::len`]).
-    pub fn step<F>(&self, v: &mut [Complex64], ws: &mut Etdrk4Workspace, mut nonlin: F)
+    pub fn step<F>(&self, v: &mut [Complex64], ws: &mut Etdrk4Workspace, nonlin: F)
     where
         F: FnMut(&[Complex64], &mut [Complex64]),
     {
+        self.step_truncated(v, ws, self.len(), nonlin);
+    }
+
+    /// [`Etdrk4::step`] for a nonlinearity that reads only the first `input_modes` entries of
+    /// its input (e.g. a dealiasing mask on the input, [`Quadratic1d::input_modes`]): the
+    /// intermediate stages are computed on those modes only (the others stay zero), with the
+    /// same result.
+    // (indexed loops: one pass per stage over up to seven arrays reads better than nested zips)
+    #[allow(clippy::needless_range_loop)]
+    pub fn step_truncated<F>(
+        &self,
+        v: &mut [Complex64],
+        ws: &mut Etdrk4Workspace,
+        input_modes: usize,
+        mut nonlin: F,
+    ) where
+        F: FnMut(&[Complex64], &mut [Complex64]),
+    {
+        let r = input_modes.min(v.len());
         let Etdrk4Workspace { nv, a, b, nl, acc } = ws;
+        let (e, e2, q, f1, f2x2, f3) = (
+            &self.e[..],
+            &self.e2[..],
+            &self.q[..],
+            &self.f1[..],
+            &self.f2x2[..],
+            &self.f3[..],
+        );
         // stage 1: Nv = N(v); a = E2 v + Q Nv; acc = E v + f1 Nv
         nonlin(v, nv);
-        for k in 0..v.len() {
-            a[k] = v[k] * self.e2[k] + nv[k] * self.q[k];
-            acc[k] = v[k] * self.e[k] + nv[k] * self.f1[k];
+        for k in 0..r {
+            a[k] = v[k] * e2[k] + nv[k] * q[k];
+            acc[k] = v[k] * e[k] + nv[k] * f1[k];
+        }
+        for k in r..v.len() {
+            acc[k] = v[k] * e[k] + nv[k] * f1[k];
         }
         // stage 2: Na = N(a); b = E2 v + Q Na; acc += 2 f2 Na
         nonlin(a, nl);
-        for k in 0..v.len() {
-            b[k] = v[k] * self.e2[k] + nl[k] * self.q[k];
-            acc[k] += nl[k] * self.f2x2[k];
+        for k in 0..r {
+            b[k] = v[k] * e2[k] + nl[k] * q[k];
+            acc[k] += nl[k] * f2x2[k];
+        }
+        for k in r..v.len() {
+            acc[k] += nl[k] * f2x2[k];
         }
         // stage 3: Nb = N(b); c = E2 a + Q (2 Nb − Nv) (stored in a); acc += 2 f2 Nb
         nonlin(b, nl);
-        for k in 0..v.len() {
-            a[k] = a[k] * self.e2[k] + (nl[k] * 2.0 - nv[k]) * self.q[k];
-            acc[k] += nl[k] * self.f2x2[k];
+        for k in 0..r {
+            a[k] = a[k] * e2[k] + (nl[k] * 2.0 - nv[k]) * q[k];
+            acc[k] += nl[k] * f2x2[k];
+        }
+        for k in r..v.len() {
+            acc[k] += nl[k] * f2x2[k];
         }
         // stage 4: Nc = N(c); v = acc + f3 Nc
         nonlin(a, nl);
         for k in 0..v.len() {
-            v[k] = acc[k] + nl[k] * self.f3[k];
+            v[k] = acc[k] + nl[k] * f3[k];
         }
     }
 }
@@ -164,13 +201,25 @@ pub struct Etdrk4Workspace {
 /// `m` (mask times `1/n`) and `γ` are real per mode. The imaginary parts of the DC and Nyquist
 /// inputs are discarded, as numpy's `irfft` does. Burgers: `m = [k ≤ ⅔·n/2]/n`, `γ = −π k`;
 /// KS: `m = 1/n`, `γ = −(c/2)·q`.
+///
+/// The two real transforms run as complex FFTs of length `n/2` on the even/odd samples packed as
+/// `x_{2j} + i·x_{2j+1}` (the standard real-FFT split), with the mask and the gains applied in
+/// the split's pre- and post-processing passes and the square taken componentwise on the packed
+/// samples, so one evaluation makes three passes over the data besides the two FFTs.
 #[derive(Clone)]
 pub struct Quadratic1d {
     n: usize,
     m: Vec<f64>,
-    gamma: Vec<f64>,
+    /// `γ/2` (the split's factor ½ folded in)
+    half_gamma: Vec<f64>,
+    /// modes `k ≥ input_modes` have `m_k = 0`
+    input_modes: usize,
+    /// `e^{2πik/n}`, `k = 0..=n/2`
+    twiddle: Vec<Complex64>,
     fwd: Arc<dyn RealToComplex<f64>>,
     inv: Arc<dyn ComplexToReal<f64>>,
+    cfwd: Arc<dyn Fft<f64>>,
+    cinv: Arc<dyn Fft<f64>>,
 }
 
 impl std::fmt::Debug for Quadratic1d {
@@ -183,20 +232,31 @@ impl std::fmt::Debug for Quadratic1d {
 #[derive(Debug, Clone)]
 pub struct Quadratic1dScratch {
     spec: Vec<Complex64>,
-    phys: Vec<f64>,
+    packed: Vec<Complex64>,
     fft: Vec<Complex64>,
 }
 
 impl Quadratic1d {
-    /// Plans the real FFTs of length `n` (even) with per-mode input weights `m` and gains `γ`.
+    /// Plans the transforms of length `n` (even, at least 2) with per-mode input weights `m` and
+    /// gains `γ` (`n/2 + 1` each).
     pub fn new(n: usize, m: Vec<f64>, gamma: Vec<f64>) -> Self {
+        let h = n / 2;
+        let input_modes = m.iter().rposition(|x| *x != 0.0).map_or(0, |k| k + 1);
+        let twiddle = (0..=h)
+            .map(|k| Complex64::from_polar(1.0, 2.0 * PI * k as f64 / n as f64))
+            .collect();
         let mut p = RealFftPlanner::<f64>::new();
+        let mut cp = FftPlanner::<f64>::new();
         Self {
             n,
             m,
-            gamma,
+            half_gamma: gamma.iter().map(|g| 0.5 * g).collect(),
+            input_modes,
+            twiddle,
             fwd: p.plan_fft_forward(n),
             inv: p.plan_fft_inverse(n),
+            cfwd: cp.plan_fft_forward(h),
+            cinv: cp.plan_fft_inverse(h),
         }
     }
 
@@ -205,38 +265,92 @@ impl Quadratic1d {
         self.n
     }
 
+    /// [`Quadratic1d::apply`] reads only the input modes `k < input_modes()` (`m_k = 0` above).
+    pub fn input_modes(&self) -> usize {
+        self.input_modes
+    }
+
     /// Scratch buffers for [`Quadratic1d::apply`].
     pub fn scratch(&self) -> Quadratic1dScratch {
-        let s = self.fwd.get_scratch_len().max(self.inv.get_scratch_len());
+        let s = [
+            self.fwd.get_scratch_len(),
+            self.inv.get_scratch_len(),
+            self.cfwd.get_inplace_scratch_len(),
+            self.cinv.get_inplace_scratch_len(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
         Quadratic1dScratch {
             spec: vec![ZERO; self.n / 2 + 1],
-            phys: vec![0.0; self.n],
+            packed: vec![ZERO; self.n / 2],
             fft: vec![ZERO; s],
         }
     }
 
     /// Writes `N(v)` into `out`.
     pub fn apply(&self, v: &[Complex64], out: &mut [Complex64], s: &mut Quadratic1dScratch) {
-        for ((o, x), m) in s.spec.iter_mut().zip(v).zip(&self.m) {
-            *o = x * *m;
+        let h = self.n / 2;
+        let Quadratic1dScratch { packed, fft, .. } = s;
+        // X = m ⊙ v, read from v directly (m = 0 from `input_modes` on: those modes are not
+        // read; `irfft` ignores the imaginary parts at DC and Nyquist).
+        // Packed spectrum of x_{2j} + i·x_{2j+1}: with S = X_k + X̄_{h−k}, D = X_k − X̄_{h−k} and
+        // u = i·e^{2πik/n}·D, Z_k = S + u and Z_{h−k} = conj(S − u).
+        let r = self.input_modes.min(h + 1);
+        let (m, v) = (&self.m[..r], &v[..r]);
+        let x = |k: usize| if k < r { v[k] * m[k] } else { ZERO };
+        let (x0, xh) = (x(0).re, x(h).re);
+        packed[0] = Complex64::new(x0 + xh, x0 - xh);
+        let q = h.div_ceil(2);
+        let (zl, zu) = packed.split_at_mut(q);
+        let lower = zl[1..].iter_mut().zip(&self.twiddle[1..q]);
+        let upper = zu.iter_mut().rev();
+        for (k, ((zk, t), zm)) in (1..q).zip(lower.zip(upper)) {
+            let (xk, xm) = (x(k), x(h - k));
+            let (sum, diff) = (xk + xm.conj(), xk - xm.conj());
+            let u = Complex64::new(-t.im, t.re) * diff;
+            *zk = sum + u;
+            *zm = (sum - u).conj();
         }
-        s.spec[0].im = 0.0;
-        if self.n.is_multiple_of(2) {
-            s.spec[self.n / 2].im = 0.0;
+        if h.is_multiple_of(2) {
+            // k = h/2: e^{iπ/2} = i
+            let x = x(h / 2);
+            packed[h / 2] = Complex64::new(2.0 * x.re, -2.0 * x.im);
         }
-        // invariant: buffer lengths are fixed by `scratch()` from the same plans, and the DC /
-        // Nyquist imaginary parts were zeroed above, so the transforms cannot fail.
-        self.inv
-            .process_with_scratch(&mut s.spec, &mut s.phys, &mut s.fft)
-            .expect("irfft buffers sized at plan time");
-        for x in s.phys.iter_mut() {
-            *x *= *x;
+        self.cinv.process_with_scratch(packed, fft);
+        // u² on the packed samples
+        for z in packed.iter_mut() {
+            *z = Complex64::new(z.re * z.re, z.im * z.im);
         }
-        self.fwd
-            .process_with_scratch(&mut s.phys, out, &mut s.fft)
-            .expect("rfft buffers sized at plan time");
-        for (o, g) in out.iter_mut().zip(&self.gamma) {
-            *o = Complex64::new(-g * o.im, g * o.re);
+        self.cfwd.process_with_scratch(packed, fft);
+        // rfft of the square, times i·γ: with S = Z_k + Z̄_{h−k}, D = Z_k − Z̄_{h−k} and
+        // w = −i·e^{−2πik/n}·D, X_k = ½(S + w), X_{h−k} = ½·conj(S − w), X_0 = Re Z_0 + Im Z_0,
+        // X_h = Re Z_0 − Im Z_0 (the ½ is folded into `half_gamma`)
+        let hg = &self.half_gamma;
+        let z0 = packed[0];
+        out[0] = Complex64::new(0.0, 2.0 * hg[0] * (z0.re + z0.im));
+        out[h] = Complex64::new(0.0, 2.0 * hg[h] * (z0.re - z0.im));
+        let (ol, ou) = out[..h].split_at_mut(q);
+        let lower = ol[1..]
+            .iter_mut()
+            .zip(&packed[1..q])
+            .zip(self.twiddle[1..q].iter().zip(&hg[1..q]));
+        let upper = ou
+            .iter_mut()
+            .rev()
+            .zip(packed[h - q + 1..].iter().rev())
+            .zip(hg[h - q + 1..h].iter().rev());
+        for (((ok, zk), (t, gk)), ((om, zm), gm)) in lower.zip(upper) {
+            let (sum, diff) = (zk + zm.conj(), zk - zm.conj());
+            let w = Complex64::new(-t.im, -t.re) * diff;
+            let (xk, xm) = (sum + w, (sum - w).conj());
+            *ok = Complex64::new(-gk * xk.im, gk * xk.re);
+            *om = Complex64::new(-gm * xm.im, gm * xm.re);
+        }
+        if h.is_multiple_of(2) {
+            // k = h/2: X = conj(Z_{h/2})
+            let (z, g) = (packed[h / 2], hg[h / 2]);
+            out[h / 2] = Complex64::new(2.0 * g * z.im, 2.0 * g * z.re);
         }
     }
 

@@ -239,7 +239,9 @@ impl KsGenerator {
         let mut out = vec![0.0; self.n_times * n];
         let mut step = |v: &mut Vec<num_complex::Complex64>| {
             self.scheme
-                .step(v, &mut ws, |x, o| self.nonlin.apply(x, o, &mut scratch));
+                .step_truncated(v, &mut ws, self.nonlin.input_modes(), |x, o| {
+                    self.nonlin.apply(x, o, &mut scratch)
+                });
         };
         for _ in 0..self.burn_in_steps {
             step(&mut v);

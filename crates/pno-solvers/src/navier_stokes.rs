@@ -12,10 +12,13 @@
 //! `ω̂ ← [−Δt·F̂ + Δt·f̂ + (1 − ½Δtνλ)ω̂] / (1 + ½Δtνλ)`. The last (`rfft`) axis uses the
 //! wavenumbers `[0 … N/2−1, −N/2]` as `ns_2d.py`.
 //!
-//! Implementation: real FFTs (realfft) along `y` and complex FFTs (rustfft) along `x` on the half
-//! spectrum, stored transposed (`[k_y][k_x]`); the forward transform only computes the rows
-//! `k_y ≤ ⅔·N/2` that survive the mask (identical result). Every step checks the advective CFL
-//! number `Δt·max|u|·N ≤ 1`.
+//! Implementation: the half spectrum is stored transposed (`[k_y][k_x]`); complex FFTs (rustfft)
+//! along `x` act on it, and the real transforms along `y` run as complex FFTs of two real rows at
+//! once (`u_x + i·u_y` and `ω_x + i·ω_y` for the four inverse transforms, rows `2p`, `2p + 1` of
+//! the product for the forward one), so a step makes 4·(N/2+1) + 2N inverse and N/2 + kc + 1
+//! forward complex FFTs of length N. The forward transform only computes the rows
+//! `k_y ≤ kc = ⌊⅔·N/2⌋` that survive the mask (identical result). Every step checks the advective
+//! CFL number `Δt·max|u|·N ≤ 1`.
 //!
 //! Config keys (TOML / JSON), all optional:
 //! - `profile`: `"ci"` (default: solve at `resolution`, `dt` 1e-3) or `"faithful"`
@@ -212,15 +215,17 @@ struct NsSpectral {
     /// rows `k_y ≤ kc` survive the 2/3 mask
     kc: usize,
     h: f64,
-    /// `i·mult[j]` maps ω̂ to (u_x, u_y, ω_x, ω_y)/n² (inverse normalisation folded in)
-    mult: [Vec<f64>; 4],
+    /// per mode, `i·mult[p][j]` maps ω̂ to (u_x, u_y, ω_x, ω_y)/n² (inverse normalisation
+    /// folded in)
+    mult: Vec<[f64; 4]>,
     cn_a: Vec<f64>,
     cn_bd: Vec<f64>,
     f_term: Vec<Complex64>,
     rfft: Arc<dyn RealToComplex<f64>>,
     irfft: Arc<dyn ComplexToReal<f64>>,
-    fft_x: Arc<dyn Fft<f64>>,
-    ifft_x: Arc<dyn Fft<f64>>,
+    /// complex FFTs of length `n` (along `x`, and along `y` on pairs of real rows)
+    fft: Arc<dyn Fft<f64>>,
+    ifft: Arc<dyn Fft<f64>>,
 }
 
 impl std::fmt::Debug for NsSpectral {
@@ -231,17 +236,25 @@ impl std::fmt::Debug for NsSpectral {
 
 /// Per-sample work buffers (allocated once per sample).
 struct NsWork {
-    /// the four inverse spectra `[j][k_y][x]`
+    /// the four inverse spectra `[j][k_y][k_x]`, then (after the `x` transforms) `[j][k_y][x]`
     spec4: Vec<Complex64>,
+    /// `spec4` after the inverse transforms along `x`: `[j][k_y][x]`
+    spec4x: Vec<Complex64>,
     /// forward spectrum `[k_y][k_x]` (rows `≤ kc`)
     fwd: Vec<Complex64>,
-    /// one row of a half spectrum (length nk) per field
+    /// `fwd` before the transforms along `x`: `[k_y][x]`
+    fwd_in: Vec<Complex64>,
+    /// one row of a half spectrum (length nk)
     row: Vec<Complex64>,
-    /// the four inverse spectra transposed to `[j][x][k_y]`
-    tr4: Vec<Complex64>,
-    /// rfft rows of the product, `[x][k_y]`
-    rows: Vec<Complex64>,
-    /// real rows (length n) of u_x, u_y, ω_x, ω_y and the product
+    /// the spectra along `y` of `u_x + i·u_y` and `ω_x + i·ω_y`, `[2][x][k_y]`
+    pairs4: Vec<Complex64>,
+    /// `pairs4` after the inverse transforms along `y`: `[2][x][y]`
+    pairs4y: Vec<Complex64>,
+    /// rows `2p`, `2p + 1` of the product `u·∇ω` as real and imaginary parts, `[p][y]`
+    prod: Vec<Complex64>,
+    /// `prod` after the transforms along `y`: `[p][k_y]`
+    prod_k: Vec<Complex64>,
+    /// one real row (length n)
     phys: Vec<f64>,
     scratch: Vec<Complex64>,
 }
@@ -251,7 +264,7 @@ impl NsSpectral {
         let nk = n / 2 + 1;
         let cut = (2.0 / 3.0) * (n / 2) as f64;
         let kc = (0..nk).filter(|k| (*k as f64) <= cut).max().unwrap_or(0);
-        let mut mult: [Vec<f64>; 4] = std::array::from_fn(|_| vec![0.0; nk * n]);
+        let mut mult = vec![[0.0; 4]; nk * n];
         let mut cn_a = vec![0.0; nk * n];
         let mut cn_bd = vec![0.0; nk * n];
         let mut b = vec![0.0; nk * n];
@@ -271,10 +284,12 @@ impl NsSpectral {
                 } else {
                     4.0 * PI * PI * (kxv * kxv + kyv * kyv)
                 };
-                mult[0][p] = 2.0 * PI * kyv / lap * norm;
-                mult[1][p] = -2.0 * PI * kxv / lap * norm;
-                mult[2][p] = 2.0 * PI * kxv * norm;
-                mult[3][p] = 2.0 * PI * kyv * norm;
+                mult[p] = [
+                    2.0 * PI * kyv / lap * norm,
+                    -2.0 * PI * kxv / lap * norm,
+                    2.0 * PI * kxv * norm,
+                    2.0 * PI * kyv * norm,
+                ];
                 let den = 1.0 + 0.5 * h * nu * lap;
                 cn_a[p] = (1.0 - 0.5 * h * nu * lap) / den;
                 b[p] = h / den;
@@ -295,8 +310,8 @@ impl NsSpectral {
             f_term: Vec::new(),
             rfft: rp.plan_fft_forward(n),
             irfft: rp.plan_fft_inverse(n),
-            fft_x: cp.plan_fft_forward(n),
-            ifft_x: cp.plan_fft_inverse(n),
+            fft: cp.plan_fft_forward(n),
+            ifft: cp.plan_fft_inverse(n),
         };
         let f = crate::samples::navier_stokes::fno_forcing(n, forcing_amplitude);
         let fh = s.forward_full(&f);
@@ -308,19 +323,25 @@ impl NsSpectral {
         let scratch = [
             self.rfft.get_scratch_len(),
             self.irfft.get_scratch_len(),
-            self.fft_x.get_inplace_scratch_len(),
-            self.ifft_x.get_inplace_scratch_len(),
+            self.fft.get_inplace_scratch_len(),
+            self.ifft.get_inplace_scratch_len(),
+            self.fft.get_outofplace_scratch_len(),
+            self.ifft.get_outofplace_scratch_len(),
         ]
         .into_iter()
         .max()
         .unwrap_or(0);
         NsWork {
             spec4: vec![ZERO; 4 * self.nk * self.n],
+            spec4x: vec![ZERO; 4 * self.nk * self.n],
             fwd: vec![ZERO; self.nk * self.n],
+            fwd_in: vec![ZERO; self.nk * self.n],
             row: vec![ZERO; self.nk],
-            tr4: vec![ZERO; 4 * self.nk * self.n],
-            rows: vec![ZERO; self.nk * self.n],
-            phys: vec![0.0; 5 * self.n],
+            pairs4: vec![ZERO; 2 * self.n * self.n],
+            pairs4y: vec![ZERO; 2 * self.n * self.n],
+            prod: vec![ZERO; (self.n / 2) * self.n],
+            prod_k: vec![ZERO; (self.n / 2) * self.n],
+            phys: vec![0.0; self.n],
             scratch: vec![ZERO; scratch],
         }
     }
@@ -353,8 +374,7 @@ impl NsSpectral {
                 fwd[ky * n + x] = row[ky];
             }
         }
-        self.fft_x
-            .process_with_scratch(&mut fwd[..rows * n], scratch);
+        self.fft.process_with_scratch(&mut fwd[..rows * n], scratch);
     }
 
     /// Unnormalised inverse: transposed half spectrum → row-major `[x, y]` real field, `/n²`.
@@ -371,7 +391,7 @@ impl NsSpectral {
         for (s, w) in spec.iter_mut().zip(w) {
             *s = w * norm;
         }
-        self.ifft_x.process_with_scratch(spec, scratch);
+        self.ifft.process_with_scratch(spec, scratch);
         for x in 0..n {
             for ky in 0..nk {
                 row[ky] = spec[ky * n + x];
@@ -385,69 +405,72 @@ impl NsSpectral {
         }
     }
 
-    /// `F̂ = rfft2(u·∇ω)` for the rows `k_y ≤ kc` into `ws.fwd`; returns `max |u|²`.
+    /// `F̂ = rfft2(u·∇ω)` for the rows `k_y ≤ kc` into `ws.fwd`; returns `max |u|²` (NaN when
+    /// `u` is not finite).
+    ///
+    /// The real transforms along `y` run as complex FFTs of two real rows at once, the real and
+    /// imaginary parts of one complex row: inverse, `u_x + i·u_y` and `ω_x + i·ω_y` (spectrum
+    /// `A_k + i·B_k`, Hermitian-extended); forward, rows `2p` and `2p + 1` of the product (their
+    /// spectra recovered by Hermitian symmetry). The transforms along `x` act on the half
+    /// spectrum.
     fn advection(&self, w: &[Complex64], ws: &mut NsWork) -> f64 {
         let (n, nk) = (self.n, self.nk);
         let m = nk * n;
-        {
-            let spec4 = &mut ws.spec4;
-            for (j, mult) in self.mult.iter().enumerate() {
-                for ((s, w), a) in spec4[j * m..(j + 1) * m].iter_mut().zip(w).zip(mult) {
-                    *s = Complex64::new(-a * w.im, a * w.re);
-                }
-            }
-            self.ifft_x.process_with_scratch(spec4, &mut ws.scratch);
-        }
-        for j in 0..4 {
-            transpose(
-                &ws.spec4[j * m..(j + 1) * m],
-                &mut ws.tr4[j * m..(j + 1) * m],
-                nk,
-                n,
-            );
-        }
-        let mut umax2: f64 = 0.0;
-        let mut usum = 0.0;
         let kc1 = self.kc + 1;
+        let NsWork {
+            spec4,
+            spec4x,
+            fwd,
+            fwd_in,
+            pairs4,
+            pairs4y,
+            prod,
+            prod_k,
+            scratch,
+            ..
+        } = ws;
+        self.spread(w, spec4);
+        self.ifft
+            .process_outofplace_with_scratch(spec4, spec4x, scratch);
+        for (s2, p2) in spec4x
+            .chunks_exact(2 * m)
+            .zip(pairs4.chunks_exact_mut(n * n))
         {
-            let NsWork {
-                tr4,
-                rows,
-                phys,
-                scratch,
-                ..
-            } = &mut *ws;
-            let (lines, prod) = phys.split_at_mut(4 * n);
-            for x in 0..n {
-                for (j, line) in lines.chunks_exact_mut(n).enumerate() {
-                    let row = &mut tr4[j * m + x * nk..j * m + (x + 1) * nk];
-                    row[0].im = 0.0;
-                    row[nk - 1].im = 0.0;
-                    // invariant: buffer lengths fixed by `work()`; DC/Nyquist imaginary parts
-                    // zeroed.
-                    self.irfft
-                        .process_with_scratch(row, line, scratch)
-                        .expect("irfft buffers sized at plan time");
-                }
-                let (ux, rest) = lines.split_at(n);
-                let (uy, rest) = rest.split_at(n);
-                let (wx, wy) = rest.split_at(n);
-                for y in 0..n {
-                    let u2 = ux[y] * ux[y] + uy[y] * uy[y];
-                    umax2 = umax2.max(u2);
-                    usum += u2;
-                    prod[y] = ux[y] * wx[y] + uy[y] * wy[y];
-                }
-                self.rfft
-                    .process_with_scratch(prod, &mut rows[x * nk..(x + 1) * nk], scratch)
-                    .expect("rfft buffers sized at plan time");
-            }
+            let (a, ib) = s2.split_at(m);
+            pack_field_pair(a, ib, p2, n);
         }
-        // rows [x][k_y] → [k_y][x] for the k_y ≤ kc that survive the mask
-        transpose_cols(&ws.rows, &mut ws.fwd, n, nk, kc1);
-        self.fft_x
-            .process_with_scratch(&mut ws.fwd[..kc1 * n], &mut ws.scratch);
-        if usum.is_finite() { umax2 } else { f64::NAN }
+        self.ifft
+            .process_outofplace_with_scratch(pairs4, pairs4y, scratch);
+        let (u, w) = pairs4y.split_at(n * n);
+        let umax2 = products(u, w, prod, n);
+        self.fft
+            .process_outofplace_with_scratch(prod, prod_k, scratch);
+        unpack_row_pairs(prod_k, &mut fwd_in[..kc1 * n], n, kc1);
+        self.fft.process_outofplace_with_scratch(
+            &mut fwd_in[..kc1 * n],
+            &mut fwd[..kc1 * n],
+            scratch,
+        );
+        // F̂(0, 0) sums the product over the grid: not finite when any u (or ∇ω) is NaN
+        if fwd[0].re.is_finite() {
+            umax2
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Writes the spectra of u_x, i·u_y, ω_x, i·ω_y (`i·mult[·][j] ⊙ ω̂`, times `i` for `j` odd)
+    /// into `spec4` (`[j][k_y][k_x]`).
+    fn spread(&self, w: &[Complex64], spec4: &mut [Complex64]) {
+        let m = self.nk * self.n;
+        let (s0, rest) = spec4.split_at_mut(m);
+        let (s1, rest) = rest.split_at_mut(m);
+        let (s2, s3) = rest.split_at_mut(m);
+        let outs = s0.iter_mut().zip(s1).zip(s2.iter_mut().zip(s3));
+        for ((((o0, o1), (o2, o3)), w), a) in outs.zip(w).zip(&self.mult) {
+            let iw = Complex64::new(-w.im, w.re);
+            (*o0, *o1, *o2, *o3) = (iw * a[0], w * -a[1], iw * a[2], w * -a[3]);
+        }
     }
 
     /// One `ns_2d` step in place; returns the advective CFL number `Δt·max|u|·n` of the step.
@@ -455,32 +478,102 @@ impl NsSpectral {
         let umax2 = self.advection(w, ws);
         let split = (self.kc + 1) * self.n;
         let (wl, wh) = w.split_at_mut(split);
-        for (p, (wv, f)) in wl.iter_mut().zip(&ws.fwd[..split]).enumerate() {
-            *wv = *wv * self.cn_a[p] - f * self.cn_bd[p] + self.f_term[p];
+        let (al, ah) = self.cn_a.split_at(split);
+        let (fl, fh) = self.f_term.split_at(split);
+        for ((((wv, f), a), bd), ft) in wl
+            .iter_mut()
+            .zip(&ws.fwd[..split])
+            .zip(al)
+            .zip(&self.cn_bd[..split])
+            .zip(fl)
+        {
+            *wv = *wv * *a - f * *bd + ft;
         }
-        for (p, wv) in wh.iter_mut().enumerate() {
-            let q = p + split;
-            *wv = *wv * self.cn_a[q] + self.f_term[q];
+        for ((wv, a), ft) in wh.iter_mut().zip(ah).zip(fh) {
+            *wv = *wv * *a + ft;
         }
         self.h * umax2.sqrt() * self.n as f64
     }
 }
 
-/// Cache-blocked transpose of a row-major `rows × cols` array into `cols × rows`.
-fn transpose(src: &[Complex64], dst: &mut [Complex64], rows: usize, cols: usize) {
-    transpose_cols(src, dst, rows, cols, cols);
+/// From the rows of `u = u_x + i·u_y` and `w = ω_x + i·ω_y` (`[x][y]`), writes rows `2p`,
+/// `2p + 1` of `u_x ω_x + u_y ω_y` as the real and imaginary parts of `prod[p]` and returns
+/// `max |u|²` (NaN is ignored).
+fn products(u: &[Complex64], w: &[Complex64], prod: &mut [Complex64], n: usize) -> f64 {
+    let mut umax2 = [0.0f64; 2];
+    let rows = u.chunks_exact(2 * n).zip(w.chunks_exact(2 * n));
+    for (pr, (u2, w2)) in prod.chunks_exact_mut(n).zip(rows) {
+        let ((ua, ub), (wa, wb)) = (u2.split_at(n), w2.split_at(n));
+        for ((p, (ua, ub)), (wa, wb)) in pr.iter_mut().zip(ua.iter().zip(ub)).zip(wa.iter().zip(wb))
+        {
+            let (u2a, u2b) = (ua.norm_sqr(), ub.norm_sqr());
+            if u2a > umax2[0] {
+                umax2[0] = u2a;
+            }
+            if u2b > umax2[1] {
+                umax2[1] = u2b;
+            }
+            *p = Complex64::new(ua.re * wa.re + ua.im * wa.im, ub.re * wb.re + ub.im * wb.im);
+        }
+    }
+    umax2[0].max(umax2[1])
 }
 
-/// Like [`transpose`] but only the first `keep` columns of `src` (rows of `dst`).
-fn transpose_cols(src: &[Complex64], dst: &mut [Complex64], rows: usize, cols: usize, keep: usize) {
-    const B: usize = 8;
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..keep).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                for c in c0..(c0 + B).min(keep) {
-                    dst[c * rows + r] = src[r * cols + c];
-                }
+/// Packs two half spectra after the transforms along `x`, `a` (of a real field `α`) and `c`
+/// (`i` times that of a real field `β`), both `[k_y][x]` with `n/2 + 1` rows of `n`, into
+/// complex rows `z[x]` of length `n` with `Σ_k z[x]_k e^{2πiky/n} = α(x, y) + i·β(x, y)`: the
+/// Hermitian extension `z_k = a_k + c_k`, `z_{n−k} = conj(a_k − c_k)`; the imaginary parts of
+/// the `k_y = 0` and `k_y = n/2` entries of the two spectra are ignored, as numpy's `irfft` does.
+fn pack_field_pair(a: &[Complex64], c: &[Complex64], z: &mut [Complex64], n: usize) {
+    let h = n / 2;
+    let edges = |k: usize| a[k * n..(k + 1) * n].iter().zip(&c[k * n..(k + 1) * n]);
+    for ((zr, (a0, c0)), (ah, ch)) in z.chunks_exact_mut(n).zip(edges(0)).zip(edges(h)) {
+        zr[0] = Complex64::new(a0.re, c0.im);
+        zr[h] = Complex64::new(ah.re, ch.im);
+    }
+    // rows k0 .. k0 + B at a time (the last block may overlap the previous one), so that each
+    // packed row receives B contiguous entries at both ends
+    const B: usize = 4;
+    if h <= B {
+        for k in 1..h {
+            for (zr, (a, c)) in z.chunks_exact_mut(n).zip(edges(k)) {
+                zr[k] = a + c;
+                zr[n - k] = (a - c).conj();
             }
+        }
+        return;
+    }
+    let mut k0 = 1;
+    loop {
+        let r = |k: usize| edges(k0 + k);
+        let quads = r(0).zip(r(1)).zip(r(2).zip(r(3)));
+        for (zr, ((e0, e1), (e2, e3))) in z.chunks_exact_mut(n).zip(quads) {
+            let (mut lo, mut hi) = ([ZERO; B], [ZERO; B]);
+            for (i, (a, c)) in [e0, e1, e2, e3].into_iter().enumerate() {
+                lo[i] = a + c;
+                hi[B - 1 - i] = (a - c).conj();
+            }
+            zr[k0..k0 + B].copy_from_slice(&lo);
+            zr[n + 1 - k0 - B..n + 1 - k0].copy_from_slice(&hi);
+        }
+        if k0 + B >= h {
+            break;
+        }
+        k0 = (k0 + B).min(h - B);
+    }
+}
+
+/// Inverse of the packing for forward transforms: from the spectra `z[p]` of the complex rows
+/// `a + i·b` (rows `2p`, `2p + 1` of a real field), writes `A_k`, `B_k` for `k_y < rows` into
+/// `f` (`[k_y][x]`).
+fn unpack_row_pairs(z: &[Complex64], f: &mut [Complex64], n: usize, rows: usize) {
+    for (k, fr) in f.chunks_exact_mut(n).take(rows).enumerate() {
+        let kc = (n - k) % n;
+        for (zr, ab) in z.chunks_exact(n).zip(fr.chunks_exact_mut(2)) {
+            let (zk, zc) = (zr[k], zr[kc].conj());
+            let (s, d) = (zk + zc, zk - zc);
+            ab[0] = s * 0.5;
+            ab[1] = Complex64::new(0.5 * d.im, -0.5 * d.re);
         }
     }
 }
@@ -701,7 +794,7 @@ mod tests {
                 let lam = if p == 0 {
                     1.0
                 } else {
-                    sp.mult[2][p].hypot(sp.mult[3][p]) * 4096.0
+                    sp.mult[p][2].hypot(sp.mult[p][3]) * 4096.0
                 };
                 ens += wgt * c.norm_sqr();
                 en += wgt * c.norm_sqr() / (lam * lam);
