@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, config_err};
+use crate::factorized::Factorization;
 
 /// Probabilistic model families (DESIGN.md's model table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +104,11 @@ pub struct ModelConfig {
     pub positional_embedding: Option<String>,
     /// Fraction of each axis appended as zero padding before the Fourier blocks.
     pub domain_padding: Option<f64>,
+    /// Spectral weights: `dense` (default), `tucker` (TFNO) or `cp` (neuraloperator's names).
+    pub factorization: Option<String>,
+    /// Parameter fraction of a factorised spectral weight, in (0, 1] (default 1, as
+    /// neuraloperator's; its TFNO example uses 0.42).
+    pub rank: Option<f64>,
     /// Dropout probability in the lifting/projection MLPs.
     pub dropout: Option<f64>,
     /// Fourier-coefficient dropout probability (defaults to `dropout` for `pno_d`/`mc_dropout`).
@@ -154,6 +160,9 @@ pub struct FnoSpec {
     pub std_head: bool,
     /// Variational spectral weights with this initial posterior std.
     pub variational_sigma: Option<f64>,
+    /// Factorised spectral weights (`None`: dense).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factorization: Option<Factorization>,
 }
 
 /// Validated DeepONet architecture.
@@ -435,6 +444,38 @@ impl ModelConfig {
                     ));
                 }
             };
+            let factorization = match (self.factorization.as_deref(), self.rank) {
+                (None | Some("dense"), None) => None,
+                (None | Some("dense"), Some(r)) => {
+                    return Err(config_err(
+                        "model.rank",
+                        "only with factorization = \"tucker\" or \"cp\"",
+                        r,
+                    ));
+                }
+                (Some(f @ ("tucker" | "cp")), rank) => {
+                    let rank = rank.unwrap_or(1.0);
+                    if !(rank.is_finite() && rank > 0.0 && rank <= 1.0) {
+                        return Err(config_err(
+                            "model.rank",
+                            "a fraction of the dense parameter count in (0, 1]",
+                            rank,
+                        ));
+                    }
+                    Some(if f == "tucker" {
+                        Factorization::Tucker { rank }
+                    } else {
+                        Factorization::Cp { rank }
+                    })
+                }
+                (Some(other), _) => {
+                    return Err(config_err(
+                        "model.factorization",
+                        "\"dense\", \"tucker\" or \"cp\"",
+                        format!("{other:?}"),
+                    ));
+                }
+            };
             BackboneSpec::Fno(FnoSpec {
                 in_channels,
                 out_channels,
@@ -449,6 +490,7 @@ impl ModelConfig {
                 fourier_dropout,
                 std_head,
                 variational_sigma: (kind == Kind::ViPno).then_some(init_sigma),
+                factorization,
             })
         } else {
             for key in [
@@ -457,12 +499,16 @@ impl ModelConfig {
                 "lifting_channels",
                 "projection_channels",
                 "positional_embedding",
+                "factorization",
+                "rank",
             ] {
                 let set = match key {
                     "n_modes" => self.n_modes.is_some(),
                     "domain_padding" => self.domain_padding.is_some(),
                     "lifting_channels" => self.lifting_channels.is_some(),
                     "projection_channels" => self.projection_channels.is_some(),
+                    "factorization" => self.factorization.is_some(),
+                    "rank" => self.rank.is_some(),
                     _ => self.positional_embedding.is_some(),
                 };
                 if set {

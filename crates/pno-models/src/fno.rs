@@ -92,11 +92,12 @@ impl FnoSpec {
         );
         let blocks = (0..self.n_layers)
             .map(|_| FourierBlock {
-                spectral: SpectralConv::new(
+                spectral: SpectralConv::with_factorization(
                     &mut init,
                     self.hidden_channels,
                     self.hidden_channels,
                     &self.n_modes,
+                    self.factorization,
                     self.variational_sigma,
                     device,
                 ),

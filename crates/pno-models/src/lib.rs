@@ -23,6 +23,7 @@
 pub mod config;
 pub mod deeponet;
 pub mod error;
+pub mod factorized;
 pub mod fno;
 pub mod init;
 pub mod laplace;

@@ -24,6 +24,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::softplus;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use crate::factorized::{Factorization, FactorizedWeights};
 use crate::init::Init;
 use crate::noise::Noise;
 
@@ -71,10 +72,13 @@ fn axis_modes(freqs: Vec<i64>, n: usize, real: bool) -> AxisModes {
 /// Spectral convolution over 1 or 2 spatial axes.
 #[derive(Module, Debug)]
 pub struct SpectralConv {
-    /// Real part of the per-mode weights `[modes, in, out]` (posterior mean for the variational layer).
-    pub weight_re: Param<Tensor<3>>,
-    /// Imaginary part of the per-mode weights `[modes, in, out]`.
-    pub weight_im: Param<Tensor<3>>,
+    /// Real part of the dense per-mode weights `[modes, in, out]` (posterior mean for the
+    /// variational layer); `None` when the weights are factorised.
+    pub weight_re: Option<Param<Tensor<3>>>,
+    /// Imaginary part of the dense per-mode weights `[modes, in, out]`.
+    pub weight_im: Option<Param<Tensor<3>>>,
+    /// Tucker or CP factorised weights (TFNO) in place of the dense ones.
+    pub factorized: Option<FactorizedWeights>,
     /// Softplus-parameterised posterior std of `weight_re` (variational layer only).
     pub rho_re: Option<Param<Tensor<3>>>,
     /// Softplus-parameterised posterior std of `weight_im` (variational layer only).
@@ -107,10 +111,40 @@ impl SpectralConv {
         variational: Option<f64>,
         device: &Device,
     ) -> Self {
+        Self::with_factorization(init, d_in, d_out, n_modes, None, variational, device)
+    }
+
+    /// [`SpectralConv::new`] with the weights stored dense (`None`) or factorised. A factorised
+    /// variational layer puts its Gaussian posterior on the core (Tucker) or the component
+    /// weights (CP); the factor matrices stay point estimates.
+    pub fn with_factorization(
+        init: &mut Init,
+        d_in: usize,
+        d_out: usize,
+        n_modes: &[usize],
+        factorization: Option<Factorization>,
+        variational: Option<f64>,
+        device: &Device,
+    ) -> Self {
         let modes = mode_count(n_modes);
         // neuraloperator's scale: std = sqrt(2 / (in + out)); uniform with that std.
-        let std = (2.0 / (d_in + d_out) as f64).sqrt();
+        let std = init_std(d_in, d_out);
         let bound = std * 3f64.sqrt();
+        if let Some(kind) = factorization {
+            let mut shape = weight_axes(n_modes);
+            shape.extend([d_in, d_out]);
+            let factorized = FactorizedWeights::new(init, kind, &shape, std, variational, device);
+            let bias = init.uniform([d_out], std, device);
+            return Self {
+                weight_re: None,
+                weight_im: None,
+                factorized: Some(factorized),
+                rho_re: None,
+                rho_im: None,
+                bias,
+                n_modes: n_modes.to_vec(),
+            };
+        }
         let weight_re = init.uniform([modes, d_in, d_out], bound, device);
         let weight_im = init.uniform([modes, d_in, d_out], bound, device);
         let (rho_re, rho_im) = match variational {
@@ -125,8 +159,9 @@ impl SpectralConv {
         };
         let bias = init.uniform([d_out], std, device);
         Self {
-            weight_re,
-            weight_im,
+            weight_re: Some(weight_re),
+            weight_im: Some(weight_im),
+            factorized: None,
             rho_re,
             rho_im,
             bias,
@@ -136,7 +171,22 @@ impl SpectralConv {
 
     /// Output channels.
     pub fn d_out(&self) -> usize {
-        self.weight_re.dims()[2]
+        self.bias.dims()[0]
+    }
+
+    /// Input channels.
+    pub fn d_in(&self) -> usize {
+        match (&self.weight_re, &self.factorized) {
+            (Some(w), _) => w.dims()[1],
+            (None, Some(f)) => f.shape[f.shape.len() - 2],
+            (None, None) => 0,
+        }
+    }
+
+    /// The effective dense weights `(re, im)` `[modes, in, out]` without any sampling (the
+    /// posterior mean of a variational layer; reconstructed from the factors when factorised).
+    pub fn dense_weights(&self) -> (Tensor<3>, Tensor<3>) {
+        self.weights(None)
     }
 
     /// The kept modes of each axis at spatial size `grid`.
@@ -158,7 +208,15 @@ impl SpectralConv {
 
     /// The effective complex weights `(re, im)`, `[modes, in, out]`, sampled when asked.
     fn weights(&self, noise: Option<&mut SpectralNoise<'_>>) -> (Tensor<3>, Tensor<3>) {
-        let (re, im) = (self.weight_re.val(), self.weight_im.val());
+        let (re, im) = match (&self.weight_re, &self.weight_im, &self.factorized) {
+            (Some(re), Some(im), _) => (re.val(), im.val()),
+            (_, _, Some(f)) => {
+                let sample = noise.and_then(|n| n.sample_weights.then_some(&mut *n.noise));
+                return f.dense(sample);
+            }
+            // Both constructors set either the dense pair or the factors.
+            _ => panic!("spectral convolution without weights"),
+        };
         match (noise, &self.rho_re, &self.rho_im) {
             (Some(n), Some(rr), Some(ri)) if n.sample_weights => {
                 let dims = re.dims();
@@ -177,7 +235,11 @@ impl SpectralConv {
     /// KL divergence of the weight posterior from the prior `N(0, prior_std²)`, summed over all
     /// weights (zero for a non-variational layer).
     pub fn kl(&self, prior_std: f64) -> Option<Tensor<1>> {
+        if let Some(f) = &self.factorized {
+            return f.kl(prior_std, init_std(self.d_in(), self.d_out()));
+        }
         let (rr, ri) = (self.rho_re.as_ref()?, self.rho_im.as_ref()?);
+        let (mu_re, mu_im) = (self.weight_re.as_ref()?, self.weight_im.as_ref()?);
         let term = |mu: Tensor<3>, rho: Tensor<3>| {
             let sigma = softplus(rho, 1.0);
             let var = sigma.clone().powi_scalar(2);
@@ -186,7 +248,7 @@ impl SpectralConv {
                 + (prior_std.ln() - 0.5))
                 .sum()
         };
-        Some(term(self.weight_re.val(), rr.val()) + term(self.weight_im.val(), ri.val()))
+        Some(term(mu_re.val(), rr.val()) + term(mu_im.val(), ri.val()))
     }
 
     /// `x[batch, in, points]` on a grid of spatial size `grid` (1 or 2 axes, row-major) →
@@ -263,14 +325,25 @@ fn unreachable_dims(d: usize) -> Tensor<3> {
     panic!("spectral convolution supports 1 or 2 spatial axes, got {d}")
 }
 
-/// Number of weight modes for `n_modes` (neuraloperator convention).
-pub fn mode_count(n_modes: &[usize]) -> usize {
+/// Weight modes per axis for `n_modes` (neuraloperator convention: the last, real axis keeps
+/// `⌊m/2⌋ + 1` non-negative frequencies).
+pub fn weight_axes(n_modes: &[usize]) -> Vec<usize> {
     let last = n_modes.len() - 1;
     n_modes
         .iter()
         .enumerate()
         .map(|(a, &m)| if a == last { m / 2 + 1 } else { m })
-        .product()
+        .collect()
+}
+
+/// Number of weight modes for `n_modes` (neuraloperator convention).
+pub fn mode_count(n_modes: &[usize]) -> usize {
+    weight_axes(n_modes).iter().product()
+}
+
+/// neuraloperator's initial weight scale `sqrt(2 / (in + out))`.
+fn init_std(d_in: usize, d_out: usize) -> f64 {
+    (2.0 / (d_in + d_out) as f64).sqrt()
 }
 
 /// Flat weight indices (row-major over axes) of the modes kept at this resolution.

@@ -290,7 +290,10 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
             ts.min_lr
                 + 0.5
                     * (base - ts.min_lr)
-                    * (1.0 + (std::f64::consts::PI * epoch as f64 / ts.epochs as f64).cos())
+                    * (1.0
+                        + (std::f64::consts::PI * epoch as f64
+                            / ts.t_max.unwrap_or(ts.epochs) as f64)
+                            .cos())
         }
         Schedule::Plateau { .. } => base * state.plateau_scale,
     };
@@ -1086,4 +1089,52 @@ fn named_sq(t: Tensor<1>) -> f64 {
         .iter()
         .map(|v| v * v)
         .sum()
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use super::*;
+    use crate::config::RunConfig;
+
+    #[test]
+    fn cosine_with_t_max_matches_pytorchs_cosine_annealing() {
+        // PyTorch's CosineAnnealingLR(T_max = 30) stepped per epoch, 20 epochs, lr 8e-3: the
+        // closed form η_e = η_min + (η_0 − η_min)(1 + cos(π e / T_max)) / 2: epoch 10 → 0.006,
+        // epoch 15 → 0.004, epoch 19 → 0.0023730.
+        let cfg: RunConfig =
+            toml::from_str("[train]\nepochs = 20\nlr = 8e-3\nschedule = \"cosine\"\nt_max = 30\n")
+                .unwrap();
+        let ts = cfg.train_spec(pno_models::Kind::Fno, false).unwrap();
+        let state = TrainState {
+            epoch: 0,
+            step: 0,
+            base_lr: ts.lr,
+            lr_scale: 1.0,
+            plateau_scale: 1.0,
+            plateau_wait: 0,
+            best: f64::INFINITY,
+            best_epoch: 0,
+            wait: 0,
+            rollbacks: 0,
+            finished: false,
+        };
+        let lr = |e| schedule_lr(&ts, e, &state);
+        assert!((lr(0) - 8e-3).abs() < 1e-15);
+        assert!((lr(10) - 6e-3).abs() < 1e-12, "{}", lr(10));
+        assert!((lr(15) - 4e-3).abs() < 1e-12, "{}", lr(15));
+        let want19 = 4e-3 * (1.0 + (std::f64::consts::PI * 19.0 / 30.0).cos());
+        assert!((lr(19) - want19).abs() < 1e-15 && (lr(19) - 0.0023730).abs() < 1e-6);
+        // Without t_max the period is the run's epochs: the last epoch is near min_lr.
+        let plain: RunConfig =
+            toml::from_str("[train]\nepochs = 20\nlr = 8e-3\nschedule = \"cosine\"\n").unwrap();
+        let ts = plain.train_spec(pno_models::Kind::Fno, false).unwrap();
+        assert!((schedule_lr(&ts, 10, &state) - 4e-3).abs() < 1e-12);
+        // t_max is refused with another schedule, naming the key.
+        let bad: RunConfig = toml::from_str("[train]\nt_max = 30\nschedule = \"step\"\n").unwrap();
+        let e = bad
+            .train_spec(pno_models::Kind::Fno, false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train.t_max") && e.contains("cosine"), "{e}");
+    }
 }

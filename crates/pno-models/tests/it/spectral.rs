@@ -12,8 +12,8 @@ use crate::{device, host, random, t3};
 /// X = (1/HW) Σ x e^{−iθ}, kept modes as in neuraloperator (evaluated in f64).
 #[allow(clippy::too_many_arguments)]
 fn naive_2d(x: &[f32], b: usize, c: usize, h: usize, w: usize, conv: &SpectralConv) -> Vec<f64> {
-    let wr = host(conv.weight_re.val());
-    let wi = host(conv.weight_im.val());
+    let (wr, wi) = conv.dense_weights();
+    let (wr, wi) = (host(wr), host(wi));
     let bias = host(conv.bias.val());
     let co = conv.d_out();
     let f1 = full_axis_freqs(conv.n_modes[0]);
@@ -126,8 +126,8 @@ fn spectral_conv_1d_matches_naive_dft() {
     let x = random(b * c * n, 5);
     let y = host(conv.forward(t3(x.clone(), [b, c, n]), &[n], None));
     // 1-D is the 2-D formula with a single row: reuse it with h = 1 and one frequency 0.
-    let wr = host(conv.weight_re.val());
-    let wi = host(conv.weight_im.val());
+    let (wr, wi) = conv.dense_weights();
+    let (wr, wi) = (host(wr), host(wi));
     let bias = host(conv.bias.val());
     let k = mode_count(&modes);
     for bi in 0..b {
@@ -194,4 +194,205 @@ fn spectral_conv_is_resolution_invariant_on_band_limited_inputs() {
     }
     println!("super-resolution max diff {err:.2e}");
     assert!(err < 1e-5, "max diff {err}");
+}
+
+/// Host copies of a factorised layer's core and factors, as f64 complex parts.
+fn factor_parts(f: &pno_models::factorized::FactorizedWeights) -> FactorParts {
+    let c = |v: Vec<f32>| v.into_iter().map(f64::from).collect::<Vec<_>>();
+    FactorParts {
+        core_re: c(host(f.core_re.val())),
+        core_im: c(host(f.core_im.val())),
+        u_re: f.factors_re.iter().map(|u| c(host(u.val()))).collect(),
+        u_im: f.factors_im.iter().map(|u| c(host(u.val()))).collect(),
+    }
+}
+
+struct FactorParts {
+    core_re: Vec<f64>,
+    core_im: Vec<f64>,
+    u_re: Vec<Vec<f64>>,
+    u_im: Vec<Vec<f64>>,
+}
+
+/// Row-major multi-index of `flat` in `dims`.
+fn unravel(mut flat: usize, dims: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; dims.len()];
+    for a in (0..dims.len()).rev() {
+        idx[a] = flat % dims[a];
+        flat /= dims[a];
+    }
+    idx
+}
+
+/// W[i_0…i_{d-1}] = Σ_r core[r] Π_k U_k[i_k, r_k] (Tucker) or Σ_r λ_r Π_k U_k[i_k, r] (CP), in f64
+/// complex arithmetic, one entry at a time.
+fn explicit_weights(f: &pno_models::factorized::FactorizedWeights) -> (Vec<f64>, Vec<f64>) {
+    use pno_models::factorized::Factorization;
+    let p = factor_parts(f);
+    let shape = &f.shape;
+    let total: usize = shape.iter().product();
+    let (mut wr, mut wi) = (vec![0.0; total], vec![0.0; total]);
+    let tucker = matches!(f.kind, Factorization::Tucker { .. });
+    let terms = p.core_re.len();
+    for (e, (wr_e, wi_e)) in wr.iter_mut().zip(wi.iter_mut()).enumerate() {
+        let ie = unravel(e, shape);
+        for t in 0..terms {
+            let rk = if tucker {
+                unravel(t, &f.ranks)
+            } else {
+                vec![t; shape.len()]
+            };
+            let (mut a, mut b) = (p.core_re[t], p.core_im[t]);
+            for k in 0..shape.len() {
+                let cols = if tucker { f.ranks[k] } else { f.ranks[0] };
+                let (ur, ui) = (
+                    p.u_re[k][ie[k] * cols + rk[k]],
+                    p.u_im[k][ie[k] * cols + rk[k]],
+                );
+                (a, b) = (a * ur - b * ui, a * ui + b * ur);
+            }
+            *wr_e += a;
+            *wi_e += b;
+        }
+    }
+    (wr, wi)
+}
+
+#[test]
+fn factorized_weights_match_an_explicit_tucker_and_cp_sum() {
+    use pno_models::factorized::Factorization;
+    for (modes, c, co) in [(vec![5], 3, 2), (vec![6, 5], 2, 3), (vec![4, 4], 3, 3)] {
+        for kind in [
+            Factorization::Tucker { rank: 0.5 },
+            Factorization::Cp { rank: 0.3 },
+        ] {
+            let conv = SpectralConv::with_factorization(
+                &mut Init::new(4),
+                c,
+                co,
+                &modes,
+                Some(kind),
+                None,
+                &device(),
+            );
+            let f = conv.factorized.as_ref().unwrap();
+            let (er, ei) = explicit_weights(f);
+            let (wr, wi) = conv.dense_weights();
+            assert_eq!(wr.dims(), [mode_count(&modes), c, co]);
+            let scale = er.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (got, want) in host(wr).iter().zip(&er).chain(host(wi).iter().zip(&ei)) {
+                assert!(
+                    (f64::from(*got) - want).abs() < 1e-5 * scale.max(1e-3),
+                    "{kind:?} {modes:?}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn factorized_spectral_conv_matches_naive_dft_at_odd_sizes() {
+    use pno_models::factorized::Factorization;
+    // The reconstructed weights go through the same transforms as dense ones: naive DFT oracle
+    // at an odd grid (no Nyquist column) and an even one (Nyquist column kept).
+    for (h, w) in [(9, 7), (8, 10)] {
+        let (b, c, co) = (2, 3, 2);
+        let conv = SpectralConv::with_factorization(
+            &mut Init::new(9),
+            c,
+            co,
+            &[6, 8],
+            Some(Factorization::Tucker { rank: 0.42 }),
+            None,
+            &device(),
+        );
+        let x = random(b * c * h * w, 13);
+        let y = host(conv.forward(t3(x.clone(), [b, c, h * w]), &[h, w], None));
+        let want = naive_2d(&x, b, c, h, w, &conv);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (g, e) in y.iter().zip(&want) {
+            assert!(
+                (f64::from(*g) - e).abs() < 1e-4 * scale,
+                "{h}x{w}: {g} vs {e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tfno_ranks_and_size_match_neuraloperator() {
+    use pno_models::factorized::{Factorization, cp_rank, tucker_ranks};
+    // neuraloperator 0.3.0's TFNO(n_modes=(16,16), hidden_channels=32, rank=0.42) on the small
+    // Darcy files: Tucker ranks (26, 26, 13, 7) for each (in, out, 16, 9) weight and 523,257
+    // parameters in all (../shared/peers/neuralop/darcy16_peer_tfno.json, counted by torch);
+    // the dense FNO has 1,195,297.
+    assert_eq!(tucker_ranks(&[16, 9, 32, 32], 0.42), vec![13, 7, 26, 26]);
+    assert_eq!(tucker_ranks(&[32, 32, 16, 9], 0.42), vec![26, 26, 13, 7]);
+    // TensorLy's CP rank for a fraction: round(rank · Πn / Σn).
+    assert_eq!(cp_rank(&[16, 9, 32, 32], 0.42), 696);
+    let cfg = |f: Option<&str>, rank: Option<f64>| pno_models::ModelConfig {
+        kind: Some("fno".into()),
+        hidden_channels: Some(32),
+        n_layers: Some(4),
+        n_modes: Some(vec![16, 16]),
+        lifting_channels: Some(256),
+        projection_channels: Some(64),
+        factorization: f.map(Into::into),
+        rank,
+        ..Default::default()
+    };
+    let count = |c: pno_models::ModelConfig| {
+        pno_models::num_params(&c.validate(1, 1, &[16, 16]).unwrap().init(0, &device()))
+    };
+    assert_eq!(count(cfg(None, None)), 1_195_297);
+    assert_eq!(count(cfg(Some("dense"), None)), 1_195_297);
+    assert_eq!(count(cfg(Some("tucker"), Some(0.42))), 523_257);
+    let spec = cfg(Some("cp"), Some(0.42))
+        .validate(1, 1, &[16, 16])
+        .unwrap();
+    match &spec.backbone {
+        pno_models::config::BackboneSpec::Fno(f) => {
+            assert_eq!(f.factorization, Some(Factorization::Cp { rank: 0.42 }));
+        }
+        other => panic!("{other:?}"),
+    }
+    // CP: 696 complex components × (16 + 9 + 32 + 32 + 1) values per layer, plus the rest.
+    assert_eq!(
+        pno_models::num_params(&spec.init(0, &device())),
+        1_195_297 - 4 * 2 * 144 * 32 * 32 + 4 * 2 * 696 * 90
+    );
+}
+
+#[test]
+fn factorized_weights_start_at_the_dense_scale() {
+    use pno_models::factorized::Factorization;
+    // Reconstructed entries have the dense layer's per-component std sqrt(2/(in+out)).
+    let (c, co) = (32, 32);
+    let want = (2.0 / (c + co) as f64).sqrt();
+    for kind in [
+        Factorization::Tucker { rank: 0.42 },
+        Factorization::Cp { rank: 0.42 },
+    ] {
+        let conv = SpectralConv::with_factorization(
+            &mut Init::new(5),
+            c,
+            co,
+            &[16, 16],
+            Some(kind),
+            None,
+            &device(),
+        );
+        let (wr, wi) = conv.dense_weights();
+        let v: Vec<f64> = host(wr)
+            .into_iter()
+            .chain(host(wi))
+            .map(f64::from)
+            .collect();
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        assert!(
+            (std / want - 1.0).abs() < 0.15,
+            "{kind:?}: std {std} vs dense {want}"
+        );
+    }
 }
