@@ -108,6 +108,9 @@ pub struct TrainConfig {
     pub loss: Option<String>,
     /// KL weight β of the ELBO (default 1).
     pub kl_weight: Option<f64>,
+    /// Weight λ of a relative-H¹ term on the predictive mean added to the loss (default 0):
+    /// `loss + λ·H1(mean, y)`, e.g. a scoring rule sharpened by a small accuracy term.
+    pub h1_weight: Option<f64>,
     /// Global gradient-norm clip (default 1.0; 0 disables).
     pub grad_clip: Option<f64>,
     /// Early-stopping patience in epochs (default 10; 0 disables).
@@ -200,6 +203,9 @@ pub struct TrainSpec {
     pub loss: Loss,
     /// KL weight.
     pub kl_weight: f64,
+    /// Weight of the added relative-H¹ term on the mean (0 = none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub h1_weight: f64,
     /// Gradient clip (0 = off).
     pub grad_clip: f64,
     /// Early-stopping patience (0 = off).
@@ -218,6 +224,10 @@ pub struct TrainSpec {
     pub keep_checkpoints: usize,
     /// Rows per evaluation pass.
     pub eval_batch: usize,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 fn window_spec(w: &WindowConfig, d: &DataConfig) -> Result<Window> {
@@ -529,6 +539,16 @@ impl RunConfig {
             },
             loss,
             kl_weight: nonneg_f("train.kl_weight", t.kl_weight.unwrap_or(1.0))?,
+            h1_weight: match t.h1_weight {
+                Some(w) if loss == Loss::H1 => {
+                    return Err(config_err(
+                        "train.h1_weight",
+                        "only with a loss other than \"h1\" (it adds an H1 term)",
+                        w,
+                    ));
+                }
+                w => nonneg_f("train.h1_weight", w.unwrap_or(0.0))?,
+            },
             grad_clip: nonneg_f("train.grad_clip", t.grad_clip.unwrap_or(1.0))?,
             patience: t.patience.unwrap_or(10),
             min_delta: nonneg_f("train.min_delta", t.min_delta.unwrap_or(1e-4))?,

@@ -266,6 +266,11 @@ fn batch_loss(
                 }
             }
         };
+        let l = if ts.h1_weight > 0.0 {
+            l + losses::h1_rel(mean.clone(), y.clone(), lg) * ts.h1_weight
+        } else {
+            l
+        };
         total = Some(match total {
             Some(t) => t + l,
             None => l,
@@ -1136,5 +1141,69 @@ mod schedule_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train.t_max") && e.contains("cosine"), "{e}");
+    }
+
+    #[test]
+    fn h1_weight_adds_the_h1_term_of_the_mean() {
+        let spec = |extra: &str| {
+            let cfg: RunConfig = toml::from_str(&format!(
+                "[model]\nkind = \"pno_d\"\nhidden_channels = 4\nn_layers = 1\nn_modes = [4, 4]\n\
+                 lifting_channels = 4\nprojection_channels = 4\n[train]\nloss = \"energy\"\n{extra}"
+            ))
+            .unwrap();
+            (
+                cfg.model.validate(1, 1, &[8, 8]).unwrap(),
+                cfg.train_spec(pno_models::Kind::PnoD, false),
+            )
+        };
+        let (ms, plain) = spec("");
+        let plain = plain.unwrap();
+        let (_, mixed) = spec("h1_weight = 0.25\n");
+        let mixed = mixed.unwrap();
+        assert_eq!((plain.h1_weight, mixed.h1_weight), (0.0, 0.25));
+        let device = Device::flex();
+        let model = ms.init(3, &device);
+        let v = |seed: u64| -> Vec<f32> {
+            (0..2 * 64)
+                .map(|i| ((i as u64 * 7 + seed) % 13) as f32 / 13.0 - 0.4)
+                .collect()
+        };
+        let x = Tensor::<3>::from_data(TensorData::new(v(1), [2, 1, 64]), &device);
+        let y = Tensor::<3>::from_data(TensorData::new(v(5), [2, 1, 64]), &device);
+        let lg = LossGrid::unit(&[8, 8]);
+        let run = |ts: &TrainSpec| {
+            batch_loss(
+                &model,
+                x.clone(),
+                y.clone(),
+                &[8, 8],
+                &lg,
+                ts,
+                9,
+                &[0, 1],
+                2,
+            )
+        };
+        let (l0, mean) = run(&plain);
+        let (l1, _) = run(&mixed);
+        let h1 = scalar(losses::h1_rel(mean, y.clone(), &lg));
+        let (l0, l1) = (scalar(l0), scalar(l1));
+        assert!(h1 > 0.0);
+        assert!(
+            (l1 - l0 - 0.25 * h1).abs() < 1e-5 * l1.abs(),
+            "{l1} vs {l0} + 0.25·{h1}"
+        );
+        // Refused with an H1 loss (it would double the term) and when negative.
+        for (extra, what) in [
+            ("loss = \"h1\"\nh1_weight = 0.1\n", "only with"),
+            ("h1_weight = -1.0\n", "train.h1_weight"),
+        ] {
+            let cfg: RunConfig = toml::from_str(&format!("[train]\n{extra}")).unwrap();
+            let e = cfg
+                .train_spec(pno_models::Kind::Fno, false)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("train.h1_weight") && e.contains(what), "{e}");
+        }
     }
 }
