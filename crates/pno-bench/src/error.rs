@@ -58,6 +58,9 @@ pub enum BenchError {
     /// Training, calibration or evaluation failed.
     #[error(transparent)]
     Train(#[from] pno_train::TrainError),
+    /// A metric could not be computed.
+    #[error(transparent)]
+    Metrics(#[from] pno_metrics::Error),
     /// An option or environment value is out of range.
     #[error("{option}: expected {expected}, got {got}")]
     Option {

@@ -1,7 +1,10 @@
 //! Benchmark suites for probabilistic neural operators: methods × PDEs × seeds, each cell
-//! trained, optionally conformally calibrated and evaluated (one-step metrics, calibration
-//! curves, rollouts), resumable after a crash; results as JSON and CSV, Markdown and LaTeX tables
-//! of mean ± std with the best value marked, SVG/PNG plots and an HTML page showing them.
+//! trained and evaluated (one-step metrics, calibration curves, rollouts) raw and, for every
+//! probabilistic method, split-conformally calibrated ([`conformal`]), resumable after a crash;
+//! results as JSON and CSV, Markdown and LaTeX tables of mean ± std with the best value marked
+//! (each method's raw and calibrated rows side by side), SVG/PNG plots (coverage against level,
+//! raw and calibrated) and an HTML page showing them under a reading guide ([`guide`]) that names
+//! the best-calibrated and the sharpest calibrated method of each PDE.
 //!
 //! ```no_run
 //! use pno_bench::{RunOptions, Suite, run_suite, write_report};
@@ -14,7 +17,9 @@
 //! # Ok::<(), pno_bench::BenchError>(())
 //! ```
 
+pub mod conformal;
 pub mod error;
+pub mod guide;
 pub mod merge;
 pub mod plots;
 pub mod report;

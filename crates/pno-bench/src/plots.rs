@@ -320,11 +320,24 @@ pub fn fields(stem: &Path, title: &str, ex: &Example) -> Result<[PathBuf; 2]> {
 /// A named series of points.
 pub type Series = (String, Vec<(f64, f64)>);
 
+/// One line of a figure on the unit square.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// Legend label.
+    pub name: String,
+    /// Points (non-finite ones are skipped).
+    pub points: Vec<(f64, f64)>,
+    /// Colour index ([`series_color`]).
+    pub color: usize,
+    /// Dashed (a method's calibrated variant) or solid.
+    pub dashed: bool,
+}
+
 fn curves_on<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
     labels: (&str, &str),
-    series: &[Series],
+    lines: &[Line],
     diagonal: bool,
 ) -> std::result::Result<(), String> {
     let mut chart = ChartBuilder::on(root)
@@ -351,20 +364,57 @@ fn curves_on<DB: DrawingBackend>(
             .label("ideal")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK.mix(0.5)));
     }
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let c = series_color(i);
-        chart
-            .draw_series(LineSeries::new(
-                pts.iter()
-                    .copied()
-                    .filter(|p| p.0.is_finite() && p.1.is_finite()),
-                c.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(name.as_str())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+    // Dashed (calibrated) lines last, so a calibrated curve on top of a raw one stays visible.
+    let ordered = lines
+        .iter()
+        .filter(|l| !l.dashed)
+        .chain(lines.iter().filter(|l| l.dashed));
+    for line in ordered {
+        let c = series_color(line.color);
+        let pts: Vec<(f64, f64)> = line
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2)))
+        } else {
+            chart.draw_series(LineSeries::new(pts, c.stroke_width(2)))
+        };
+        let anno = drawn.map_err(|e| e.to_string())?.label(line.name.as_str());
+        if line.dashed {
+            anno.legend(move |(x, y)| {
+                plotters::element::DashedPathElement::new(
+                    vec![(x, y), (x + 16, y)],
+                    5,
+                    3,
+                    c.stroke_width(2),
+                )
+            });
+        } else {
+            anno.legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
+            });
+        }
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)
+}
+
+/// Lines on the unit square with the diagonal, solid or dashed (coverage against nominal
+/// level, raw and calibrated).
+pub fn unit_lines(
+    stem: &Path,
+    title: &str,
+    labels: (&str, &str),
+    lines: &[Line],
+) -> Result<[PathBuf; 2]> {
+    both(
+        stem,
+        (640, 560),
+        &|a| curves_on(a, title, labels, lines, true),
+        &|a| curves_on(a, title, labels, lines, true),
+    )
 }
 
 /// Curves on the unit square with the diagonal (reliability diagram, coverage against level).
@@ -374,12 +424,17 @@ pub fn unit_curves(
     labels: (&str, &str),
     series: &[Series],
 ) -> Result<[PathBuf; 2]> {
-    both(
-        stem,
-        (640, 560),
-        &|a| curves_on(a, title, labels, series, true),
-        &|a| curves_on(a, title, labels, series, true),
-    )
+    let lines: Vec<Line> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, points))| Line {
+            name: name.clone(),
+            points: points.clone(),
+            color: i,
+            dashed: false,
+        })
+        .collect();
+    unit_lines(stem, title, labels, &lines)
 }
 
 /// A named series of `(x, mean, std)`.

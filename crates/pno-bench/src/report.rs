@@ -1,5 +1,6 @@
 //! The report of a suite: `results.json`, `results.csv`, `tables.md`, `tables.tex`, plots (SVG and
-//! PNG) and `index.html` showing them together.
+//! PNG) and `index.html` showing them together, opened by a reading guide (one paragraph per
+//! PDE, [`crate::guide`]).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,9 +8,10 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use crate::error::{BenchError, Result, io_err};
-use crate::plots::{Band, Series, band_panels, fields, unit_curves};
+use crate::guide::{COVERAGE_TOLERANCE, conformal_label, paragraph};
+use crate::plots::{Band, Line, Series, band_panels, fields, unit_curves, unit_lines};
 use crate::runner::CellResult;
-use crate::suite::Suite;
+use crate::suite::{Cell, Suite};
 use crate::tables::{COLUMNS, ROLLOUT_COLUMNS, Table, csv, html_escape, mean_std};
 
 /// Files written by [`write_report`].
@@ -55,6 +57,107 @@ fn mean_curve(
         .collect()
 }
 
+/// Mean over seeds of the coverage curves of one method: raw (the recorded curve at
+/// [`crate::conformal::CURVE_LEVELS`]; for cells recorded before it, the `pno eval` curve) and
+/// calibrated.
+fn coverage_lines(cells: &[&CellResult]) -> [Vec<(f64, f64)>; 2] {
+    let new: Vec<&CellResult> = cells
+        .iter()
+        .copied()
+        .filter(|c| c.coverage_curve.is_some())
+        .collect();
+    let raw = if new.is_empty() {
+        mean_curve(cells, |c| {
+            (
+                c.curves.coverage.expected.clone(),
+                c.curves.coverage.observed.clone(),
+            )
+        })
+    } else {
+        mean_curve(&new, |c| {
+            c.coverage_curve
+                .as_ref()
+                .map(|v| (v.expected.clone(), v.observed.clone()))
+                .unwrap_or_default()
+        })
+    };
+    let cal: Vec<&CellResult> = cells
+        .iter()
+        .copied()
+        .filter(|c| c.conformal.is_some())
+        .collect();
+    let calibrated = mean_curve(&cal, |c| {
+        c.conformal
+            .as_ref()
+            .map(|v| {
+                (
+                    v.coverage_curve.expected.clone(),
+                    v.coverage_curve.observed.clone(),
+                )
+            })
+            .unwrap_or_default()
+    });
+    [raw, calibrated]
+}
+
+/// Methods of PDE `pde` that the suite would calibrate but whose runs have no calibration split
+/// (deterministic methods, known from their results, left out).
+fn without_split(suite: &Suite, pde: usize, results: &[CellResult]) -> Vec<String> {
+    let Some(&seed) = suite.seeds.first() else {
+        return Vec::new();
+    };
+    (0..suite.methods.len())
+        .filter(|&method| {
+            let c = Cell { pde, method, seed };
+            let name = &suite.methods[method].name;
+            let deterministic = {
+                let mine: Vec<&CellResult> = results
+                    .iter()
+                    .filter(|r| r.pde == suite.pdes[pde].name && &r.method == name)
+                    .collect();
+                !mine.is_empty() && mine.iter().all(|r| !r.probabilistic())
+            };
+            suite.default_conformal(c).is_some() && suite.n_calibration(c) == 0 && !deterministic
+        })
+        .map(|m| suite.methods[m].name.clone())
+        .collect()
+}
+
+/// What the `(conformal)` rows are, for the page and `tables.md`.
+fn conformal_note(suite: &Suite) -> String {
+    match suite.conformal {
+        None => "Conformal calibration of the methods is off in this suite (`conformal = false`)."
+            .into(),
+        Some(c) => format!(
+            "Each probabilistic method also has a `(conformal)` row: its test draws rescaled about \
+             the mean by the split-conformal scale fitted at level {} ({}) on the PDE's calibration \
+             split. `=` marks what calibration leaves unchanged (the point prediction: rel-L2, L2, \
+             and training time; see the raw row); it changes coverage, interval width and score, \
+             calibration error, CRPS, energy score, NLL, sharpness and spread/skill. The rollout \
+             tables have no `(conformal)` rows: a calibrated rollout needs the calibrated run \
+             (a method with its own `conformal` table).",
+            c.level,
+            match c.mode {
+                pno_run::ConformalMode::Pointwise => "pointwise".to_string(),
+                pno_run::ConformalMode::Function { delta } => format!("function, δ = {delta}"),
+            }
+        ),
+    }
+}
+
+/// Markdown code spans (`` `x` ``) as `<code>x</code>`.
+fn code_spans(s: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in s.split('`').enumerate() {
+        if i % 2 == 1 {
+            let _ = write!(out, "<code>{part}</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// Write every table, plot and the HTML index for `results` into `out`.
 pub fn write_report(suite: &Suite, results: &[CellResult], out: &Path) -> Result<ReportFiles> {
     let mut files = Vec::new();
@@ -72,20 +175,32 @@ pub fn write_report(suite: &Suite, results: &[CellResult], out: &Path) -> Result
 
     let mut md = format!(
         "# Suite `{}`\n\n{}\n\nMean ± std over seeds {:?} ({} predictive draws per test input); **bold** = best \
-         (lowest, or closest to nominal for coverage and to 1 for spread/skill). Physical units.\n",
-        suite.name, suite.description, suite.seeds, suite.samples
+         (lowest, or closest to nominal for coverage and to 1 for spread/skill). Physical units.\n\n{}\n",
+        suite.name,
+        suite.description,
+        suite.seeds,
+        suite.samples,
+        conformal_note(suite)
     );
+    let mut guide = String::new();
     let mut tex = String::from("% generated by `pno bench`; needs \\usepackage{booktabs}\n");
     let mut html_sections = String::new();
     std::fs::create_dir_all(out.join("plots")).map_err(io_err("create", &out.join("plots")))?;
-    for pde in &suite.pdes {
+    for (pi, pde) in suite.pdes.iter().enumerate() {
         let name = &pde.name;
         let cells: Vec<&CellResult> = results.iter().filter(|r| &r.pde == name).collect();
         if cells.is_empty() {
             continue;
         }
+        let no_split = without_split(suite, pi, results);
+        let para = paragraph(name, &methods, results, &no_split);
+        let _ = write!(guide, "<p>{}</p>", html_escape(&para));
         let table = Table::new(name, &methods, COLUMNS, results);
-        let _ = write!(md, "\n## {name}\n\n{}", table.markdown());
+        let _ = write!(
+            md,
+            "\n## {name}\n\n{}\nReading guide: {para}\n",
+            table.markdown()
+        );
         let _ = write!(tex, "\n% {name}\n{}", table.latex());
         let _ = write!(
             html_sections,
@@ -153,31 +268,38 @@ pub fn write_report(suite: &Suite, results: &[CellResult], out: &Path) -> Result
             &rel_series,
         )?;
         figs.push((rel, "reliability diagram (mean over seeds)".into()));
-        let cov_series: Vec<Series> = methods
+        let mut cov_lines: Vec<Line> = Vec::new();
+        for (i, m) in methods
             .iter()
             .filter(|m| !by_method(m).is_empty())
-            .map(|m| {
-                (
-                    m.clone(),
-                    mean_curve(&by_method(m), |c| {
-                        (
-                            c.curves.coverage.expected.clone(),
-                            c.curves.coverage.observed.clone(),
-                        )
-                    }),
-                )
-            })
-            .collect();
+            .enumerate()
+        {
+            let [raw, calibrated] = coverage_lines(&by_method(m));
+            cov_lines.push(Line {
+                name: m.clone(),
+                points: raw,
+                color: i,
+                dashed: false,
+            });
+            if !calibrated.is_empty() {
+                cov_lines.push(Line {
+                    name: conformal_label(m),
+                    points: calibrated,
+                    color: i,
+                    dashed: true,
+                });
+            }
+        }
         let cov = format!("plots/coverage_{name}");
-        unit_curves(
+        unit_lines(
             &out.join(&cov),
             &format!("{name}: coverage of central intervals"),
             ("nominal level", "observed coverage"),
-            &cov_series,
+            &cov_lines,
         )?;
         figs.push((
             cov,
-            "coverage against nominal level (mean over seeds)".into(),
+            "coverage against nominal level, raw (solid) and conformally calibrated (dashed), mean over seeds".into(),
         ));
         if cells.iter().any(|c| !c.rollout.is_empty()) {
             let band = |f: &dyn Fn(&pno_train::eval::RolloutStep) -> f64| -> Vec<Band> {
@@ -293,6 +415,11 @@ figcaption {{ font-size: 13px; color: #555; }}
 <p>Mean ± std over seeds {seeds:?}, {samples} predictive draws per test input; best value per column in bold.
 Files: <a href="results.json">results.json</a>, <a href="results.csv">results.csv</a>,
 <a href="tables.md">tables.md</a>, <a href="tables.tex">tables.tex</a>. Click a figure for its SVG.</p>
+<section id="reading-guide"><h2>Reading guide</h2>
+<p>{note} Best calibrated = lowest calibration error (cal. err: mean |coverage − level| over 100
+levels), mean over seeds, among every probabilistic row. Sharpest at equal calibration = narrowest
+90 % interval (width 90) among the rows whose 90 % coverage is within ±{tol} of 0.90.</p>
+{guide}</section>
 {sections}
 <script>
 window.addEventListener('load', function () {{
@@ -308,6 +435,9 @@ window.addEventListener('load', function () {{
         desc = html_escape(&suite.description),
         seeds = suite.seeds,
         samples = suite.samples,
+        note = code_spans(&html_escape(&conformal_note(suite))),
+        tol = COVERAGE_TOLERANCE,
+        guide = guide,
         sections = html_sections
     );
     write(out, "index.html", html.as_bytes(), &mut files)?;

@@ -1,4 +1,5 @@
-//! Running a suite: data, then every cell (train → calibrate → evaluate), resumable.
+//! Running a suite: data, then every cell (train → calibrate → evaluate → the conformally
+//! calibrated variant), resumable.
 //!
 //! ```text
 //! OUT/
@@ -10,7 +11,8 @@
 //! ```
 //!
 //! A cell whose `cell.json` exists is not recomputed; a cell interrupted while training resumes
-//! from its newest good checkpoint.
+//! from its newest good checkpoint. A cell recorded by a version without the coverage curve and
+//! the calibrated variant gets them added from its run folder (no retraining).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -19,11 +21,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use pno_core::Split;
+use pno_metrics::{CalibrationCurve, SamplePred};
 use pno_models::burn::tensor::Device;
-use pno_run::{CalibrationRecord, load_trained};
-use pno_train::eval::{Curves, RolloutStep};
+use pno_run::{CalibrationRecord, TrainedModel, load_trained};
+use pno_train::eval::{Curves, Draws, RolloutStep, predict_on_split};
 use pno_train::{CalibrateOptions, EvalOptions, Quiet, TrainOptions, calibrate, evaluate, train};
 
+use crate::conformal::{Conformalized, TestDraws, conformalize, coverage_curve};
 use crate::error::{BenchError, Result, io_err};
 use crate::suite::{Cell, DataSource, Suite};
 
@@ -98,6 +102,17 @@ pub struct CellResult {
     /// The git commit of the `pno` that computed it.
     #[serde(default)]
     pub commit: String,
+    /// Coverage of central intervals at [`crate::conformal::CURVE_LEVELS`] (absent in cells
+    /// recorded before it).
+    #[serde(default)]
+    pub coverage_curve: Option<CalibrationCurve>,
+    /// The conformally calibrated variant ([`crate::conformal`]); `None`: see `conformal_note`.
+    #[serde(default)]
+    pub conformal: Option<Conformalized>,
+    /// Why the cell has no calibrated variant (deterministic, no calibration split, calibration
+    /// off or the method's own `conformal`); `None` when it has one, or in older cells.
+    #[serde(default)]
+    pub conformal_note: Option<String>,
 }
 
 impl CellResult {
@@ -108,6 +123,21 @@ impl CellResult {
             "eval_s" => Some(self.timings.eval_s),
             _ => self.metrics.get(name).and_then(Value::as_f64),
         }
+    }
+
+    /// A metric of the calibrated variant (`None` without one; invariant metrics are the raw
+    /// ones, [`crate::conformal::INVARIANT`]).
+    pub fn conformal_metric(&self, name: &str) -> Option<f64> {
+        let c = self.conformal.as_ref()?;
+        if crate::conformal::invariant(name) {
+            return self.metric(name);
+        }
+        c.metrics.get(name).and_then(Value::as_f64)
+    }
+
+    /// Whether the prediction has a spread (not a deterministic model).
+    pub fn probabilistic(&self) -> bool {
+        self.metric("sharpness").is_some_and(|s| s > 0.0)
     }
 }
 
@@ -253,7 +283,7 @@ pub fn run_cell(
             });
         }
         log(&format!("{}: done earlier, kept", suite.cell_id(c)));
-        return Ok(done);
+        return upgrade(suite, c, data, done, &dir, opts, log);
     }
     let m = &suite.methods[c.method];
     let cfg = suite.run_config(c)?;
@@ -320,9 +350,23 @@ pub fn run_cell(
         rollout: if windowed { suite.rollout } else { 0 },
         ..EvalOptions::default()
     };
-    let e = evaluate(&trained, data, &eo, &opts.device)?;
+    let mut e = evaluate(&trained, data, &eo, &opts.device)?;
     timings.eval_s = started.elapsed().as_secs_f64();
     timings.predict_s = e.predict_seconds;
+    let started = Instant::now();
+    let (cin, cout) = (trained.file.in_channels, trained.file.out_channels);
+    let p: usize = e.grid.iter().product();
+    let example = Example {
+        grid: e.grid.clone(),
+        in_channels: cin,
+        out_channels: cout,
+        input: e.x[..cin * p].to_vec(),
+        target: e.y[..cout * p].to_vec(),
+        mean: e.pred.mean[..cout * p].to_vec(),
+        std: e.pred.std[..cout * p].to_vec(),
+    };
+    let variants = variants(suite, c, &trained, data, &mut e.pred, &e.y, opts, log)?;
+    timings.calibrate_s += started.elapsed().as_secs_f64();
     timings.cpu_s = pno_core::resources::cpu_seconds().unwrap_or(0.0) - cpu0;
     timings.peak_rss_mb =
         pno_core::resources::rss_bytes().map_or(0.0, |(_, peak)| peak as f64 / 1048576.0);
@@ -342,17 +386,6 @@ pub fn run_cell(
         metrics.insert("rollout_coverage_90".into(), json!(last.report.coverage_90));
         metrics.insert("diverged_fraction".into(), json!(last.diverged_fraction));
     }
-    let (cin, cout) = (trained.file.in_channels, trained.file.out_channels);
-    let p: usize = e.grid.iter().product();
-    let example = Example {
-        grid: e.grid.clone(),
-        in_channels: cin,
-        out_channels: cout,
-        input: e.x[..cin * p].to_vec(),
-        target: e.y[..cout * p].to_vec(),
-        mean: e.pred.mean[..cout * p].to_vec(),
-        std: e.pred.std[..cout * p].to_vec(),
-    };
     let params = read_params(&run);
     let result = CellResult {
         pde: suite.pdes[c.pde].name.clone(),
@@ -369,9 +402,137 @@ pub fn run_cell(
         example,
         suite_sha256: suite.sha256.clone(),
         commit: env!("PNO_GIT_COMMIT").to_string(),
+        coverage_curve: Some(variants.curve),
+        conformal: variants.conformal,
+        conformal_note: variants.note,
     };
     write_json(&record, &result)?;
     Ok(result)
+}
+
+/// The coverage curve of a cell's test draws and its calibrated variant.
+struct Variants {
+    curve: CalibrationCurve,
+    conformal: Option<Conformalized>,
+    note: Option<String>,
+}
+
+/// The raw coverage curve of `pred` against `y`, then (rescaling `pred`'s draws in place) the
+/// calibrated variant the suite asks for.
+#[allow(clippy::too_many_arguments)]
+fn variants(
+    suite: &Suite,
+    c: Cell,
+    trained: &TrainedModel,
+    data: &Path,
+    pred: &mut pno_models::Predictive,
+    y: &[f32],
+    opts: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<Variants> {
+    let (m, d) = (pred.n_samples, pred.per_function());
+    let n = y.len() / d.max(1);
+    let curve = coverage_curve(&SamplePred::new(&pred.samples, m, n, d)?, y)?;
+    let Some(conf) = suite.default_conformal(c) else {
+        let note = if suite.conformal.is_none() {
+            "calibration off in the suite (conformal = false)"
+        } else {
+            "calibrated by the method's own conformal table"
+        };
+        return Ok(Variants {
+            curve,
+            conformal: None,
+            note: Some(note.into()),
+        });
+    };
+    let test = TestDraws {
+        y,
+        samples: &mut pred.samples,
+        mean: &pred.mean,
+        std: &pred.std,
+        grid: &pred.grid,
+        channels: pred.channels,
+    };
+    let draws = Draws {
+        samples: suite.samples,
+        seed: c.seed,
+        batch: opts.batch,
+    };
+    Ok(
+        match conformalize(trained, data, conf, test, draws, &opts.device)? {
+            Ok(v) => {
+                log(&format!(
+                    "{}: conformal scale {:.4} (coverage 90 % {:.3} → {:.3})",
+                    suite.cell_id(c),
+                    v.spread_scale,
+                    curve.observed[8],
+                    v.coverage_curve.observed[8]
+                ));
+                Variants {
+                    curve,
+                    conformal: Some(v),
+                    note: None,
+                }
+            }
+            Err(why) => Variants {
+                curve,
+                conformal: None,
+                note: Some(why),
+            },
+        },
+    )
+}
+
+/// A cell recorded before the coverage curve and the calibrated variant existed gets them from
+/// its run folder: the same seeded test draws again, then the calibration. Without its run
+/// folder (or when that fails) it is kept as it is; the report shows what it has.
+fn upgrade(
+    suite: &Suite,
+    c: Cell,
+    data: &Path,
+    mut done: CellResult,
+    dir: &Path,
+    opts: &RunOptions,
+    log: &mut dyn FnMut(&str),
+) -> Result<CellResult> {
+    let run = dir.join("run");
+    let record = dir.join("cell.json");
+    if done.coverage_curve.is_some() || !run.join("model.json").exists() {
+        return Ok(done);
+    }
+    let attempt = |log: &mut dyn FnMut(&str)| -> Result<Variants> {
+        let trained = load_trained(&run, &opts.device)?;
+        let draws = Draws {
+            samples: suite.samples,
+            seed: c.seed,
+            batch: opts.batch,
+        };
+        let mut sp =
+            predict_on_split(&trained, data, Some(Split::Test), None, draws, &opts.device)?;
+        variants(suite, c, &trained, data, &mut sp.pred, &sp.y, opts, log)
+    };
+    match attempt(log) {
+        Ok(v) => {
+            log(&format!(
+                "{}: recorded by an older version; added the coverage curve{}",
+                suite.cell_id(c),
+                if v.conformal.is_some() {
+                    " and the calibrated variant"
+                } else {
+                    ""
+                }
+            ));
+            done.coverage_curve = Some(v.curve);
+            done.conformal = v.conformal;
+            done.conformal_note = v.note;
+            write_json(&record, &done)?;
+        }
+        Err(e) => log(&format!(
+            "{}: recorded by an older version; could not add the calibrated variant ({e}); kept as it is",
+            suite.cell_id(c)
+        )),
+    }
+    Ok(done)
 }
 
 fn read_params(run: &Path) -> usize {

@@ -25,6 +25,15 @@
 //! conformal = { level = 0.9, mode = "pointwise" }      # split-conformal on data.n_calibration
 //! ```
 //!
+//! Every probabilistic method is also reported conformally calibrated, by default: in each cell
+//! its test draws are rescaled about the mean by the split-conformal scale fitted on the PDE's
+//! calibration split (`data.n_calibration` samples), and the cell records both variants. The
+//! header key `conformal` sets how (`conformal = { level = 0.9, mode = "pointwise" }`, the
+//! default; `mode = "function"` takes `delta`) or turns it off (`conformal = false`). A PDE
+//! without a calibration split is not given one behind the user's back (that would change the
+//! training data): its methods are reported raw only and the report says why. A method with its
+//! own `conformal` table is already calibrated and gets no second variant.
+//!
 //! Instead of `generator`, a PDE may name an existing dataset with `path` (any supported format).
 //! Every cell's run config is `PDE tables ⊕ method tables ⊕ {train.seed = seed}` and is validated
 //! when the suite is loaded; unknown keys are refused by their dotted name.
@@ -59,6 +68,8 @@ struct RawHeader {
     samples: Option<usize>,
     rollout: Option<usize>,
     description: Option<String>,
+    /// `false`, or a table like a method's `conformal`.
+    conformal: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +139,12 @@ pub struct Conformal {
     pub mode: ConformalMode,
 }
 
+/// The default conformal calibration of a suite's cells: level 0.9, pointwise.
+pub const DEFAULT_CONFORMAL: Conformal = Conformal {
+    level: 0.9,
+    mode: ConformalMode::Pointwise,
+};
+
 /// One method of a suite.
 #[derive(Debug, Clone)]
 pub struct MethodEntry {
@@ -167,6 +184,8 @@ pub struct Suite {
     pub samples: usize,
     /// Rollout steps for windowed PDEs.
     pub rollout: usize,
+    /// How every probabilistic method is also calibrated in each cell (`None`: raw only).
+    pub conformal: Option<Conformal>,
     /// PDEs.
     pub pdes: Vec<PdeEntry>,
     /// Methods.
@@ -198,6 +217,40 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A `conformal = { level, mode, delta }` table; `key` prefixes the dotted names in errors.
+fn conformal_of(
+    c: RawConformal,
+    key: &dyn Fn(&str) -> String,
+    err: &dyn Fn(&str, &str, String) -> BenchError,
+) -> Result<Conformal> {
+    let level = c.level.unwrap_or(0.9);
+    if !(level > 0.0 && level < 1.0) {
+        return Err(err(&key("level"), "a level in (0, 1)", level.to_string()));
+    }
+    let mode = match c.mode.as_deref().unwrap_or("pointwise") {
+        "pointwise" => ConformalMode::Pointwise,
+        "function" => {
+            let delta = c.delta.unwrap_or(0.1);
+            if !(delta > 0.0 && delta < 1.0) {
+                return Err(err(
+                    &key("delta"),
+                    "a probability in (0, 1)",
+                    delta.to_string(),
+                ));
+            }
+            ConformalMode::Function { delta }
+        }
+        o => {
+            return Err(err(
+                &key("mode"),
+                "\"pointwise\" or \"function\"",
+                format!("{o:?}"),
+            ));
+        }
+    };
+    Ok(Conformal { level, mode })
 }
 
 fn valid_name(s: &str) -> bool {
@@ -263,6 +316,31 @@ impl Suite {
         if rollout > 1000 {
             return Err(err("suite.rollout", "0..=1000", rollout.to_string()));
         }
+        let conformal = match h.conformal {
+            None | Some(Value::Bool(true)) => Some(DEFAULT_CONFORMAL),
+            Some(Value::Bool(false)) => None,
+            Some(v @ Value::Object(_)) => {
+                let raw: RawConformal = serde_path_to_error::deserialize(v).map_err(|e| {
+                    err(
+                        &format!("suite.conformal.{}", e.path()),
+                        "the keys level, mode, delta",
+                        e.into_inner().to_string(),
+                    )
+                })?;
+                Some(conformal_of(
+                    raw,
+                    &|k| format!("suite.conformal.{k}"),
+                    &err,
+                )?)
+            }
+            Some(v) => {
+                return Err(err(
+                    "suite.conformal",
+                    "false, or a table { level, mode, delta }",
+                    v.to_string(),
+                ));
+            }
+        };
         if raw.pde.is_empty() || raw.method.is_empty() {
             return Err(err(
                 "pde / method",
@@ -389,38 +467,7 @@ impl Suite {
             };
             let conformal = match m.conformal {
                 None => None,
-                Some(c) => {
-                    let level = c.level.unwrap_or(0.9);
-                    if !(level > 0.0 && level < 1.0) {
-                        return Err(err(
-                            &key("conformal.level"),
-                            "a level in (0, 1)",
-                            level.to_string(),
-                        ));
-                    }
-                    let mode = match c.mode.as_deref().unwrap_or("pointwise") {
-                        "pointwise" => ConformalMode::Pointwise,
-                        "function" => {
-                            let delta = c.delta.unwrap_or(0.1);
-                            if !(delta > 0.0 && delta < 1.0) {
-                                return Err(err(
-                                    &key("conformal.delta"),
-                                    "a probability in (0, 1)",
-                                    delta.to_string(),
-                                ));
-                            }
-                            ConformalMode::Function { delta }
-                        }
-                        o => {
-                            return Err(err(
-                                &key("conformal.mode"),
-                                "\"pointwise\" or \"function\"",
-                                format!("{o:?}"),
-                            ));
-                        }
-                    };
-                    Some(Conformal { level, mode })
-                }
+                Some(c) => Some(conformal_of(c, &|k| key(&format!("conformal.{k}")), &err)?),
             };
             methods.push(MethodEntry {
                 name: m.name,
@@ -436,6 +483,7 @@ impl Suite {
             seeds: h.seeds,
             samples,
             rollout,
+            conformal,
             pdes,
             methods,
             sha256: String::new(),
@@ -484,8 +532,13 @@ impl Suite {
                        "conformal": m.conformal})
             })
             .collect();
-        let v = json!({"name": self.name, "seeds": self.seeds, "samples": self.samples,
+        let mut v = json!({"name": self.name, "seeds": self.seeds, "samples": self.samples,
                        "rollout": self.rollout, "pdes": pdes, "methods": methods});
+        // The default calibration leaves the fingerprint of suites written before it unchanged,
+        // so their finished cells are kept (and given the calibrated variant) on a rerun.
+        if self.conformal != Some(DEFAULT_CONFORMAL) {
+            v["conformal"] = json!({"default": self.conformal});
+        }
         pno_core::sha256_hex(v.to_string().as_bytes())
     }
 
@@ -533,6 +586,24 @@ impl Suite {
             cell: self.cell_id(c),
             source: Box::new(e),
         }
+    }
+
+    /// The conformal calibration a cell reports beside its raw prediction: the suite's, for a
+    /// method without its own `conformal` (whether the model has a spread and the PDE a
+    /// calibration split is decided when the cell runs).
+    pub fn default_conformal(&self, c: Cell) -> Option<Conformal> {
+        if self.methods[c.method].conformal.is_some() {
+            return None;
+        }
+        self.conformal
+    }
+
+    /// Calibration samples of a cell's run (`data.n_calibration`; 0 when there is no split).
+    pub fn n_calibration(&self, c: Cell) -> usize {
+        self.run_config(c)
+            .ok()
+            .and_then(|cfg| cfg.data_spec().ok())
+            .map_or(0, |ds| ds.n_calibration)
     }
 
     /// The run config of a cell (for a derived method, its base's).

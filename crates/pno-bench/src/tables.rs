@@ -1,10 +1,17 @@
 //! Results files and tables: `results.json`, `results.csv`, and per-PDE Markdown and LaTeX
 //! tables of mean ± std over seeds with the best value of each column marked.
+//!
+//! Each method with a calibrated variant has two adjacent rows, `pno_d` and
+//! `pno_d (conformal)`; the calibrated row shows `=` in the columns calibration leaves
+//! unchanged ([`crate::conformal::INVARIANT`]: the raw row holds that value and competes for
+//! best) and its own values, ranked with every other row, in the others.
 
 use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::conformal::{CURVE_LEVELS, invariant};
+use crate::guide::conformal_label;
 use crate::runner::CellResult;
 
 /// How the best value of a column is chosen.
@@ -117,6 +124,11 @@ pub const ROLLOUT_COLUMNS: &[Column] = &[
     },
 ];
 
+/// Means within this relative distance of the best are tied with it (all marked): the same
+/// predictor evaluated along two paths (a calibrated variant and the calibrated run) differs
+/// by float rounding only.
+pub const TIE_RELATIVE: f64 = 1e-6;
+
 /// Mean and sample std (n − 1) of the finite values.
 pub fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
     let f: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
@@ -132,13 +144,16 @@ pub fn mean_std(v: &[f64]) -> Option<(f64, f64)> {
     Some((m, s))
 }
 
-/// One aggregated table: rows = methods (suite order), columns = `cols`.
+/// One aggregated table: rows = methods (suite order), each followed by its calibrated variant
+/// where the results have one; columns = `cols`.
 #[derive(Debug, Clone)]
 pub struct Table {
     /// PDE.
     pub pde: String,
-    /// Method names.
+    /// Row labels (`method`, `method (conformal)`).
     pub rows: Vec<String>,
+    /// Whether each row is a calibrated variant.
+    pub conformal: Vec<bool>,
     /// Columns.
     pub cols: Vec<Column>,
     /// `cells[row][col]` = mean, std over seeds, seeds counted.
@@ -148,23 +163,43 @@ pub struct Table {
 }
 
 impl Table {
-    /// Aggregate the results of one PDE.
+    /// Aggregate the results of one PDE: a row per method, and after it a row for its
+    /// calibrated variant when some of its cells have one with a value in a column that
+    /// calibration changes.
     pub fn new(pde: &str, methods: &[String], cols: &[Column], results: &[CellResult]) -> Self {
-        let cells: Vec<Vec<Option<(f64, f64, usize)>>> = methods
-            .iter()
-            .map(|m| {
-                cols.iter()
-                    .map(|c| {
-                        let v: Vec<f64> = results
-                            .iter()
-                            .filter(|r| r.pde == pde && &r.method == m)
-                            .filter_map(|r| r.metric(c.key))
-                            .collect();
-                        mean_std(&v).map(|(a, b)| (a, b, v.len()))
-                    })
-                    .collect()
-            })
-            .collect();
+        let agg = |m: &String, conformal: bool| -> Vec<Option<(f64, f64, usize)>> {
+            cols.iter()
+                .map(|c| {
+                    if conformal && invariant(c.key) {
+                        return None;
+                    }
+                    let v: Vec<f64> = results
+                        .iter()
+                        .filter(|r| r.pde == pde && &r.method == m)
+                        .filter_map(|r| {
+                            if conformal {
+                                r.conformal_metric(c.key)
+                            } else {
+                                r.metric(c.key)
+                            }
+                        })
+                        .collect();
+                    mean_std(&v).map(|(a, b)| (a, b, v.len()))
+                })
+                .collect()
+        };
+        let (mut rows, mut flags, mut cells) = (Vec::new(), Vec::new(), Vec::new());
+        for m in methods {
+            rows.push(m.clone());
+            flags.push(false);
+            cells.push(agg(m, false));
+            let cal = agg(m, true);
+            if cal.iter().any(Option::is_some) {
+                rows.push(conformal_label(m));
+                flags.push(true);
+                cells.push(cal);
+            }
+        }
         let best = cols
             .iter()
             .enumerate()
@@ -177,19 +212,25 @@ impl Table {
                         Best::None => None,
                     }
                 };
-                let keys: Vec<(usize, f64)> = (0..methods.len())
+                let keys: Vec<(usize, f64)> = (0..rows.len())
                     .filter_map(|r| key(r).map(|k| (r, k)))
                     .collect();
                 let min = keys.iter().map(|k| k.1).fold(f64::INFINITY, f64::min);
+                let slack = TIE_RELATIVE
+                    * match c.best {
+                        Best::Closest(t) => t.abs(),
+                        _ => min.abs(),
+                    };
                 keys.iter()
-                    .filter(|k| k.1 <= min)
+                    .filter(|k| k.1 <= min + slack)
                     .map(|k| k.0)
                     .collect::<Vec<usize>>()
             })
             .collect();
         Self {
             pde: pde.to_string(),
-            rows: methods.to_vec(),
+            rows,
+            conformal: flags,
             cols: cols.to_vec(),
             cells,
             best,
@@ -202,6 +243,9 @@ impl Table {
     }
 
     fn text(&self, r: usize, j: usize) -> String {
+        if self.conformal[r] && invariant(self.cols[j].key) {
+            return "=".into();
+        }
         match self.cells[r][j] {
             None => "–".into(),
             Some((m, s, n)) => {
@@ -344,15 +388,42 @@ pub fn metric_keys(results: &[CellResult]) -> Vec<String> {
     keys
 }
 
-/// `results.csv`: one row per cell.
+/// Metric keys of the calibrated variants, in a stable order.
+fn conformal_keys(results: &[CellResult]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for r in results {
+        for (k, v) in r.conformal.iter().flat_map(|c| &c.metrics) {
+            if v.is_number() && !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+    }
+    keys
+}
+
+/// `results.csv`: one row per cell. After the raw metrics: the coverage curve
+/// (`curve_coverage_<level>`), the calibrated variant (`conformal_level`, `conformal_scale`,
+/// `conformal_n_functions`, `conformal_<metric>`, `conformal_curve_coverage_<level>`) and
+/// `conformal_note` (why a cell has none); empty where a cell lacks them.
 pub fn csv(results: &[CellResult]) -> String {
     let keys = metric_keys(results);
+    let ckeys = conformal_keys(results);
     let mut s = String::from("pde,method,seed,kind,params,train_s,calibrate_s,eval_s");
     for k in &keys {
         s.push(',');
         s.push_str(k);
     }
-    s.push('\n');
+    for l in CURVE_LEVELS {
+        let _ = write!(s, ",curve_coverage_{l}");
+    }
+    s.push_str(",conformal_level,conformal_scale,conformal_n_functions");
+    for k in &ckeys {
+        let _ = write!(s, ",conformal_{k}");
+    }
+    for l in CURVE_LEVELS {
+        let _ = write!(s, ",conformal_curve_coverage_{l}");
+    }
+    s.push_str(",conformal_note\n");
     for r in results {
         let _ = write!(
             s,
@@ -372,6 +443,38 @@ pub fn csv(results: &[CellResult]) -> String {
                 let _ = write!(s, "{v}");
             }
         }
+        let curve = |s: &mut String, c: Option<&pno_metrics::CalibrationCurve>| {
+            for l in CURVE_LEVELS {
+                s.push(',');
+                if let Some(c) = c
+                    && let Some(k) = c.expected.iter().position(|&e| e == l)
+                    && let Some(v) = c.observed.get(k)
+                {
+                    let _ = write!(s, "{v}");
+                }
+            }
+        };
+        curve(&mut s, r.coverage_curve.as_ref());
+        match &r.conformal {
+            Some(c) => {
+                let _ = write!(s, ",{},{},{}", c.level, c.spread_scale, c.n_functions);
+            }
+            None => s.push_str(",,,"),
+        }
+        for k in &ckeys {
+            s.push(',');
+            if let Some(v) = r
+                .conformal
+                .as_ref()
+                .and_then(|c| c.metrics.get(k))
+                .and_then(Value::as_f64)
+            {
+                let _ = write!(s, "{v}");
+            }
+        }
+        curve(&mut s, r.conformal.as_ref().map(|c| &c.coverage_curve));
+        s.push(',');
+        s.push_str(&csv_field(r.conformal_note.as_deref().unwrap_or("")));
         s.push('\n');
     }
     s

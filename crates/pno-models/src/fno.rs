@@ -7,10 +7,11 @@
 //! (PNO_D) or a second, standard-deviation head (PNO_R).
 
 use burn::module::Module;
-use burn::tensor::activation::{gelu, softplus};
+use burn::tensor::activation::softplus;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::FnoSpec;
+use crate::fused;
 use crate::init::Init;
 use crate::layers::{ChannelMlp, Pointwise};
 use crate::noise::Noise;
@@ -228,7 +229,7 @@ impl Fno {
                 _ => None,
             };
             let y = block.spectral.forward(x.clone(), &pgrid, noise) + block.skip.forward(x);
-            x = if i < last { gelu(y) } else { y };
+            x = if i < last { fused::gelu(y) } else { y };
         }
         if padded {
             x = crop(x, grid, &pad);

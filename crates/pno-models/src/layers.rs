@@ -5,9 +5,9 @@
 //! PyTorch's `nn.Linear` layout `[out, in]` so saved files load into PyTorch directly.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
+use crate::fused::bias_dropout_gelu;
 use crate::init::Init;
 use crate::noise::Noise;
 
@@ -31,12 +31,17 @@ impl Pointwise {
 
     /// `[batch, in, points]` → `[batch, out, points]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let w = self.weight.val().unsqueeze_dim::<3>(0);
-        let y = w.matmul(x);
+        let y = self.linear(x);
         match &self.bias {
             Some(b) => y + b.val().reshape([1, -1, 1]),
             None => y,
         }
+    }
+
+    /// The weight product alone, `W @ x` without the bias: `[batch, in, points]` →
+    /// `[batch, out, points]` (for epilogues that add the bias themselves).
+    pub fn linear(&self, x: Tensor<3>) -> Tensor<3> {
+        self.weight.val().unsqueeze_dim::<3>(0).matmul(x)
     }
 
     /// Output channels.
@@ -72,16 +77,15 @@ impl ChannelMlp {
         }
     }
 
-    /// Hidden features after dropout and GELU, `[batch, hidden, points]` (the input of `fc2`).
+    /// Hidden features after dropout and GELU, `[batch, hidden, points]` (the input of `fc2`):
+    /// `gelu((W₁x + b₁) · mask)` with the bias, mask and activation as one fused op.
     pub fn hidden(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
-        let mut h = self.fc1.forward(x);
-        if let Some((p, noise)) = dropout
-            && p > 0.0
-        {
-            let mask = noise.dropout_mask(p, h.dims(), &h.device());
-            h = h * mask;
-        }
-        gelu(h)
+        let h = self.fc1.linear(x);
+        let mask = match dropout {
+            Some((p, noise)) if p > 0.0 => Some(noise.dropout_mask(p, h.dims(), &h.device())),
+            _ => None,
+        };
+        bias_dropout_gelu(h, self.fc1.bias.as_ref().map(|b| b.val()), mask)
     }
 
     /// `[batch, in, points]` → `[batch, out, points]`.

@@ -25,6 +25,7 @@ pub mod deeponet;
 pub mod error;
 pub mod factorized;
 pub mod fno;
+pub mod fused;
 pub mod init;
 pub mod laplace;
 pub mod layers;

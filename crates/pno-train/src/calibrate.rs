@@ -111,6 +111,27 @@ pub fn scores(samples: &[f32], m: usize, mean: &[f32], y: &[f32], level: f64) ->
         .collect()
 }
 
+/// The spread scale `k` from the nonconformity [`scores`] `r` (`[n, d]`, reordered in place) of
+/// `n` calibration functions of `d` points at `level` under `mode` (see the module docs); `+∞`
+/// when there are too few calibration functions or points for the level.
+pub fn spread_scale(r: &mut [f64], d: usize, level: f64, mode: ConformalMode) -> f64 {
+    match mode {
+        ConformalMode::Pointwise => conformal_quantile(r, level),
+        ConformalMode::Function { delta } => {
+            let d = d.max(1);
+            let mut per: Vec<f64> = r
+                .chunks_mut(d)
+                .map(|f| {
+                    let rank = ((level * f.len() as f64).ceil() as usize).clamp(1, f.len());
+                    let (_, kth, _) = f.select_nth_unstable_by(rank - 1, f64::total_cmp);
+                    *kth
+                })
+                .collect();
+            conformal_quantile(&mut per, 1.0 - delta)
+        }
+    }
+}
+
 /// Calibrate the run in `run_dir` on `opts.split` of `data` and store the spread scale and the
 /// record in its `model.json` (atomically). Deterministic models have no spread to scale and are
 /// refused.
@@ -162,20 +183,7 @@ pub fn calibrate(
     }
     let d = y.len() / n;
     let mut r = scores(&pred.samples, opts.samples, &pred.mean, &y, opts.level);
-    let k = match opts.mode {
-        ConformalMode::Pointwise => conformal_quantile(&mut r, opts.level),
-        ConformalMode::Function { delta } => {
-            let mut per: Vec<f64> = r
-                .chunks_mut(d)
-                .map(|f| {
-                    let rank = ((opts.level * d as f64).ceil() as usize).clamp(1, d);
-                    let (_, kth, _) = f.select_nth_unstable_by(rank - 1, f64::total_cmp);
-                    *kth
-                })
-                .collect();
-            conformal_quantile(&mut per, 1.0 - delta)
-        }
-    };
+    let k = spread_scale(&mut r, d, opts.level, opts.mode);
     if !(k.is_finite() && k > 0.0) {
         return Err(option_err(
             "--split",

@@ -2,6 +2,7 @@
 //! the HTML page rendered by headless Chromium.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod conformal;
 mod report;
 mod suite;
 
@@ -102,4 +103,65 @@ pub(crate) fn finished_suite() -> Finished {
         out,
         results,
     }
+}
+
+/// A constructed cell result of `pde`/`method`/`seed` with `metrics`, nothing else.
+pub(crate) fn result(pde: &str, method: &str, seed: u64, metrics: &[(&str, f64)]) -> CellResult {
+    let empty = || pno_metrics::CalibrationCurve {
+        expected: vec![],
+        observed: vec![],
+    };
+    CellResult {
+        pde: pde.into(),
+        method: method.into(),
+        seed,
+        kind: "x".into(),
+        params: 0,
+        config: serde_json::Value::Null,
+        timings: Default::default(),
+        metrics: metrics
+            .iter()
+            .map(|&(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect(),
+        calibration: None,
+        curves: pno_train::eval::Curves {
+            coverage: empty(),
+            reliability: empty(),
+            pit: pno_metrics::pit_histogram(&[0.5], 2).unwrap(),
+        },
+        rollout: vec![],
+        example: pno_bench::runner::Example {
+            grid: vec![4],
+            in_channels: 1,
+            out_channels: 1,
+            input: vec![0.0; 4],
+            target: vec![0.0; 4],
+            mean: vec![0.0; 4],
+            std: vec![0.0; 4],
+        },
+        suite_sha256: String::new(),
+        commit: String::new(),
+        coverage_curve: None,
+        conformal: None,
+        conformal_note: None,
+    }
+}
+
+/// `r` with a calibrated variant of scale `k` and `metrics`.
+pub(crate) fn calibrated(mut r: CellResult, k: f64, metrics: &[(&str, f64)]) -> CellResult {
+    r.conformal = Some(pno_bench::conformal::Conformalized {
+        level: 0.9,
+        mode: pno_run::ConformalMode::Pointwise,
+        spread_scale: k,
+        n_functions: 8,
+        metrics: metrics
+            .iter()
+            .map(|&(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect(),
+        coverage_curve: pno_metrics::CalibrationCurve {
+            expected: vec![],
+            observed: vec![],
+        },
+    });
+    r
 }

@@ -214,43 +214,7 @@ fn tables_aggregate_over_seeds_and_mark_the_best() {
     assert_eq!(num(2.5e-5), "2.500e-5");
     assert_eq!(latex_escape("pno_d+10%"), "pno\\_d+10\\%");
     let mk = |m: &str, seed: u64, cov: f64, err: f64| {
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("coverage_90".into(), serde_json::json!(cov));
-        metrics.insert("rel_l2".into(), serde_json::json!(err));
-        pno_bench::CellResult {
-            pde: "p".into(),
-            method: m.into(),
-            seed,
-            kind: "x".into(),
-            params: 0,
-            config: serde_json::Value::Null,
-            timings: Default::default(),
-            metrics,
-            calibration: None,
-            curves: pno_train::eval::Curves {
-                coverage: pno_metrics::CalibrationCurve {
-                    expected: vec![],
-                    observed: vec![],
-                },
-                reliability: pno_metrics::CalibrationCurve {
-                    expected: vec![],
-                    observed: vec![],
-                },
-                pit: pno_metrics::pit_histogram(&[0.5], 2).unwrap(),
-            },
-            rollout: vec![],
-            example: pno_bench::runner::Example {
-                grid: vec![4],
-                in_channels: 1,
-                out_channels: 1,
-                input: vec![0.0; 4],
-                target: vec![0.0; 4],
-                mean: vec![0.0; 4],
-                std: vec![0.0; 4],
-            },
-            suite_sha256: String::new(),
-            commit: String::new(),
-        }
+        crate::result("p", m, seed, &[("coverage_90", cov), ("rel_l2", err)])
     };
     let results = vec![
         mk("a", 0, 0.70, 0.10),
@@ -305,4 +269,222 @@ c & 0.3000 & \textbf{0.8800} \\
          <tr><th>b</th><td>0.2100 ± 0.01414</td><td>0.9800 ± 0.01414</td></tr>\
          <tr><th>c</th><td>0.3000</td><td><strong>0.8800</strong></td></tr></tbody></table>"
     );
+}
+
+/// `a` and `b` agree to `rel` relative and `abs` absolute.
+fn near(a: f64, b: f64, rel: f64, abs: f64) -> bool {
+    (a - b).abs() <= rel * a.abs().max(b.abs()) + abs
+}
+
+#[test]
+fn every_probabilistic_cell_is_also_reported_calibrated_like_the_conformal_method() {
+    let f = finished_suite();
+    for r in &f.results {
+        let curve = r.coverage_curve.as_ref().expect("a coverage curve");
+        assert_eq!(curve.expected, pno_bench::conformal::CURVE_LEVELS.to_vec());
+        // The curve passes through the table's coverage columns (same intervals).
+        assert!(near(
+            curve.observed[8],
+            r.metric("coverage_90").unwrap(),
+            0.0,
+            1e-12
+        ));
+        assert!(near(
+            curve.observed[9],
+            r.metric("coverage_95").unwrap(),
+            0.0,
+            1e-12
+        ));
+        match r.method.as_str() {
+            "fno" => {
+                assert!(r.conformal.is_none());
+                assert!(
+                    r.conformal_note
+                        .as_deref()
+                        .unwrap()
+                        .contains("deterministic")
+                );
+            }
+            "pno_d+conformal" => {
+                assert!(r.conformal.is_none());
+                assert!(
+                    r.conformal_note
+                        .as_deref()
+                        .unwrap()
+                        .contains("own conformal")
+                );
+            }
+            _ => {
+                let v = r.conformal.as_ref().expect("a calibrated variant");
+                assert!(r.conformal_note.is_none());
+                assert!(near(
+                    v.coverage_curve.observed[8],
+                    r.conformal_metric("coverage_90").unwrap(),
+                    0.0,
+                    1e-12
+                ));
+                // The point prediction is unchanged …
+                let l2 = v.metrics["rel_l2"].as_f64().unwrap();
+                assert!(near(l2, r.metric("rel_l2").unwrap(), 1e-5, 0.0), "{l2}");
+                // … the widths scale by k exactly (affine map of the draws) …
+                let w = |m: Option<f64>| m.unwrap();
+                assert!(near(
+                    w(r.conformal_metric("interval_width_90")),
+                    v.spread_scale * w(r.metric("interval_width_90")),
+                    1e-5,
+                    0.0
+                ));
+                // … and the variant is what the conformal method gets by calibrating its run
+                // and predicting again: the same scale, the same metrics up to rounding.
+                let twin = f
+                    .results
+                    .iter()
+                    .find(|t| t.pde == r.pde && t.seed == r.seed && t.method == "pno_d+conformal")
+                    .unwrap();
+                let rec = twin.calibration.as_ref().unwrap();
+                assert!(
+                    near(v.spread_scale, rec.spread_scale, 1e-12, 0.0),
+                    "{} vs {}",
+                    v.spread_scale,
+                    rec.spread_scale
+                );
+                for key in [
+                    "coverage_90",
+                    "coverage_95",
+                    "interval_width_90",
+                    "interval_score_90",
+                    "crps",
+                    "nll",
+                    "energy_score",
+                    "calibration_error",
+                    "sharpness",
+                ] {
+                    let (a, b) = (r.conformal_metric(key).unwrap(), twin.metric(key).unwrap());
+                    assert!(near(a, b, 1e-3, 3e-3), "{} {key}: {a} vs {b}", r.pde);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_report_shows_raw_and_calibrated_rows_the_dashed_curves_and_the_reading_guide() {
+    let f = finished_suite();
+    write_report(&f.suite, &f.results, &f.out).unwrap();
+    let md = std::fs::read_to_string(f.out.join("tables.md")).unwrap();
+    let lines: Vec<&str> = md.lines().collect();
+    let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix)).unwrap();
+    assert_eq!(at("| pno_d (conformal) |"), at("| pno_d |") + 1, "{md}");
+    assert!(!md.contains("| fno (conformal) |") && !md.contains("| pno_d+conformal (conformal) |"));
+    assert!(
+        md.contains("Reading guide: darcy16: best calibrated "),
+        "{md}"
+    );
+    let html = std::fs::read_to_string(f.out.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Reading guide</h2>"));
+    for pde in ["darcy16", "ks32"] {
+        assert!(
+            html.contains(&format!("<p>{pde}: best calibrated ")),
+            "{pde}"
+        );
+    }
+    assert!(html.contains("Deterministic (no spread), not ranked: fno."));
+    let svg = std::fs::read_to_string(f.out.join("plots/coverage_darcy16.svg")).unwrap();
+    assert!(svg.contains("pno_d (conformal)"));
+    let csv = std::fs::read_to_string(f.out.join("results.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains(",conformal_scale,"));
+}
+
+#[test]
+fn a_cell_from_an_older_version_gets_its_calibrated_variant_without_retraining() {
+    let f = finished_suite();
+    let i = 1; // darcy16/pno_d/seed0
+    assert_eq!(f.suite.cell_id(f.suite.cells()[i]), "darcy16/pno_d/seed0");
+    let path = pno_bench::runner::cell_dir(&f.out, &f.suite, f.suite.cells()[i]).join("cell.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for k in ["coverage_curve", "conformal", "conformal_note"] {
+        v.as_object_mut().unwrap().remove(k);
+    }
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let mut lines = Vec::new();
+    let again = run_suite(&f.suite, &f.out, &opts(), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    assert!(!lines.iter().any(|l| l.contains("training")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("recorded by an older version")),
+        "{lines:?}"
+    );
+    let (old, new) = (&f.results[i], &again[i]);
+    let (a, b) = (
+        old.conformal.as_ref().unwrap(),
+        new.conformal.as_ref().unwrap(),
+    );
+    assert_eq!(a.spread_scale, b.spread_scale);
+    assert_eq!(old.coverage_curve, new.coverage_curve);
+    for (k, x) in &a.metrics {
+        let (x, y) = (x.as_f64().unwrap(), b.metrics[k].as_f64().unwrap());
+        assert!(near(x, y, 1e-12, 1e-300), "{k}: {x} vs {y}");
+    }
+    // The upgrade is written back: a third run keeps every cell as it is.
+    let mut lines = Vec::new();
+    run_suite(&f.suite, &f.out, &opts(), &mut |l| {
+        lines.push(l.to_string())
+    })
+    .unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("older version")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_pde_without_a_calibration_split_is_reported_raw_and_the_report_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::file(
+        dir.path(),
+        "darcy.toml",
+        "pde = \"darcy\"\nrecipe = \"fno\"\nn = 24\nseed = 0\nresolution = 16\n",
+    );
+    let p = crate::file(
+        dir.path(),
+        "s.toml",
+        r#"[suite]
+name = "nosplit"
+seeds = [0]
+samples = 4
+
+[[pde]]
+name = "d"
+generator = "darcy.toml"
+data = { n_test = 4, check = false }
+model = { hidden_channels = 4, n_layers = 1, n_modes = [2, 2], lifting_channels = 4, projection_channels = 4 }
+train = { epochs = 1, batch_size = 8 }
+
+[[method]]
+name = "pno_d"
+model = { kind = "pno_d", dropout = 0.1 }
+"#,
+    );
+    let suite = pno_bench::Suite::load(&p).unwrap();
+    let out = dir.path().join("out");
+    let results = run_suite(&suite, &out, &opts(), &mut |_| {}).unwrap();
+    assert!(results[0].conformal.is_none());
+    assert!(
+        results[0]
+            .conformal_note
+            .as_deref()
+            .unwrap()
+            .contains("no calibration split")
+    );
+    let files = write_report(&suite, &results, &out).unwrap();
+    assert!(
+        files.markdown.contains("No calibration split for pno_d"),
+        "{}",
+        files.markdown
+    );
+    assert!(!files.markdown.contains("(conformal) |"));
 }

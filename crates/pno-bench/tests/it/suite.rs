@@ -80,3 +80,55 @@ fn mistakes_are_refused_with_the_key_named() {
     );
     assert!(e.contains("alpah"), "{e}");
 }
+
+#[test]
+fn calibration_is_on_by_default_and_set_or_turned_off_in_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    file(
+        dir.path(),
+        "darcy.toml",
+        "pde = \"darcy\"\nn = 16\nresolution = 16\n",
+    );
+    let load = |header: &str| {
+        let text = HEAD.replace("seeds = [0]\n", &format!("seeds = [0]\n{header}"));
+        let p = file(
+            dir.path(),
+            "s.toml",
+            &format!("{text}[[method]]\nname = \"m\"\nmodel = {{ kind = \"pno_d\" }}\n"),
+        );
+        Suite::load(&p)
+    };
+    let plain = load("").unwrap();
+    assert_eq!(plain.conformal, Some(pno_bench::suite::DEFAULT_CONFORMAL));
+    assert_eq!(plain.default_conformal(plain.cells()[0]), plain.conformal);
+    // Spelling the default out changes nothing, not even the fingerprint (cells of suites
+    // written before the default are kept).
+    let explicit = load("conformal = { level = 0.9, mode = \"pointwise\" }\n").unwrap();
+    assert_eq!(explicit.sha256, plain.sha256);
+    let off = load("conformal = false\n").unwrap();
+    assert_eq!(off.conformal, None);
+    assert_ne!(off.sha256, plain.sha256);
+    let f = load("conformal = { level = 0.8, mode = \"function\", delta = 0.2 }\n").unwrap();
+    assert_eq!(
+        f.conformal,
+        Some(pno_bench::suite::Conformal {
+            level: 0.8,
+            mode: pno_run::ConformalMode::Function { delta: 0.2 }
+        })
+    );
+    // No calibration split is not an error: the cell reports why it has no calibrated variant.
+    assert_eq!(plain.n_calibration(plain.cells()[0]), 0);
+    for (header, key) in [
+        ("conformal = 3\n", "suite.conformal"),
+        ("conformal = { levle = 0.8 }\n", "levle"),
+        ("conformal = { level = 1.0 }\n", "suite.conformal.level"),
+        ("conformal = { mode = \"x\" }\n", "suite.conformal.mode"),
+        (
+            "conformal = { mode = \"function\", delta = 0 }\n",
+            "suite.conformal.delta",
+        ),
+    ] {
+        let e = load(header).unwrap_err().to_string();
+        assert!(e.contains(key), "{header}: {e}");
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the model crate (CPU, small grids).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod fused;
 mod losses;
 mod models;
 mod spectral;

@@ -1,0 +1,114 @@
+//! [`PnoKernels`] under autodiff: the forward runs the inner backend's fused kernel; the
+//! backward is hand-written and calls the inner backend's fused backward.
+//!
+//! The saved state is the op's input `x`, the bias and the mask (handles to tensors that are
+//! alive anyway, except `x`, which replaces the pre-activation the unfused GELU would keep).
+
+use burn::backend::Backend;
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::tensor::FloatTensor;
+
+use super::{Operand, PnoKernels};
+
+/// Backward with a tracked bias: parents `[x, bias]`.
+#[derive(Debug)]
+struct WithBias;
+
+/// Backward without a bias: parent `[x]`.
+#[derive(Debug)]
+struct WithoutBias;
+
+type State<B> = (
+    FloatTensor<B>,
+    Option<FloatTensor<B>>,
+    Option<FloatTensor<B>>,
+);
+
+impl<B: Backend + PnoKernels> Backward<B, 2> for WithBias {
+    type State = State<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, bias, mask) = ops.state;
+        let (dx, db) =
+            B::bias_dropout_gelu_backward(x, Operand::new(bias), Operand::new(mask), grad);
+        if let (Some(node), Some(db)) = (node_b, db) {
+            grads.register::<B>(node.id, db);
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+impl<B: Backend + PnoKernels> Backward<B, 1> for WithoutBias {
+    type State = State<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, _, mask) = ops.state;
+        let (dx, _) = B::bias_dropout_gelu_backward(x, Operand::Absent, Operand::new(mask), grad);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
+    fn bias_dropout_gelu(
+        x: FloatTensor<Self>,
+        bias: Operand<Self>,
+        mask: Operand<Self>,
+    ) -> FloatTensor<Self> {
+        // The mask is a constant: only its value is used.
+        let mask = mask.into_option().map(|m| m.into_primitive());
+        match bias.into_option() {
+            Some(bias) => match WithBias
+                .prepare::<C>([x.node(), bias.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (xp, bp) = (x.primitive().clone(), bias.primitive().clone());
+                    let out = B::bias_dropout_gelu(
+                        xp.clone(),
+                        Operand::Given(bp.clone()),
+                        Operand::new(mask.clone()),
+                    );
+                    prep.finish((xp, Some(bp), mask), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::bias_dropout_gelu(
+                    x.into_primitive(),
+                    Operand::Given(bias.into_primitive()),
+                    Operand::new(mask),
+                )),
+            },
+            None => match WithoutBias
+                .prepare::<C>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let xp = x.primitive().clone();
+                    let out = B::bias_dropout_gelu(
+                        xp.clone(),
+                        Operand::Absent,
+                        Operand::new(mask.clone()),
+                    );
+                    prep.finish((xp, None, mask), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::bias_dropout_gelu(
+                    x.into_primitive(),
+                    Operand::Absent,
+                    Operand::new(mask),
+                )),
+            },
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The native Flex (CPU) implementation of [`PnoKernels`]: `f32` through the kernels of
+//! [`super::math`], any other dtype through the default composition.
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::{Bytes, Flex, TensorMetadata};
+use burn::tensor::{DType, Shape};
+
+use super::math::{self, Operands};
+use super::{Operand, PnoKernels, composed_backward, composed_forward};
+
+/// A contiguous `f32` view of `t` (copied only when `t` is a strided view).
+fn contiguous(t: &FlexTensor) -> FlexTensor {
+    if t.as_slice::<f32>().is_some() {
+        t.clone()
+    } else {
+        t.to_contiguous()
+    }
+}
+
+fn slice(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .unwrap_or_else(|| unreachable!("`contiguous` returned a strided tensor"))
+}
+
+/// Whether `t` owns its whole buffer, contiguously, so it can be overwritten in place.
+fn writable(t: &FlexTensor) -> bool {
+    t.is_unique()
+        && t.layout().start_offset() == 0
+        && t.as_slice::<f32>()
+            .is_some_and(|s| s.len() * 4 == t.bytes().len())
+}
+
+fn tensor(v: Vec<f32>, shape: Shape) -> FlexTensor {
+    FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(shape), DType::F32)
+}
+
+/// `[batch, channels, points]` → `(channels, points)`.
+fn dims(x: &FlexTensor) -> (usize, usize) {
+    let s = x.shape();
+    assert_eq!(
+        s.num_dims(),
+        3,
+        "bias_dropout_gelu: expected [batch, channels, points], got {s:?}"
+    );
+    (s[1], s[2])
+}
+
+fn all_f32<'a>(ts: impl IntoIterator<Item = &'a FlexTensor>) -> bool {
+    ts.into_iter().all(|t| t.dtype() == DType::F32)
+}
+
+/// Run `f` on `t`'s buffer in place when `t` owns it, otherwise on a fresh buffer with `t` as
+/// the source; returns the result tensor and `f`'s value.
+fn map_f32<R>(
+    mut t: FlexTensor,
+    f: impl FnOnce(&mut [f32], Option<&[f32]>) -> R,
+) -> (FlexTensor, R) {
+    let shape = t.shape();
+    if writable(&t) {
+        let r = f(t.storage_mut::<f32>(), None);
+        (t, r)
+    } else {
+        let src = contiguous(&t);
+        let mut out = vec![0.0f32; shape.num_elements()];
+        let r = f(&mut out, Some(slice(&src)));
+        (tensor(out, shape), r)
+    }
+}
+
+impl PnoKernels for Flex {
+    fn bias_dropout_gelu(x: FlexTensor, bias: Operand<Self>, mask: Operand<Self>) -> FlexTensor {
+        let (bias, mask) = (bias.into_option(), mask.into_option());
+        if !all_f32([&x].into_iter().chain(&bias).chain(&mask)) {
+            return composed_forward::<Self>(x, bias, mask);
+        }
+        let (channels, points) = dims(&x);
+        let bias = bias.as_ref().map(contiguous);
+        let mask = mask.as_ref().map(contiguous);
+        let ops = Operands {
+            channels,
+            points,
+            bias: bias.as_ref().map(slice),
+            mask: mask.as_ref().map(slice),
+        };
+        map_f32(x, |out, src| math::forward(out, src, ops)).0
+    }
+
+    fn bias_dropout_gelu_backward(
+        x: FlexTensor,
+        bias: Operand<Self>,
+        mask: Operand<Self>,
+        grad: FlexTensor,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        let (bias, mask) = (bias.into_option(), mask.into_option());
+        if !all_f32([&x, &grad].into_iter().chain(&bias).chain(&mask)) {
+            return composed_backward::<Self>(x, bias, mask, grad);
+        }
+        let (channels, points) = dims(&x);
+        let x = contiguous(&x);
+        let bias = bias.as_ref().map(contiguous);
+        let mask = mask.as_ref().map(contiguous);
+        let ops = Operands {
+            channels,
+            points,
+            bias: bias.as_ref().map(slice),
+            mask: mask.as_ref().map(slice),
+        };
+        let (dx, sums) = map_f32(grad, |out, src| math::backward(out, src, slice(&x), ops));
+        let db = sums.map(|s| tensor(math::bias_grad(&s, channels), Shape::new([channels])));
+        (dx, db)
+    }
+}

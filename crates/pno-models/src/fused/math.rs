@@ -1,0 +1,260 @@
+//! Vectorisable `f32` erf, exp and GELU, and the slice kernels of the fused bias + dropout + GELU
+//! op.
+//!
+//! Every function here is straight-line arithmetic (no table look-ups, no data-dependent
+//! branches), so the loops over slices compile to SIMD code; [`pulp::Arch::dispatch`] compiles
+//! them for the widest instruction set the CPU has (AVX2 + FMA on x86-64) and picks it at run
+//! time, without `unsafe`.
+//!
+//! - erf: the rational approximation `x·P(x²)/Q(x²)` on `|x| ≤ 3.744` (erf is ±1 to within half an
+//!   `f32` ulp beyond), the coefficients XLA and Eigen use for `f32`. Absolute error ≤ 4e-7 in
+//!   `f32` arithmetic against the exact function (tested against an `f64` reference).
+//! - exp (arguments ≤ 0 only, for the Gaussian density): Cody–Waite reduction by `ln 2` and
+//!   Cephes' degree-6 minimax polynomial, relative error ≈ 2e-7.
+
+use rayon::prelude::*;
+
+const ERF_CLAMP: f32 = 3.743_921_2;
+const ERF_ALPHA: [f32; 5] = [
+    0.000_229_050_66,
+    0.003_408_291,
+    0.050_955_694,
+    0.185_208_32,
+    std::f32::consts::FRAC_2_SQRT_PI,
+];
+const ERF_BETA: [f32; 7] = [
+    -1.179_160_3e-7,
+    0.000_023_547_966,
+    0.001_017_962_5,
+    0.014_070_47,
+    0.110_985_05,
+    0.497_469_26,
+    1.0,
+];
+const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// `1 / sqrt(2π)`.
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// `erf(x)`, absolute error ≤ 4e-7.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    // Written as selects, not `clamp`, so NaN propagates and the loop stays branch-free.
+    let x = if x > ERF_CLAMP { ERF_CLAMP } else { x };
+    let x = if x < -ERF_CLAMP { -ERF_CLAMP } else { x };
+    let x2 = x * x;
+    let mut p = ERF_ALPHA[0];
+    for &a in &ERF_ALPHA[1..] {
+        p = p * x2 + a;
+    }
+    let mut q = ERF_BETA[0];
+    for &b in &ERF_BETA[1..] {
+        q = q * x2 + b;
+    }
+    x * p / q
+}
+
+/// `exp(t)` for `t ≤ 0` (results below `f32::MIN_POSITIVE` flush to about `exp(-87.3)`, which
+/// is what the Gaussian density needs: `x · exp(-x²/2)` is below 1e-36 there).
+#[inline(always)]
+pub fn exp_nonpositive(t: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // 1.5 · 2^23: adding and subtracting rounds to the nearest integer.
+    const ROUND: f32 = 12_582_912.0;
+    let t = if t < -87.3 { -87.3 } else { t };
+    let k = (t * LOG2E + ROUND) - ROUND;
+    let r = t - k * LN2_HI - k * LN2_LO;
+    let mut p = 1.987_569_1e-4;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let e = p * r * r + r + 1.0;
+    // k ∈ [-126, 0]: 2^k is a normal number.
+    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    e * scale
+}
+
+/// `gelu(z) = z · Φ(z) = z/2 · (1 + erf(z/√2))`.
+#[inline(always)]
+pub fn gelu(z: f32) -> f32 {
+    0.5 * z * (1.0 + erf(z * FRAC_1_SQRT_2))
+}
+
+/// `gelu'(z) = Φ(z) + z · φ(z)`.
+#[inline(always)]
+pub fn gelu_grad(z: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf(z * FRAC_1_SQRT_2));
+    let pdf = FRAC_1_SQRT_2PI * exp_nonpositive(-0.5 * z * z);
+    cdf + z * pdf
+}
+
+/// Elements per parallel task: big enough to amortise rayon, small enough to split a
+/// `[batch, channels, points]` tensor over the threads.
+const TASK: usize = 1 << 15;
+
+/// Whole rows of `n` points per parallel task.
+fn rows_per_task(n: usize) -> usize {
+    (TASK / n.max(1)).max(1)
+}
+
+/// One `[batch, channels, points]` operand set of the fused op, as contiguous slices.
+#[derive(Clone, Copy)]
+pub struct Operands<'a> {
+    /// Channels `c`.
+    pub channels: usize,
+    /// Points per row `n`.
+    pub points: usize,
+    /// Bias `[c]`, if any.
+    pub bias: Option<&'a [f32]>,
+    /// Dropout mask `[b, c, n]` (0 or `1/(1-p)`), if any.
+    pub mask: Option<&'a [f32]>,
+}
+
+/// `z = (x + bias[c]) · mask` for row `row` of a task.
+#[inline(always)]
+fn bias_of(ops: &Operands<'_>, row: usize) -> f32 {
+    ops.bias.map_or(0.0, |b| b[row % ops.channels])
+}
+
+/// Forward: `out = gelu((x + bias[c]) · mask)`, in place (`data` holds `x` on entry) or from
+/// `src` into `data`. Rows are `[b, c]` pairs of `n` points, split over rayon tasks.
+pub fn forward(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
+    let n = ops.points.max(1);
+    let chunk = rows_per_task(n) * n;
+    data.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let start = task * chunk;
+            let x = src.map(|s| &s[start..start + out.len()]);
+            let mask = ops.mask.map(|m| &m[start..start + out.len()]);
+            pulp::Arch::new().dispatch(|| {
+                for (r, o) in out.chunks_mut(n).enumerate() {
+                    let b = bias_of(&ops, start / n + r);
+                    let off = r * n;
+                    forward_row(
+                        o,
+                        x.map(|x| &x[off..off + o.len()]),
+                        mask.map(|m| &m[off..off + o.len()]),
+                        b,
+                    );
+                }
+            });
+        });
+}
+
+#[inline(always)]
+fn forward_row(out: &mut [f32], x: Option<&[f32]>, mask: Option<&[f32]>, b: f32) {
+    match (x, mask) {
+        (None, None) => out.iter_mut().for_each(|o| *o = gelu(*o + b)),
+        (None, Some(m)) => out
+            .iter_mut()
+            .zip(m)
+            .for_each(|(o, &m)| *o = gelu((*o + b) * m)),
+        (Some(x), None) => out.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu(x + b)),
+        (Some(x), Some(m)) => out
+            .iter_mut()
+            .zip(x.iter().zip(m))
+            .for_each(|(o, (&x, &m))| *o = gelu((x + b) * m)),
+    }
+}
+
+/// Backward: `data = grad · gelu'(z) · mask` with `z = (x + bias[c]) · mask`, in place (`data`
+/// holds `grad` on entry) or from `grad` into `data`. Returns the per-row sums of the result
+/// (`[b·c]`, for the bias gradient) when `ops.bias` is set.
+pub fn backward(
+    data: &mut [f32],
+    grad: Option<&[f32]>,
+    x: &[f32],
+    ops: Operands<'_>,
+) -> Option<Vec<f32>> {
+    let n = ops.points.max(1);
+    let rows_per = rows_per_task(n);
+    let chunk = rows_per * n;
+    let rows = data.len() / n;
+    let mut sums = vec![0.0f32; if ops.bias.is_some() { rows } else { 0 }];
+    let sum_chunks: Vec<&mut [f32]> = if ops.bias.is_some() {
+        sums.chunks_mut(rows_per).collect()
+    } else {
+        Vec::new()
+    };
+    let mut sum_chunks: Vec<Option<&mut [f32]>> = sum_chunks.into_iter().map(Some).collect();
+    sum_chunks.resize_with(data.len().div_ceil(chunk), || None);
+    data.par_chunks_mut(chunk)
+        .zip(sum_chunks.into_par_iter())
+        .enumerate()
+        .for_each(|(task, (out, mut row_sums))| {
+            let start = task * chunk;
+            let len = out.len();
+            let g = grad.map(|g| &g[start..start + len]);
+            let xs = &x[start..start + len];
+            let mask = ops.mask.map(|m| &m[start..start + len]);
+            pulp::Arch::new().dispatch(|| {
+                for (r, o) in out.chunks_mut(n).enumerate() {
+                    let b = bias_of(&ops, start / n + r);
+                    let off = r * n;
+                    let span = off..off + o.len();
+                    backward_row(
+                        o,
+                        g.map(|g| &g[span.clone()]),
+                        &xs[span.clone()],
+                        mask.map(|m| &m[span.clone()]),
+                        b,
+                    );
+                    if let Some(s) = row_sums.as_deref_mut() {
+                        s[r] = sum(o);
+                    }
+                }
+            });
+        });
+    ops.bias.map(|_| sums)
+}
+
+#[inline(always)]
+fn backward_row(out: &mut [f32], grad: Option<&[f32]>, x: &[f32], mask: Option<&[f32]>, b: f32) {
+    match (grad, mask) {
+        (None, None) => out
+            .iter_mut()
+            .zip(x)
+            .for_each(|(o, &x)| *o *= gelu_grad(x + b)),
+        (None, Some(m)) => out
+            .iter_mut()
+            .zip(x.iter().zip(m))
+            .for_each(|(o, (&x, &m))| *o *= gelu_grad((x + b) * m) * m),
+        (Some(g), None) => out
+            .iter_mut()
+            .zip(x.iter().zip(g))
+            .for_each(|(o, (&x, &g))| *o = g * gelu_grad(x + b)),
+        (Some(g), Some(m)) => out
+            .iter_mut()
+            .zip(x.iter().zip(g.iter().zip(m)))
+            .for_each(|(o, (&x, (&g, &m)))| *o = g * gelu_grad((x + b) * m) * m),
+    }
+}
+
+/// Sum with eight independent lanes (vectorises; pairs them at the end).
+#[inline(always)]
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += x;
+        }
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    ((a + e) + (b + f)) + ((c + g) + (d + h)) + tail
+}
+
+/// Sum of `[batch·channels]` row sums over the batch: the bias gradient `[channels]`
+/// (accumulated in `f64`).
+pub fn bias_grad(row_sums: &[f32], channels: usize) -> Vec<f32> {
+    let mut acc = vec![0.0f64; channels];
+    for (i, &s) in row_sums.iter().enumerate() {
+        acc[i % channels] += f64::from(s);
+    }
+    acc.into_iter().map(|v| v as f32).collect()
+}

@@ -1,0 +1,166 @@
+//! Fused operations as a burn backend extension ([`PnoKernels`]).
+//!
+//! [`bias_dropout_gelu`] computes `gelu((x + bias[c]) · mask)` over a `[batch, channels, points]`
+//! field in one pass: the epilogue of every hidden pointwise layer (lifting and projection MLPs)
+//! and, without bias and mask, the activation between Fourier blocks. Its GELU is the exact one,
+//! `z · Φ(z)`, as in burn and PyTorch's default.
+//!
+//! - **Flex** (the CPU backend): a native kernel — vectorised erf/exp ([`math`]), rayon across
+//!   rows, in place when the input buffer is not shared; the backward is one pass that also
+//!   reduces the bias gradient.
+//! - **Autodiff**: a hand-written backward that saves the input (not the pre-activation) and
+//!   recomputes `z` inside the backward kernel, so training keeps one tensor per layer alive,
+//!   as the unfused GELU does.
+//! - **Every other backend** (CUDA through `Cube`): the trait's default bodies, the unfused
+//!   composition of burn primitives (burn-fusion fuses them there).
+//!
+//! The mask is a constant (a host-made inverted-dropout mask from [`crate::noise::Noise`]); the
+//! op takes no gradient with respect to it.
+
+pub mod math;
+
+mod autodiff;
+mod flex;
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, ExtensionType, TensorMetadata, backend_extension};
+use burn::tensor::{Shape, Tensor};
+
+/// An optional tensor operand (bias or mask) across the dispatch boundary (the extension macro
+/// takes no `Option` of a tensor as an input).
+#[derive(ExtensionType)]
+pub enum Operand<B: Backend> {
+    /// The tensor.
+    Given(FloatTensor<B>),
+    /// No such operand.
+    Absent,
+}
+
+impl<B: Backend> Operand<B> {
+    /// `Some(t)` → `Given(t)`.
+    pub fn new(t: Option<FloatTensor<B>>) -> Self {
+        t.map_or(Self::Absent, Self::Given)
+    }
+
+    /// `Given(t)` → `Some(t)`.
+    pub fn into_option(self) -> Option<FloatTensor<B>> {
+        match self {
+            Self::Given(t) => Some(t),
+            Self::Absent => None,
+        }
+    }
+}
+
+/// Fused kernels of the neural operators. Shapes: `x`, `mask`, `grad` are `[batch, channels,
+/// points]`, `bias` is `[channels]`.
+#[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
+pub trait PnoKernels: Backend {
+    /// `gelu((x + bias[c]) · mask)`.
+    fn bias_dropout_gelu(
+        x: FloatTensor<Self>,
+        #[extension_type] bias: Operand<Self>,
+        #[extension_type] mask: Operand<Self>,
+    ) -> FloatTensor<Self> {
+        composed_forward::<Self>(x, bias.into_option(), mask.into_option())
+    }
+
+    /// Gradients of [`PnoKernels::bias_dropout_gelu`] with respect to `x` and (when given)
+    /// `bias`, from the forward inputs and the output gradient `grad`.
+    fn bias_dropout_gelu_backward(
+        x: FloatTensor<Self>,
+        #[extension_type] bias: Operand<Self>,
+        #[extension_type] mask: Operand<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        composed_backward::<Self>(x, bias.into_option(), mask.into_option(), grad)
+    }
+}
+
+/// The unfused forward: bias add, mask multiply and GELU as burn primitives.
+fn composed_forward<B: Backend>(
+    x: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    mask: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    B::gelu(pre_activation::<B>(x, bias, mask))
+}
+
+/// The unfused backward from burn primitives (the backend's own `gelu_backward`).
+fn composed_backward<B: Backend>(
+    x: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    mask: Option<FloatTensor<B>>,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, Option<FloatTensor<B>>) {
+    let with_bias = bias.is_some();
+    let z = pre_activation::<B>(x, bias, mask.clone());
+    let dz = B::gelu_backward(z, grad);
+    let dx = match mask {
+        Some(m) => B::float_mul(dz, m),
+        None => dz,
+    };
+    let db = with_bias.then(|| {
+        let c = dx.shape()[1];
+        let s = B::float_sum_dim(B::float_sum_dim(dx.clone(), 0), 2);
+        B::float_reshape(s, Shape::new([c]))
+    });
+    (dx, db)
+}
+
+/// `(x + bias[c]) · mask` from burn primitives.
+fn pre_activation<B: Backend>(
+    x: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    mask: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let z = match bias {
+        Some(b) => {
+            let c = b.shape()[0];
+            B::float_add(x, B::float_reshape(b, Shape::new([1, c, 1])))
+        }
+        None => x,
+    };
+    match mask {
+        Some(m) => B::float_mul(z, m),
+        None => z,
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl PnoKernels for burn::backend::Cube {}
+
+/// `gelu((x + bias[c]) · mask)` on `x[batch, channels, points]`, `bias[channels]`, `mask` of `x`'s
+/// shape, as one fused op (see the [module docs](self)).
+pub fn bias_dropout_gelu(
+    x: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    mask: Option<Tensor<3>>,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::bias_dropout_gelu(
+        x.into_dispatch(),
+        Operand::new(bias.map(Tensor::into_dispatch)),
+        Operand::new(mask.map(Tensor::into_dispatch)),
+    ))
+}
+
+/// The input gradient and bias gradient of [`bias_dropout_gelu`] for output gradient `grad` (the
+/// op's backward on its own, for tests and benchmarks).
+pub fn bias_dropout_gelu_backward(
+    x: Tensor<3>,
+    bias: Option<Tensor<1>>,
+    mask: Option<Tensor<3>>,
+    grad: Tensor<3>,
+) -> (Tensor<3>, Option<Tensor<1>>) {
+    let (dx, db) = <Dispatch as PnoKernels>::bias_dropout_gelu_backward(
+        x.into_dispatch(),
+        Operand::new(bias.map(Tensor::into_dispatch)),
+        Operand::new(mask.map(Tensor::into_dispatch)),
+        grad.into_dispatch(),
+    );
+    (Tensor::from_dispatch(dx), db.map(Tensor::from_dispatch))
+}
+
+/// `gelu(x)` through the fused kernel (no bias, no mask).
+pub fn gelu(x: Tensor<3>) -> Tensor<3> {
+    bias_dropout_gelu(x, None, None)
+}

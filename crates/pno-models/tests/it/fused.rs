@@ -1,0 +1,219 @@
+//! The fused bias + dropout + GELU op against an `f64` erf and against the unfused composition
+//! of burn primitives (values and gradients), on odd shapes, with and without bias and mask.
+
+use pno_models::burn::tensor::activation::gelu;
+use pno_models::burn::tensor::{Device, Tensor, TensorData};
+use pno_models::fused::{self, math};
+use pno_models::noise::Noise;
+
+use crate::{host, random};
+
+/// `erf(x)` in `f64` to ~1e-15: the Maclaurin series for `|x| < 2.5`, Laplace's continued
+/// fraction for `erfc` beyond.
+fn erf_f64(x: f64) -> f64 {
+    let a = x.abs();
+    let v = if a < 2.5 {
+        let (mut term, mut sum, mut n) = (a, a, 0.0f64);
+        while term.abs() > 1e-17 * sum.abs() {
+            n += 1.0;
+            term *= -a * a / n;
+            sum += term / (2.0 * n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut k = a;
+        for i in (1..200).rev() {
+            k = a + f64::from(i) / 2.0 / k;
+        }
+        1.0 - (-a * a).exp() / (std::f64::consts::PI.sqrt() * k)
+    };
+    v.copysign(x)
+}
+
+#[test]
+fn the_f64_reference_erf_matches_known_values() {
+    // erf at 0.5, 1, 2, 3, 4 (DLMF / Abramowitz–Stegun tables, 16 digits).
+    for (x, want) in [
+        (0.5, 0.520_499_877_813_046_5),
+        (1.0, 0.842_700_792_949_714_9),
+        (2.0, 0.995_322_265_018_952_7),
+        (3.0, 0.999_977_909_503_001_4),
+        (4.0, 0.999_999_984_582_742_1),
+        (-1.0, -0.842_700_792_949_714_9),
+    ] {
+        assert!((erf_f64(x) - want).abs() < 1e-14, "erf({x})");
+    }
+}
+
+#[test]
+fn vectorised_erf_and_gelu_are_within_1e_6_of_the_exact_functions() {
+    let mut worst = [0.0f64; 3];
+    for i in -200_000..=200_000 {
+        let x = i as f32 * 5e-5; // [-10, 10]
+        let xd = f64::from(x);
+        let erf = erf_f64(xd);
+        let e = (f64::from(math::erf(x)) - erf).abs();
+        let cdf = 0.5 * (1.0 + erf_f64(xd / std::f64::consts::SQRT_2));
+        let pdf = (-0.5 * xd * xd).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        // GELU and its derivative grow like |x|: compare relative to max(1, |x|).
+        let scale = xd.abs().max(1.0);
+        let g = (f64::from(math::gelu(x)) - xd * cdf).abs() / scale;
+        let d = (f64::from(math::gelu_grad(x)) - (cdf + xd * pdf)).abs() / scale;
+        worst = [worst[0].max(e), worst[1].max(g), worst[2].max(d)];
+    }
+    assert!(worst[0] <= 1e-6, "erf max abs error {}", worst[0]);
+    assert!(worst[1] <= 1e-6, "gelu max error {}", worst[1]);
+    assert!(worst[2] <= 1e-6, "gelu' max error {}", worst[2]);
+    assert!(math::erf(f32::NAN).is_nan() && math::gelu(f32::NAN).is_nan());
+    assert!((math::erf(f32::INFINITY) - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn exp_of_nonpositive_arguments_is_accurate() {
+    for i in 0..=100_000 {
+        let t = -(i as f32) * 1e-3; // [0, -100]
+        let want = f64::from(t).exp();
+        let got = f64::from(math::exp_nonpositive(t));
+        if t > -87.0 {
+            assert!(
+                (got - want).abs() <= 4e-7 * want,
+                "exp({t}) = {got}, want {want}"
+            );
+        } else {
+            assert!(got < 2e-38, "exp({t}) = {got}");
+        }
+    }
+}
+
+fn close(got: &[f32], want: &[f32], abs: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * w.abs() + abs,
+            "{what}[{i}]: fused {g}, unfused {w}"
+        );
+    }
+}
+
+/// One case: `[b, c, n]`, bias or not, dropout probability (0 = no mask).
+fn check(dims: [usize; 3], bias: bool, p: f64, seed: u64) {
+    let [b, c, n] = dims;
+    let device = Device::flex().autodiff();
+    let x0 = random(b * c * n, seed)
+        .iter()
+        .map(|v| v * 4.0)
+        .collect::<Vec<_>>();
+    let b0 = random(c, seed + 1);
+    let up = random(b * c * n, seed + 2);
+    let mask = (p > 0.0).then(|| Noise::new(seed, 0, 0, b).dropout_mask(p, dims, &device));
+    let leaf = |v: &[f32], d: [usize; 3]| {
+        Tensor::<3>::from_data(TensorData::new(v.to_vec(), d), &device).require_grad()
+    };
+    let bias_leaf =
+        || Tensor::<1>::from_data(TensorData::new(b0.clone(), [c]), &device).require_grad();
+    let upstream = Tensor::<3>::from_data(TensorData::new(up, dims), &device);
+
+    // Fused.
+    let xf = leaf(&x0, dims);
+    let bf = bias.then(bias_leaf);
+    let yf = fused::bias_dropout_gelu(xf.clone(), bf.clone(), mask.clone());
+    let gf = (yf.clone() * upstream.clone()).sum().backward();
+
+    // Unfused: the same composition the layers used before.
+    let xu = leaf(&x0, dims);
+    let bu = bias.then(bias_leaf);
+    let mut z = xu.clone();
+    if let Some(bu) = &bu {
+        z = z + bu.clone().reshape([1, -1, 1]);
+    }
+    if let Some(m) = &mask {
+        z = z * m.clone();
+    }
+    let yu = gelu(z);
+    let gu = (yu.clone() * upstream).sum().backward();
+
+    let what = format!("{dims:?} bias={bias} p={p}");
+    close(&host(yf), &host(yu), 1e-6, &format!("y {what}"));
+    close(
+        &host(xf.grad(&gf).unwrap()),
+        &host(xu.grad(&gu).unwrap()),
+        1e-6,
+        &format!("dx {what}"),
+    );
+    if let (Some(bf), Some(bu)) = (bf, bu) {
+        // A sum over b·n terms, each within ~1e-6.
+        let abs = 1e-6 * (b * n) as f32;
+        close(
+            &host(bf.grad(&gf).unwrap()),
+            &host(bu.grad(&gu).unwrap()),
+            abs,
+            &format!("dbias {what}"),
+        );
+    }
+}
+
+#[test]
+fn fused_matches_the_unfused_composition_values_and_gradients() {
+    let shapes = [
+        [1, 1, 1],
+        [3, 5, 7],
+        [2, 17, 33],
+        [1, 3, 1],
+        // More than one parallel task, a task boundary inside neither row nor batch.
+        [2, 9, 5_001],
+        [4, 3, 70_001],
+    ];
+    for (i, &dims) in shapes.iter().enumerate() {
+        for bias in [false, true] {
+            for p in [0.0, 0.3] {
+                check(dims, bias, p, 100 + i as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_forward_in_place_strided_and_shared_inputs_agree() {
+    let device = Device::flex();
+    let dims = [3, 4, 37];
+    let v = random(3 * 4 * 37, 9);
+    let bias = Tensor::<1>::from_data(TensorData::new(random(4, 10), [4]), &device);
+    let x = Tensor::<3>::from_data(TensorData::new(v.clone(), dims), &device);
+    let want = host(gelu(x.clone() + bias.clone().reshape([1, -1, 1])));
+    // Shared input: computed out of place, the input is left as it was.
+    let shared = fused::bias_dropout_gelu(x.clone(), Some(bias.clone()), None);
+    close(&host(shared), &want, 1e-6, "shared");
+    assert_eq!(host(x.clone()), v, "the shared input was overwritten");
+    // Unique input: in place.
+    close(
+        &host(fused::bias_dropout_gelu(x, Some(bias.clone()), None)),
+        &want,
+        1e-6,
+        "unique",
+    );
+    // A strided (transposed) view.
+    let xt = Tensor::<3>::from_data(TensorData::new(v, [3, 37, 4]), &device).swap_dims(1, 2);
+    let want_t = host(gelu(xt.clone() + bias.clone().reshape([1, -1, 1])));
+    close(
+        &host(fused::bias_dropout_gelu(xt, Some(bias), None)),
+        &want_t,
+        1e-6,
+        "strided",
+    );
+}
+
+#[test]
+fn fused_backward_alone_matches_burn_gelu_backward() {
+    let device = Device::flex();
+    let dims = [2, 3, 11];
+    let x = Tensor::<3>::from_data(TensorData::new(random(66, 1), dims), &device) * 3.0;
+    let g = Tensor::<3>::from_data(TensorData::new(random(66, 2), dims), &device);
+    let (dx, db) = fused::bias_dropout_gelu_backward(x.clone(), None, None, g.clone());
+    assert!(db.is_none());
+    // d/dx gelu through autodiff of burn's own gelu.
+    let ad = Device::flex().autodiff();
+    let xa = Tensor::<3>::from_data(x.into_data(), &ad).require_grad();
+    let ga = Tensor::<3>::from_data(g.into_data(), &ad);
+    let grads = (gelu(xa.clone()) * ga).sum().backward();
+    close(&host(dx), &host(xa.grad(&grads).unwrap()), 1e-6, "dx");
+}
