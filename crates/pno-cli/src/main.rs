@@ -47,7 +47,8 @@ Examples:
   pno eval --run runs/pno_d --data data/darcy64 --split test --samples 100
   pno eval --run runs/pno_d --data data/darcy64 --gate configs/gate_darcy64.toml
   pno promote --run runs/pno_d --repository models --model darcy --gate configs/gate_darcy64.toml
-  pno bench --suite configs/suite_smoke.toml --out reports/smoke";
+  pno bench --suite configs/suite_smoke.toml --out reports/smoke
+  pno active --config configs/darcy16_pno_d.toml --pde darcy --resolution 16 --budget 40 --batch 8 --acquisition variance --seeds 0,1,2 --out runs/al";
 
 #[derive(Subcommand, Debug)]
 enum Commands {
@@ -57,6 +58,9 @@ enum Commands {
     Data(cmd::data::DataArgs),
     /// Train a (probabilistic) neural operator from a TOML config; fault-tolerant, resumable.
     Train(cmd::train::TrainArgs),
+    /// Active learning: label the inputs the model is least sure of with our own solvers,
+    /// retrain, repeat; learning curves against random acquisition; resumable.
+    Active(cmd::active::ActiveArgs),
     /// Predict mean, std, samples and quantiles with a trained run.
     Predict(cmd::predict::PredictArgs),
     /// Accuracy and uncertainty metrics of a trained run on a dataset split.
@@ -109,6 +113,7 @@ fn main() -> ExitCode {
         Commands::Generate(args) => cmd::generate::run(args, cli.json, cli.quiet),
         Commands::Data(args) => cmd::data::run(args, cli.json),
         Commands::Train(args) => cmd::train::run_train(args, cli.json, cli.quiet),
+        Commands::Active(args) => cmd::active::run(args, cli.json, cli.quiet),
         Commands::Predict(args) => cmd::predict::run(args, cli.json),
         Commands::Eval(args) => cmd::eval::run(args, cli.json),
         Commands::Calibrate(args) => cmd::calibrate::run(args, cli.json),

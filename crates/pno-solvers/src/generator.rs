@@ -57,6 +57,50 @@ pub trait Generator: Send + Sync {
     fn parameters(&self) -> serde_json::Value;
     /// Computes sample `index`: one flat row-major `f64` vector per tensor of [`Generator::layout`].
     fn sample(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>>;
+    /// The inputs of sample `index` alone, laid out as [`input_layout`] says: for input/target
+    /// generators every tensor but the target `y`; for trajectory generators the initial frame
+    /// of each trajectory (`[1, c, spatial…]`). The values equal the corresponding values of
+    /// [`Generator::sample`] bit for bit. Active learning draws candidate inputs with this and
+    /// runs the solver only for the chosen ones.
+    ///
+    /// The default computes the whole sample and cuts it; generators whose input is cheap
+    /// (Darcy's coefficient, heat's initial condition) override it to skip the solve.
+    fn input(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
+        let trajectory = self.times().is_some();
+        let sample = self.sample(seed, index)?;
+        Ok(self
+            .layout()
+            .iter()
+            .zip(sample)
+            .filter_map(|(t, mut v)| {
+                if trajectory {
+                    v.truncate(t.len() / t.shape.first().copied().unwrap_or(1).max(1));
+                    Some(v)
+                } else {
+                    (t.name != TARGET).then_some(v)
+                }
+            })
+            .collect())
+    }
+}
+
+/// Name of the target tensor of input/target generators.
+const TARGET: &str = "y";
+
+/// The tensors [`Generator::input`] returns: every tensor but the target `y` of an input/target
+/// generator, or the first frame (`[1, c, spatial…]`) of each trajectory tensor.
+pub fn input_layout(g: &dyn Generator) -> Vec<TensorLayout> {
+    let trajectory = g.times().is_some();
+    g.layout()
+        .into_iter()
+        .filter(|t| trajectory || t.name != TARGET)
+        .map(|mut t| {
+            if trajectory && let Some(frames) = t.shape.first_mut() {
+                *frames = 1;
+            }
+            t
+        })
+        .collect()
 }
 
 /// Whether every value is finite (no NaN, no ±∞); same answer as

@@ -27,6 +27,6 @@ pub mod samples;
 pub mod wave;
 
 pub use error::{Error, Result};
-pub use generator::{Generator, TensorLayout};
+pub use generator::{Generator, TensorLayout, input_layout};
 pub use registry::{PDES, build, canonical_pde};
 pub use rng::sample_rng;

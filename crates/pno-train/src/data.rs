@@ -79,7 +79,9 @@ fn as_fields(
     }
 }
 
-fn subsample(
+/// Every `stride`-th point per spatial axis of `n · c` fields on `grid` (1-D or 2-D): the
+/// values and the new grid.
+pub fn subsample(
     v: &[f32],
     n: usize,
     c: usize,

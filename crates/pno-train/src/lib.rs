@@ -27,4 +27,4 @@ pub use error::{Result, TrainError};
 pub use eval::{EvalOptions, Evaluation, evaluate};
 pub use gate::{Evidence, Gate};
 pub use promote::{PromoteOptions, Promotion, promote};
-pub use trainer::{Progress, Quiet, Summary, TrainOptions, train};
+pub use trainer::{Progress, Quiet, Summary, TrainOptions, train, train_from};

@@ -439,6 +439,24 @@ fn model_tensors(model: &Model, adam: &AdamState) -> BTreeMap<String, NamedTenso
     t
 }
 
+/// `model` with the best weights of the run folder `init` (checksum verified).
+fn warm_start(model: Model, init: &Path) -> Result<Model> {
+    let from = RunDir::new(init);
+    let file = from.read_model_file()?;
+    let bytes = std::fs::read(from.weights()).map_err(io_err("read", &from.weights()))?;
+    let sum = sha256_hex(&bytes);
+    if sum != file.weights_sha256 {
+        return Err(TrainError::DataShape {
+            path: from.weights(),
+            field: "sha256".into(),
+            expected: format!("the weights model.json names ({})", file.weights_sha256),
+            got: sum,
+        });
+    }
+    let (tensors, _) = pno_run::from_safetensors(&bytes, &from.weights())?;
+    Ok(load_named(model, &tensors)?)
+}
+
 fn save_weights(run: &RunDir, model: &Model) -> Result<String> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "pno-weights-1".to_string());
@@ -452,6 +470,20 @@ fn save_weights(run: &RunDir, model: &Model) -> Result<String> {
 pub fn train(
     config: Option<RunConfig>,
     opts: &TrainOptions,
+    progress: &mut dyn Progress,
+) -> Result<Summary> {
+    train_from(config, opts, None, progress)
+}
+
+/// [`train`], starting from the best weights of the run folder `init` instead of a fresh
+/// initialisation (a warm start, e.g. the previous round of active learning). The weights must
+/// fit the model of `config`; normalisers, optimizer state and schedule start afresh. A resumed
+/// run continues from its own checkpoint; before its first checkpoint it starts from `init`
+/// again, so a crash anywhere gives the run an uninterrupted one would.
+pub fn train_from(
+    config: Option<RunConfig>,
+    opts: &TrainOptions,
+    init: Option<&Path>,
     progress: &mut dyn Progress,
 ) -> Result<Summary> {
     let started = Instant::now();
@@ -521,6 +553,9 @@ pub fn train(
     };
     let device = opts.device.clone().autodiff();
     let mut model = spec.init(ts.seed, &device);
+    if let Some(init) = init {
+        model = warm_start(model, init)?;
+    }
     let params = model.num_params();
     let p = Prepared {
         fields,

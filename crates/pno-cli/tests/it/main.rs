@@ -1,6 +1,7 @@
 //! Integration tests of the `pno` binary: real processes, real files.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod active;
 mod anomaly_webhook;
 mod audit;
 mod bench;

@@ -368,27 +368,31 @@ impl Darcy {
         &self.params
     }
 
+    /// The coefficient of sample `index` on the full solve grid (no solve).
+    pub fn coefficient(&self, seed: u64, index: u64) -> Vec<f64> {
+        let p = &self.params;
+        let mut rng = sample_rng(seed, index);
+        match &self.grf {
+            Some(grf) => grf
+                .sample(&mut rng)
+                .into_iter()
+                .map(|v| if v >= 0.0 { p.a_pos } else { p.a_neg })
+                .collect(),
+            None => pdebench_coefficient(&mut rng, p.solve_resolution, p.a_pos, p.a_neg),
+        }
+    }
+
     /// Coefficient and solution on the full solve grid (before subsampling).
     pub fn solve_full(&self, seed: u64, index: u64) -> Result<(Vec<f64>, Vec<f64>)> {
         let p = &self.params;
-        let mut rng = sample_rng(seed, index);
-        let (a, u) = match &self.grf {
-            Some(grf) => {
+        let a = self.coefficient(seed, index);
+        let u = match &self.grf {
+            Some(_) => {
                 let k = p.solve_resolution;
-                let a: Vec<f64> = grf
-                    .sample(&mut rng)
-                    .into_iter()
-                    .map(|v| if v >= 0.0 { p.a_pos } else { p.a_neg })
-                    .collect();
                 let f = vec![p.source; k * k];
-                let u = solve_node_fd(&self.stencil, &a, &f, index)?;
-                (a, u)
+                solve_node_fd(&self.stencil, &a, &f, index)?
             }
-            None => {
-                let a = pdebench_coefficient(&mut rng, p.solve_resolution, p.a_pos, p.a_neg);
-                let u = solve_cell_fv(&self.stencil, &a, p.source, index)?;
-                (a, u)
-            }
+            None => solve_cell_fv(&self.stencil, &a, p.source, index)?,
         };
         if u.iter().any(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
@@ -516,6 +520,17 @@ impl Generator for Darcy {
         );
         Ok(vec![subsample(&a, k, r, st), subsample(&u, k, r, st)])
     }
+
+    /// The coefficient `x` without the linear solve.
+    fn input(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
+        let a = self.coefficient(seed, index);
+        let (k, r, st) = (
+            self.params.solve_resolution,
+            self.params.resolution,
+            self.stride(),
+        );
+        Ok(vec![subsample(&a, k, r, st)])
+    }
 }
 
 /// Builds the Darcy generator from a raw config (see [`DarcyConfig`]).
@@ -534,6 +549,23 @@ mod tests {
     fn fno(json: serde_json::Value) -> Darcy {
         let cfg: DarcyConfig = crate::generator::parse_config("darcy", json).unwrap();
         Darcy::new(cfg.validate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn darcy_input_is_the_sample_coefficient_without_the_solve() {
+        for cfg in [
+            json!({"resolution": 9, "solve_resolution": 17}),
+            json!({"recipe": "pdebench", "resolution": 8, "solve_resolution": 16}),
+        ] {
+            let g = build(cfg).unwrap();
+            assert_eq!(crate::input_layout(g.as_ref()), vec![g.layout()[0].clone()]);
+            for index in [0, 5, 1 << 40] {
+                let full = g.sample(3, index).unwrap();
+                let input = g.input(3, index).unwrap();
+                assert_eq!(input.len(), 1);
+                assert_eq!(input[0], full[0], "index {index}");
+            }
+        }
     }
 
     fn manufactured_errors(k: usize) -> (f64, f64) {

@@ -471,6 +471,43 @@ impl Generator for Heat {
         }
         Ok(vec![u])
     }
+
+    /// The initial condition `u(t = 0)` (`[1, 1, R, R]`) without evolving it.
+    fn input(&self, seed: u64, index: u64) -> Result<Vec<Vec<f64>>> {
+        let mut rng = sample_rng(seed, index);
+        let u0 = match &self.plan {
+            Plan::Periodic {
+                amp,
+                spectral,
+                decay,
+                decay_sup,
+            } => {
+                let s0 = spectral.grf_spectrum(amp, &mut rng);
+                let (u, _) = spectral.frames_linear(1, &[&s0], &[*decay_sup], |j, _| &decay[j])?;
+                u
+            }
+            Plan::Dirichlet {
+                series,
+                weight,
+                decay,
+            } => {
+                let c: Vec<f64> = weight
+                    .iter()
+                    .map(|w| w * rng.sample::<f64, _>(StandardNormal))
+                    .collect();
+                Self::frames_dirichlet(series, &decay[..1], &c, self.params.resolution)
+            }
+        };
+        if !all_finite(&u0) {
+            return Err(Error::NonFinite {
+                pde: "heat",
+                index,
+                t: 0.0,
+                hint: "check sigma and the resolution are moderate".into(),
+            });
+        }
+        Ok(vec![u0])
+    }
 }
 
 /// Builds the heat generator from a raw config (see [`HeatConfig`]).
@@ -488,6 +525,27 @@ mod tests {
     fn heat(json: serde_json::Value) -> Heat {
         let cfg: HeatConfig = crate::generator::parse_config("heat", json).unwrap();
         Heat::new(cfg.validate().unwrap())
+    }
+
+    #[test]
+    fn heat_input_is_the_initial_frame_without_the_evolution() {
+        for cfg in [
+            json!({"resolution": 16, "n_times": 4}),
+            json!({"boundary": "dirichlet", "resolution": 9, "modes": 4, "n_times": 3}),
+        ] {
+            let g = build(cfg).unwrap();
+            let r = g.resolution()[0];
+            assert_eq!(
+                crate::input_layout(g.as_ref()),
+                vec![TensorLayout::new("u", &[1, 1, r, r])]
+            );
+            for index in [0, 7, 1 << 33] {
+                let full = g.sample(4, index).unwrap().remove(0);
+                let input = g.input(4, index).unwrap();
+                assert_eq!(input.len(), 1);
+                assert_eq!(input[0], full[..r * r], "index {index}");
+            }
+        }
     }
 
     #[test]
