@@ -35,10 +35,7 @@ pub struct Candidate {
     pub width_90: f64,
 }
 
-/// Label of the calibrated variant of `method`.
-pub fn conformal_label(method: &str) -> String {
-    format!("{method} (conformal)")
-}
+pub use crate::tables::conformal_label;
 
 fn mean(v: &[f64]) -> Option<f64> {
     mean_std(v).map(|(m, _)| m)

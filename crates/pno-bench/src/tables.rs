@@ -11,7 +11,6 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::conformal::{CURVE_LEVELS, invariant};
-use crate::guide::conformal_label;
 use crate::runner::CellResult;
 
 /// How the best value of a column is chosen.
@@ -486,4 +485,9 @@ fn csv_field(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Label of the calibrated variant of `method`.
+pub fn conformal_label(method: &str) -> String {
+    format!("{method} (conformal)")
 }
