@@ -1,7 +1,7 @@
 //! The conformally calibrated variant every probabilistic method gets in each cell, and the
 //! coverage-against-level curve of both variants.
 //!
-//! Split-conformal calibration ([`pno_train::calibrate`]) rescales every draw about the
+//! Split-conformal calibration ([`mod@pno_train::calibrate`]) rescales every draw about the
 //! predictive mean, `x̃ = μ + k·(x − μ)`, by one factor `k` fitted on the PDE's calibration
 //! split. A cell therefore needs no second prediction: it fits `k` on the calibration draws and
 //! rescales the test draws it already has, which gives exactly what `predict` returns for the
