@@ -48,6 +48,25 @@ pub struct TrainState {
     pub finished: bool,
 }
 
+impl TrainState {
+    /// The state before the first epoch, with the configured learning rate.
+    pub fn fresh(base_lr: f64) -> Self {
+        Self {
+            epoch: 0,
+            step: 0,
+            base_lr,
+            lr_scale: 1.0,
+            plateau_scale: 1.0,
+            plateau_wait: 0,
+            best: f64::INFINITY,
+            best_epoch: 0,
+            wait: 0,
+            rollbacks: 0,
+            finished: false,
+        }
+    }
+}
+
 /// One entry of `checkpoints/index.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexEntry {

@@ -578,19 +578,7 @@ pub fn train_from(
     };
     let ckpts = Checkpoints::new(&opts.out, ts.keep_checkpoints);
     let mut adam = AdamState::default();
-    let mut state = TrainState {
-        epoch: 0,
-        step: 0,
-        base_lr: ts.lr,
-        lr_scale: 1.0,
-        plateau_scale: 1.0,
-        plateau_wait: 0,
-        best: f64::INFINITY,
-        best_epoch: 0,
-        wait: 0,
-        rollbacks: 0,
-        finished: false,
-    };
+    let mut state = TrainState::fresh(ts.lr);
     if opts.resume {
         let old: ModelFile = read_json(&run.model(), "model.json")?;
         file.weights_sha256 = old.weights_sha256;
@@ -1145,19 +1133,7 @@ mod schedule_tests {
             toml::from_str("[train]\nepochs = 20\nlr = 8e-3\nschedule = \"cosine\"\nt_max = 30\n")
                 .unwrap();
         let ts = cfg.train_spec(pno_models::Kind::Fno, false).unwrap();
-        let state = TrainState {
-            epoch: 0,
-            step: 0,
-            base_lr: ts.lr,
-            lr_scale: 1.0,
-            plateau_scale: 1.0,
-            plateau_wait: 0,
-            best: f64::INFINITY,
-            best_epoch: 0,
-            wait: 0,
-            rollbacks: 0,
-            finished: false,
-        };
+        let state = TrainState::fresh(ts.lr);
         let lr = |e| schedule_lr(&ts, e, &state);
         assert!((lr(0) - 8e-3).abs() < 1e-15);
         assert!((lr(10) - 6e-3).abs() < 1e-12, "{}", lr(10));
