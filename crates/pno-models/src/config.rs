@@ -109,6 +109,14 @@ pub struct ModelConfig {
     /// Parameter fraction of a factorised spectral weight, in (0, 1] (default 1, as
     /// neuraloperator's; its TFNO example uses 0.42).
     pub rank: Option<f64>,
+    /// A channel MLP inside every Fourier block (neuraloperator's `use_mlp`): after the block's
+    /// activation, `x ← mlp(x) + gate ⊙ x_in` with a soft-gating skip (default false).
+    pub use_mlp: Option<bool>,
+    /// Hidden width of the block MLPs as a fraction of `hidden_channels` (default 0.5, as
+    /// neuraloperator's `mlp_expansion`).
+    pub mlp_expansion: Option<f64>,
+    /// Dropout probability in the block MLPs, after each of their two layers (default: `dropout`).
+    pub mlp_dropout: Option<f64>,
     /// Dropout probability in the lifting/projection MLPs.
     pub dropout: Option<f64>,
     /// Fourier-coefficient dropout probability (defaults to `dropout` for `pno_d`/`mc_dropout`).
@@ -163,6 +171,19 @@ pub struct FnoSpec {
     /// Factorised spectral weights (`None`: dense).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub factorization: Option<Factorization>,
+    /// Channel MLP inside every Fourier block (`None`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_mlp: Option<BlockMlp>,
+}
+
+/// The channel MLP of a Fourier block (neuraloperator's `use_mlp`): `hidden → width → hidden`
+/// with GELU between, dropout after both layers, and a soft-gating skip from the block input.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BlockMlp {
+    /// Hidden width (`round(hidden_channels · mlp_expansion)`).
+    pub width: usize,
+    /// Dropout probability after each layer (stochastic passes only).
+    pub dropout: f64,
 }
 
 /// Validated DeepONet architecture.
@@ -275,8 +296,28 @@ impl ModelConfig {
                 _ => 0.0,
             }),
         )?;
+        let mlp_dropout = match self.mlp_dropout {
+            Some(p) => check_prob("model.mlp_dropout", p)?,
+            None => dropout,
+        };
+        if self.use_mlp != Some(true) {
+            for (key, set) in [
+                ("model.mlp_expansion", self.mlp_expansion.is_some()),
+                ("model.mlp_dropout", self.mlp_dropout.is_some()),
+            ] {
+                if set {
+                    return Err(config_err(key, "only with use_mlp = true", "a value"));
+                }
+            }
+        }
+        let block_dropout = if self.use_mlp == Some(true) {
+            mlp_dropout
+        } else {
+            0.0
+        };
         if matches!(kind, Kind::PnoD | Kind::McDropout)
             && dropout == 0.0
+            && block_dropout == 0.0
             && self.fourier_dropout.unwrap_or(0.0) == 0.0
         {
             return Err(config_err(
@@ -476,6 +517,22 @@ impl ModelConfig {
                     ));
                 }
             };
+            let block_mlp = if self.use_mlp == Some(true) {
+                let e = self.mlp_expansion.unwrap_or(0.5);
+                if !(e.is_finite() && e > 0.0 && e <= 16.0) {
+                    return Err(config_err(
+                        "model.mlp_expansion",
+                        "a fraction in (0, 16]",
+                        e,
+                    ));
+                }
+                Some(BlockMlp {
+                    width: ((hidden as f64 * e).round() as usize).max(1),
+                    dropout: mlp_dropout,
+                })
+            } else {
+                None
+            };
             BackboneSpec::Fno(FnoSpec {
                 in_channels,
                 out_channels,
@@ -491,6 +548,7 @@ impl ModelConfig {
                 std_head,
                 variational_sigma: (kind == Kind::ViPno).then_some(init_sigma),
                 factorization,
+                block_mlp,
             })
         } else {
             for key in [
@@ -501,6 +559,7 @@ impl ModelConfig {
                 "positional_embedding",
                 "factorization",
                 "rank",
+                "use_mlp",
             ] {
                 let set = match key {
                     "n_modes" => self.n_modes.is_some(),
@@ -509,6 +568,7 @@ impl ModelConfig {
                     "projection_channels" => self.projection_channels.is_some(),
                     "factorization" => self.factorization.is_some(),
                     "rank" => self.rank.is_some(),
+                    "use_mlp" => self.use_mlp.is_some(),
                     _ => self.positional_embedding.is_some(),
                 };
                 if set {

@@ -6,7 +6,7 @@
 //! TMLR 2025) add dropout in the lifting/projection MLPs and on the Fourier coefficients
 //! (PNO_D) or a second, standard-deviation head (PNO_R).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::activation::softplus;
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -17,13 +17,19 @@ use crate::layers::{ChannelMlp, Pointwise};
 use crate::noise::Noise;
 use crate::spectral::{SpectralConv, SpectralNoise};
 
-/// One Fourier block: `spectral(x) + skip(x)`.
+/// One Fourier block: `spectral(x) + skip(x)`, optionally followed by a channel MLP with a
+/// soft-gating skip from the block input (neuraloperator's `use_mlp`):
+/// `mlp(gelu(spectral(x) + skip(x))) + gate ⊙ x`.
 #[derive(Module, Debug)]
 pub struct FourierBlock {
     /// The spectral convolution.
     pub spectral: SpectralConv,
     /// The bias-free pointwise skip connection.
     pub skip: Pointwise,
+    /// The block's channel MLP `hidden → width → hidden`, if any.
+    pub mlp: Option<ChannelMlp>,
+    /// Soft-gating weights `[hidden]` of the MLP's skip connection (initialised to ones).
+    pub mlp_gate: Option<Param<Tensor<1>>>,
 }
 
 /// What a network returns for a batch.
@@ -109,6 +115,18 @@ impl FnoSpec {
                     false,
                     device,
                 ),
+                mlp: self.block_mlp.map(|m| {
+                    ChannelMlp::new(
+                        &mut init,
+                        self.hidden_channels,
+                        m.width,
+                        self.hidden_channels,
+                        device,
+                    )
+                }),
+                mlp_gate: self
+                    .block_mlp
+                    .map(|_| Param::from_tensor(Tensor::ones([self.hidden_channels], device))),
             })
             .collect();
         let projection = ChannelMlp::new(
@@ -228,7 +246,23 @@ impl Fno {
                 }),
                 _ => None,
             };
-            let y = block.spectral.forward(x.clone(), &pgrid, noise) + block.skip.forward(x);
+            let y =
+                block.spectral.forward(x.clone(), &pgrid, noise) + block.skip.forward(x.clone());
+            let y = match (&block.mlp, &block.mlp_gate) {
+                (Some(mlp), Some(gate)) => {
+                    let p = if pass.dropout {
+                        spec.block_mlp.map_or(0.0, |m| m.dropout)
+                    } else {
+                        0.0
+                    };
+                    let h = mlp.forward_dropout_out(
+                        fused::gelu(y),
+                        pass.noise.as_deref_mut().map(|n| (p, n)),
+                    );
+                    h + x * gate.val().reshape([1, -1, 1])
+                }
+                _ => y,
+            };
             x = if i < last { fused::gelu(y) } else { y };
         }
         if padded {

@@ -95,4 +95,21 @@ impl ChannelMlp {
             Some(fc2) => fc2.forward(self.hidden(x, dropout)),
         }
     }
+
+    /// [`ChannelMlp::forward`] with dropout on the output too (neuraloperator's block MLP drops
+    /// after both layers): the hidden mask is drawn first, then the output mask.
+    pub fn forward_dropout_out(
+        &self,
+        x: Tensor<3>,
+        mut dropout: Option<(f64, &mut Noise)>,
+    ) -> Tensor<3> {
+        let y = self.forward(x, dropout.as_mut().map(|(p, n)| (*p, &mut **n)));
+        match dropout {
+            Some((p, noise)) if p > 0.0 => {
+                let mask = noise.dropout_mask(p, y.dims(), &y.device());
+                y * mask
+            }
+            _ => y,
+        }
+    }
 }

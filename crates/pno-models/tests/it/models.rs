@@ -528,3 +528,237 @@ fn factorization_config_errors_name_the_key() {
     d.projection_channels = None;
     check(d, "model.factorization", "fno backbone");
 }
+
+#[test]
+fn block_mlp_matches_neuraloperator_and_is_wired_as_its_fno_block() {
+    use pno_models::burn::module::Param;
+    use pno_models::burn::tensor::Tensor;
+    use pno_models::burn::tensor::activation::gelu;
+    use pno_models::fno::Pass;
+    // neuraloperator 0.3.0's FNO(n_modes=(16,16), hidden_channels=32, projection_channels=64,
+    // use_mlp=True, mlp_dropout=0.1) on the small Darcy files has 1,199,713 parameters
+    // (../shared/peers/neuralop/darcy16_peer.json, "mc_dropout_fno", counted by torch): per block
+    // a 32 → 16 → 32 MLP with biases and 32 soft-gating weights on top of the dense FNO.
+    let darcy = |use_mlp: Option<bool>| ModelConfig {
+        kind: Some("mc_dropout".into()),
+        hidden_channels: Some(32),
+        n_layers: Some(4),
+        n_modes: Some(vec![16, 16]),
+        lifting_channels: Some(256),
+        projection_channels: Some(64),
+        dropout: Some(0.0),
+        fourier_dropout: Some(0.0),
+        use_mlp,
+        mlp_dropout: use_mlp.map(|_| 0.1),
+        ..Default::default()
+    };
+    let count =
+        |c: ModelConfig| num_params(&c.validate(1, 1, &[16, 16]).unwrap().init(0, &device()));
+    assert_eq!(count(darcy(Some(true))), 1_199_713);
+    assert_eq!(
+        count(ModelConfig {
+            mlp_expansion: Some(1.0),
+            ..darcy(Some(true))
+        }),
+        1_195_297 + 4 * (2 * (32 * 32 + 32) + 32)
+    );
+    // Without it, an MC-dropout model with no dropout anywhere is refused, naming the key.
+    let e = darcy(None)
+        .validate(1, 1, &[16, 16])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("model.dropout"), "{e}");
+
+    // Wiring: the network's forward equals neuraloperator's block composition written out
+    // with the model's own layers, `fc2(gelu(fc1(gelu(spectral(x) + skip(x))))) + g ⊙ x`, GELU
+    // between blocks and none after the last.
+    let (b, h, w) = (2, 8, 6);
+    let mut c = cfg("fno");
+    c.use_mlp = Some(true);
+    let spec = c.validate(1, 1, &[h, w]).unwrap();
+    let mut model = spec.init(4, &device());
+    let net = model.members[0].fno.as_mut().unwrap();
+    for (i, block) in net.blocks.iter_mut().enumerate() {
+        // Gates away from their initial ones, so a missing or misplaced gate shows.
+        block.mlp_gate = Some(Param::from_tensor(Tensor::from_data(
+            pno_models::burn::tensor::TensorData::new(random(8, 20 + i as u64), [8]),
+            &device(),
+        )));
+    }
+    let net = model.members[0].fno.as_ref().unwrap();
+    let x = t3(random(b * h * w, 6), [b, 1, h * w]);
+    let out = crate::host(
+        net.forward(x.clone(), &[h, w], &mut Pass::deterministic())
+            .mean,
+    );
+    let g = pno_models::fno::grid_channels(&[h, w], &device());
+    let xin = Tensor::cat(vec![x.clone(), g.expand([b, 2, h * w])], 1);
+    let mut z = net.lifting.forward(xin.clone(), None);
+    for (i, block) in net.blocks.iter().enumerate() {
+        let mlp = block.mlp.as_ref().unwrap();
+        let y =
+            gelu(block.spectral.forward(z.clone(), &[h, w], None) + block.skip.forward(z.clone()));
+        let y = mlp.fc2.as_ref().unwrap().forward(gelu(mlp.fc1.forward(y)))
+            + z * block.mlp_gate.as_ref().unwrap().val().reshape([1, -1, 1]);
+        z = if i + 1 < net.blocks.len() { gelu(y) } else { y };
+    }
+    let manual = crate::host(net.projection.forward(z, None));
+    let diff = out
+        .iter()
+        .zip(&manual)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-5, "block MLP wiring differs by {diff}");
+
+    // Invariant: with the MLPs' last layers zero and the gates one, every block passes its input
+    // through (then GELU between blocks), so the network is projection ∘ GELU^(layers-1) ∘
+    // lifting whatever the spectral weights.
+    let mut model = spec.init(4, &device());
+    let net = model.members[0].fno.as_mut().unwrap();
+    for block in net.blocks.iter_mut() {
+        let fc2 = block.mlp.as_mut().unwrap().fc2.as_mut().unwrap();
+        fc2.weight = Param::from_tensor(Tensor::zeros([8, 4], &device()));
+        fc2.bias = Some(Param::from_tensor(Tensor::zeros([8], &device())));
+    }
+    let net = model.members[0].fno.as_ref().unwrap();
+    let out = crate::host(net.forward(x, &[h, w], &mut Pass::deterministic()).mean);
+    let mut z = net.lifting.forward(xin, None);
+    for _ in 1..net.blocks.len() {
+        z = gelu(z);
+    }
+    let manual = crate::host(net.projection.forward(z, None));
+    let diff = out
+        .iter()
+        .zip(&manual)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff < 1e-5, "identity blocks differ by {diff}");
+}
+
+#[test]
+fn block_mlp_dropout_is_seeded_batch_invariant_and_every_fno_kind_trains_it() {
+    use pno_models::burn::tensor::{Tensor, TensorData};
+    let (b, h, w, s) = (2, 8, 6, 5);
+    let x = random(b * h * w, 7);
+    let y = random(b * 2 * h * w, 8);
+    // Dropout only inside the block MLPs: MC dropout has spread, seeded and batch invariant.
+    let mut c = cfg("mc_dropout");
+    c.dropout = Some(0.0);
+    c.fourier_dropout = Some(0.0);
+    c.use_mlp = Some(true);
+    c.mlp_dropout = Some(0.3);
+    let model = c.validate(1, 2, &[h, w]).unwrap().init(1, &device());
+    let pred = model
+        .predict(t3(x.clone(), [b, 1, h * w]), &[h, w], s, 9, 0, 64)
+        .unwrap();
+    assert!(
+        pred.std.iter().any(|&v| v > 0.0),
+        "block-MLP dropout gave no spread"
+    );
+    let again = model
+        .predict(t3(x.clone(), [b, 1, h * w]), &[h, w], s, 9, 0, 64)
+        .unwrap();
+    assert!(pred == again);
+    let one = model
+        .predict(t3(x[h * w..].to_vec(), [1, 1, h * w]), &[h, w], s, 9, 1, 64)
+        .unwrap();
+    let (d, per) = (b * 2 * h * w, 2 * h * w);
+    for k in 0..s {
+        let diff = pred.samples[k * d + per..k * d + 2 * per]
+            .iter()
+            .zip(&one.samples[k * per..(k + 1) * per])
+            .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            diff < 1e-5,
+            "draw {k} differs by {diff} when predicted alone"
+        );
+    }
+    // Every FNO kind builds it, names it, and trains it: a finite, non-zero gradient on both
+    // MLP layers and on the gate of every block.
+    for kind in Kind::ALL {
+        if kind == Kind::Deeponet {
+            continue;
+        }
+        let mut c = cfg(kind.name());
+        c.use_mlp = Some(true);
+        let dev = device().autodiff();
+        let model = c.validate(1, 2, &[h, w]).unwrap().init(3, &dev);
+        let names = named_tensors(&model);
+        for n in [
+            "blocks.1.mlp.fc1.weight",
+            "blocks.1.mlp.fc2.bias",
+            "blocks.1.mlp_gate",
+        ] {
+            assert!(
+                names.contains_key(&format!("members.0.fno.{n}")),
+                "{kind:?}: no {n} in {:?}",
+                names.keys().collect::<Vec<_>>()
+            );
+        }
+        let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, 1, h * w]), &dev);
+        let yt = Tensor::<3>::from_data(TensorData::new(y.clone(), [b, 2, h * w]), &dev);
+        let (draws, _) = model.train_forward(0, xt, &[h, w], 11, &[0, 1]);
+        let [m, _, _, _] = draws.dims();
+        let loss = (draws - yt.unsqueeze_dim::<4>(0).expand([m, b, 2, h * w]))
+            .powi_scalar(2)
+            .mean();
+        let grads = loss.backward();
+        for block in &model.members[0].fno.as_ref().unwrap().blocks {
+            let mlp = block.mlp.as_ref().unwrap();
+            for g in [
+                crate::host(mlp.fc1.weight.val().grad(&grads).unwrap()),
+                crate::host(mlp.fc2.as_ref().unwrap().weight.val().grad(&grads).unwrap()),
+                crate::host(block.mlp_gate.as_ref().unwrap().val().grad(&grads).unwrap()),
+            ] {
+                assert!(g.iter().all(|v| v.is_finite()), "{kind:?}");
+                assert!(g.iter().any(|v| *v != 0.0), "{kind:?}: zero gradient");
+            }
+        }
+    }
+}
+
+#[test]
+fn block_mlp_config_errors_name_the_key() {
+    let check = |c: ModelConfig, key: &str, what: &str| {
+        let e = c.validate(1, 1, &[16, 16]).unwrap_err().to_string();
+        assert!(
+            e.contains(key) && e.contains(what),
+            "{e} should name {key} and {what}"
+        );
+    };
+    let with = |u: Option<bool>, e: Option<f64>, p: Option<f64>| ModelConfig {
+        use_mlp: u,
+        mlp_expansion: e,
+        mlp_dropout: p,
+        ..cfg("pno_d")
+    };
+    check(
+        with(None, Some(0.5), None),
+        "model.mlp_expansion",
+        "use_mlp = true",
+    );
+    check(
+        with(Some(false), None, Some(0.1)),
+        "model.mlp_dropout",
+        "use_mlp = true",
+    );
+    check(
+        with(Some(true), Some(0.0), None),
+        "model.mlp_expansion",
+        "(0, 16]",
+    );
+    check(
+        with(Some(true), Some(f64::NAN), None),
+        "model.mlp_expansion",
+        "(0, 16]",
+    );
+    check(
+        with(Some(true), None, Some(1.0)),
+        "model.mlp_dropout",
+        "[0, 1)",
+    );
+    let mut d = with(Some(true), None, None);
+    d.kind = Some("deeponet".into());
+    d.n_modes = None;
+    d.lifting_channels = None;
+    d.projection_channels = None;
+    check(d, "model.use_mlp", "fno backbone");
+}
