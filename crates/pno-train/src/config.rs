@@ -111,6 +111,9 @@ pub struct TrainConfig {
     /// Weight λ of a relative-H¹ term on the predictive mean added to the loss (default 0):
     /// `loss + λ·H1(mean, y)`, e.g. a scoring rule sharpened by a small accuracy term.
     pub h1_weight: Option<f64>,
+    /// Ensembles: `independent` (default; each member draws its own batch order every epoch,
+    /// as separately trained networks would) or `shared` (all members see the same batches).
+    pub member_order: Option<String>,
     /// Global gradient-norm clip (default 1.0; 0 disables).
     pub grad_clip: Option<f64>,
     /// Early-stopping patience in epochs (default 10; 0 disables).
@@ -206,6 +209,10 @@ pub struct TrainSpec {
     /// Weight of the added relative-H¹ term on the mean (0 = none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub h1_weight: f64,
+    /// Ensemble members draw independent batch orders (false: one shared order; runs saved
+    /// before the key existed trained with a shared order).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub member_orders: bool,
     /// Gradient clip (0 = off).
     pub grad_clip: f64,
     /// Early-stopping patience (0 = off).
@@ -548,6 +555,25 @@ impl RunConfig {
                     ));
                 }
                 w => nonneg_f("train.h1_weight", w.unwrap_or(0.0))?,
+            },
+            member_orders: match (t.member_order.as_deref(), kind) {
+                (None | Some("independent"), Kind::Ensemble) => true,
+                (Some("shared"), Kind::Ensemble) => false,
+                (Some(o @ ("independent" | "shared")), _) => {
+                    return Err(config_err(
+                        "train.member_order",
+                        "only with kind = \"ensemble\"",
+                        o,
+                    ));
+                }
+                (None, _) => false,
+                (Some(o), _) => {
+                    return Err(config_err(
+                        "train.member_order",
+                        "\"independent\" or \"shared\"",
+                        format!("{o:?}"),
+                    ));
+                }
             },
             grad_clip: nonneg_f("train.grad_clip", t.grad_clip.unwrap_or(1.0))?,
             patience: t.patience.unwrap_or(10),

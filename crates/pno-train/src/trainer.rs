@@ -225,18 +225,17 @@ fn scalar(t: Tensor<1>) -> f64 {
 #[allow(clippy::too_many_arguments)]
 fn batch_loss(
     model: &Model,
-    x: Tensor<3>,
-    y: Tensor<3>,
+    batches: &[Batch],
     grid: &[usize],
     lg: &LossGrid,
     ts: &TrainSpec,
     step_seed: u64,
-    rows: &[u64],
     n_train: usize,
 ) -> (Tensor<1>, Tensor<3>) {
     let mut total: Option<Tensor<1>> = None;
     let mut mean_pred: Option<Tensor<3>> = None;
     for member in 0..model.members.len() {
+        let Batch { x, y, rows } = &batches[member.min(batches.len() - 1)];
         let (samples, std) = model.train_forward(member, x.clone(), grid, step_seed, rows);
         let m = samples.dims()[0];
         let mean = samples.clone().mean_dim(0).squeeze_dim::<3>(0);
@@ -280,10 +279,49 @@ fn batch_loss(
             None => mean / model.members.len() as f64,
         });
     }
+    let y = &batches[0].y;
     (
         total.unwrap_or_else(|| Tensor::zeros([1], &y.device())),
         mean_pred.unwrap_or_else(|| y.zeros_like()),
     )
+}
+
+/// One member's training batch: inputs, targets and the samples' indices (which key their
+/// noise streams). [`batch_loss`] takes one for all members or one per member.
+struct Batch {
+    x: Tensor<3>,
+    y: Tensor<3>,
+    rows: Vec<u64>,
+}
+
+impl Batch {
+    fn gather(p: &Prepared, idx: &[usize], device: &Device) -> Batch {
+        let (xv, yv) = p.fields.gather(idx);
+        let (b, pts) = (idx.len(), p.fields.points());
+        Batch {
+            x: tensor3(xv, [b, p.fields.cin, pts], device),
+            y: tensor3(yv, [b, p.fields.cout, pts], device),
+            rows: idx.iter().map(|&i| i as u64).collect(),
+        }
+    }
+}
+
+/// This epoch's data orders: one shared by every member, or (ensembles with independent member
+/// orders) one per member, member 0's being the shared order so a one-member run is unchanged.
+fn epoch_orders(p: &Prepared, members: usize, epoch: usize) -> Vec<Vec<usize>> {
+    let n = if p.ts.member_orders { members } else { 1 };
+    (0..n)
+        .map(|j| {
+            let mut order = p.splits.train.clone();
+            let key = if j == 0 {
+                mix(&[p.ts.seed, epoch as u64, salt::EPOCH_ORDER])
+            } else {
+                mix(&[p.ts.seed, epoch as u64, salt::EPOCH_ORDER, j as u64])
+            };
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(key));
+            order
+        })
+        .collect()
 }
 
 fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
@@ -340,36 +378,35 @@ fn normalize(fields: &mut Fields, train: &[usize], on: bool) -> Result<Normalize
 fn sharded_grads(
     model: &Model,
     p: &Prepared,
-    chunk: &[usize],
+    chunks: &[&[usize]],
     step_seed: u64,
     n_train: usize,
     main: &Device,
     replicas: &[Device],
 ) -> (f64, Option<GradientsParams>) {
-    let b = chunk.len();
+    let b = chunks[0].len();
     let per = b.div_ceil(replicas.len());
-    let pts = p.fields.points();
     let results: Vec<(f64, Option<GradientsParams>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunk
-            .chunks(per)
+        let handles: Vec<_> = (0..b)
+            .step_by(per)
             .zip(replicas)
-            .map(|(shard, dev)| {
+            .map(|(start, dev)| {
                 let replica = model.clone().fork(dev);
+                let end = (start + per).min(b);
                 s.spawn(move || {
-                    let n = shard.len();
-                    let (xv, yv) = p.fields.gather(shard);
-                    let x = tensor3(xv, [n, p.fields.cin, pts], dev);
-                    let y = tensor3(yv, [n, p.fields.cout, pts], dev);
-                    let rows: Vec<u64> = shard.iter().map(|&i| i as u64).collect();
+                    let n = end - start;
+                    // Every member's batch is split at the same positions.
+                    let batches: Vec<Batch> = chunks
+                        .iter()
+                        .map(|c| Batch::gather(p, &c[start..end], dev))
+                        .collect();
                     let (loss, _) = batch_loss(
                         &replica,
-                        x,
-                        y,
+                        &batches,
                         &p.fields.grid,
                         &p.lg,
                         &p.ts,
                         step_seed,
-                        &rows,
                         n_train,
                     );
                     let loss = loss.mul_scalar(n as f64 / b as f64);
@@ -403,24 +440,19 @@ fn validate(model: &Model, p: &Prepared, idx: &[usize], device: &Device) -> (f64
     if idx.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let pts = p.fields.points();
     let (mut loss, mut rel, mut n) = (0.0, 0.0, 0usize);
     let val_seed = mix(&[p.ts.seed, salt::VALIDATION]);
     for chunk in idx.chunks(p.ts.eval_batch.max(1)) {
-        let (x, y) = p.fields.gather(chunk);
         let b = chunk.len();
-        let x = tensor3(x, [b, p.fields.cin, pts], device);
-        let y = tensor3(y, [b, p.fields.cout, pts], device);
-        let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+        let batch = Batch::gather(p, chunk, device);
+        let y = batch.y.clone();
         let (l, mean) = batch_loss(
             model,
-            x,
-            y.clone(),
+            &[batch],
             &p.fields.grid,
             &p.lg,
             &p.ts,
             val_seed,
-            &rows,
             p.splits.train.len(),
         );
         loss += scalar(l) * b as f64;
@@ -641,7 +673,6 @@ pub fn train_from(
         weight_decay: ts.weight_decay,
         decoupled: ts.adamw,
     };
-    let pts = p.fields.points();
     let n_train = p.splits.train.len();
     let replicas: Vec<Device> = opts
         .data_parallel
@@ -671,20 +702,24 @@ pub fn train_from(
     while !state.finished && state.epoch < ts.epochs {
         let epoch = state.epoch;
         let lr = schedule_lr(&ts, epoch, &state);
-        let mut order = p.splits.train.clone();
-        order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(&[
-            ts.seed,
-            epoch as u64,
-            salt::EPOCH_ORDER,
-        ])));
-        let batches: Vec<&[usize]> = order.chunks(ts.batch_size).collect();
-        progress.epoch_start(epoch + 1, ts.epochs, batches.len());
+        let orders = epoch_orders(&p, model.members.len(), epoch);
+        // Step k trains member j on the k-th batch of its order (all orders have the same
+        // batch sizes); with one shared order every member sees the same batch.
+        let steps: Vec<Vec<&[usize]>> = (0..orders[0].len().div_ceil(ts.batch_size))
+            .map(|k| {
+                orders
+                    .iter()
+                    .map(|o| &o[k * ts.batch_size..((k + 1) * ts.batch_size).min(o.len())])
+                    .collect()
+            })
+            .collect();
+        progress.epoch_start(epoch + 1, ts.epochs, steps.len());
         // One span per epoch (exported when the CLI installed an OTLP exporter; free otherwise).
         let epoch_span = tracing::info_span!(
             "epoch",
             epoch = epoch + 1,
             epochs = ts.epochs,
-            batches = batches.len(),
+            batches = steps.len(),
             lr,
             train_loss = tracing::field::Empty,
             val_loss = tracing::field::Empty,
@@ -699,25 +734,23 @@ pub fn train_from(
         let cpu0 = pno_core::resources::cpu_seconds().unwrap_or(0.0);
         let (mut sum, mut count, mut max_norm, mut clipped) = (0.0, 0usize, 0.0f64, 0usize);
         let mut failed: Option<String> = None;
-        for chunk in &batches {
-            let b = chunk.len();
+        for chunks in &steps {
+            let b = chunks[0].len();
             let step_seed = mix(&[ts.seed, state.step, salt::TRAIN_STEP]);
             let (value, grads) = if replicas.len() > 1 {
-                sharded_grads(&model, &p, chunk, step_seed, n_train, &device, &replicas)
+                sharded_grads(&model, &p, chunks, step_seed, n_train, &device, &replicas)
             } else {
-                let (xv, yv) = p.fields.gather(chunk);
-                let x = tensor3(xv, [b, p.fields.cin, pts], &device);
-                let y = tensor3(yv, [b, p.fields.cout, pts], &device);
-                let rows: Vec<u64> = chunk.iter().map(|&i| i as u64).collect();
+                let batches: Vec<Batch> = chunks
+                    .iter()
+                    .map(|c| Batch::gather(&p, c, &device))
+                    .collect();
                 let (loss, _) = batch_loss(
                     &model,
-                    x,
-                    y,
+                    &batches,
                     &p.fields.grid,
                     &p.lg,
                     &ts,
                     step_seed,
-                    &rows,
                     n_train,
                 );
                 let value = scalar(loss.clone());
@@ -1185,13 +1218,15 @@ mod schedule_tests {
         let run = |ts: &TrainSpec| {
             batch_loss(
                 &model,
-                x.clone(),
-                y.clone(),
+                &[Batch {
+                    x: x.clone(),
+                    y: y.clone(),
+                    rows: vec![0, 1],
+                }],
                 &[8, 8],
                 &lg,
                 ts,
                 9,
-                &[0, 1],
                 2,
             )
         };

@@ -211,3 +211,65 @@ fn config_type_errors_name_the_dotted_key() {
         .to_string();
     assert!(e.contains("optim"), "{e}");
 }
+
+#[test]
+fn ensemble_members_draw_independent_batch_orders() {
+    use pno_models::weights::named_tensors;
+    // One epoch of a two-member ensemble, with shared and with independent batch orders.
+    // Without gradient clipping each member's update depends on its own batches only, so
+    // member 0 (whose order is the shared one) ends bit-for-bit the same both ways, and member 1
+    // ends elsewhere only because it saw other batches.
+    let dir = tempfile::tempdir().unwrap();
+    let data = synthetic(dir.path(), 48);
+    let weights = |order: &str| {
+        let mut cfg = config("ensemble", 1);
+        cfg.model.n_members = Some(2);
+        cfg.train.grad_clip = Some(0.0);
+        cfg.train.member_order = Some(order.into());
+        let out = dir.path().join(order);
+        let opts = TrainOptions {
+            data: data.clone(),
+            out: out.clone(),
+            resume: false,
+            device: Device::flex(),
+            data_parallel: Vec::new(),
+        };
+        train(Some(cfg), &opts, &mut Quiet).unwrap();
+        named_tensors(&load_trained(&out, &Device::flex()).unwrap().model)
+    };
+    let (shared, independent) = (weights("shared"), weights("independent"));
+    let max_diff = |member: &str| {
+        shared
+            .iter()
+            .filter(|(k, _)| k.starts_with(member))
+            .flat_map(|(k, a)| a.values.iter().zip(&independent[k].values))
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+    };
+    assert_eq!(
+        max_diff("members.0."),
+        0.0,
+        "member 0 must keep the shared order"
+    );
+    assert!(
+        max_diff("members.1.") > 1e-4,
+        "member 1 trained on the same batches with independent orders"
+    );
+    // The default for ensembles is independent orders; the key is refused for other kinds.
+    use pno_models::Kind;
+    let mut t = config("ensemble", 1);
+    assert!(t.train_spec(Kind::Ensemble, false).unwrap().member_orders);
+    t.train.member_order = Some("shared".into());
+    assert!(!t.train_spec(Kind::Ensemble, false).unwrap().member_orders);
+    t.train.member_order = Some("independent".into());
+    let e = t.train_spec(Kind::PnoD, false).unwrap_err().to_string();
+    assert!(
+        e.contains("train.member_order") && e.contains("ensemble"),
+        "{e}"
+    );
+    t.train.member_order = Some("random".into());
+    let e = t.train_spec(Kind::Ensemble, false).unwrap_err().to_string();
+    assert!(
+        e.contains("train.member_order") && e.contains("shared"),
+        "{e}"
+    );
+}
