@@ -102,6 +102,27 @@ pub struct Predictive {
 }
 
 impl Predictive {
+    /// Inputs `start .. start + n` of this prediction as a prediction of their own.
+    pub fn rows(&self, start: usize, n: usize) -> Predictive {
+        let d = self.per_function();
+        let (a, b) = (start * d, (start + n) * d);
+        Predictive {
+            samples: (0..self.n_samples)
+                .flat_map(|k| {
+                    let base = k * self.batch * d;
+                    self.samples[base + a..base + b].iter().copied()
+                })
+                .collect(),
+            n_samples: self.n_samples,
+            batch: n,
+            channels: self.channels,
+            grid: self.grid.clone(),
+            mean: self.mean[a..b].to_vec(),
+            std: self.std[a..b].to_vec(),
+            aleatoric_var: self.aleatoric_var.as_ref().map(|v| v[a..b].to_vec()),
+        }
+    }
+
     /// Values per function (`out × points`).
     pub fn per_function(&self) -> usize {
         self.channels * self.grid.iter().product::<usize>()
@@ -327,8 +348,54 @@ impl Model {
         max_rows: usize,
         cancel: Option<&std::sync::atomic::AtomicBool>,
     ) -> Result<Predictive> {
+        let [b, _, _] = x.dims();
+        let rows: Vec<(u64, u64)> = (0..b as u64).map(|i| (seed, first_row + i)).collect();
+        self.predict_rows(x, grid, n_samples, &rows, max_rows, cancel)
+    }
+
+    /// Whether one pass's draws share randomness across its rows (a posterior weight sample
+    /// of last-layer Laplace or VI-PNO): such a pass takes rows of one seed only.
+    pub fn shares_draws_across_rows(&self) -> bool {
+        matches!(self.spec.kind, Kind::Laplace | Kind::ViPno)
+    }
+
+    /// [`Model::predict_until`] with a `(seed, row)` key per input row: row `i` draws from
+    /// the streams of `rows[i]`, so inputs of different requests, each with its own seed and
+    /// row numbers, can share one pass and get exactly the draws they would get alone
+    /// (dynamic batching). Kinds that [share draws across rows](Model::shares_draws_across_rows)
+    /// take one seed per call.
+    pub fn predict_rows(
+        &self,
+        x: Tensor<3>,
+        grid: &[usize],
+        n_samples: usize,
+        rows: &[(u64, u64)],
+        max_rows: usize,
+        cancel: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Result<Predictive> {
         let cancelled = || cancel.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
         self.check_input(x.dims(), grid)?;
+        if rows.len() != x.dims()[0] {
+            return Err(ModelError::Input {
+                what: "rows".into(),
+                expected: format!("one (seed, row) key per input ({})", x.dims()[0]),
+                got: rows.len().to_string(),
+            });
+        }
+        // The shared stream (posterior weight samples) follows the first row's seed.
+        let seed = rows.first().map_or(0, |r| r.0);
+        if self.shares_draws_across_rows()
+            && let Some(other) = rows.iter().find(|r| r.0 != seed)
+        {
+            return Err(ModelError::Input {
+                what: "rows".into(),
+                expected: format!(
+                    "one seed for every row of a {} pass (its posterior draws are shared by the pass)",
+                    self.spec.kind.name()
+                ),
+                got: format!("seeds {seed} and {}", other.0),
+            });
+        }
         if n_samples == 0 {
             return Err(ModelError::Input {
                 what: "n_samples".into(),
@@ -338,7 +405,6 @@ impl Model {
         }
         let [b, c, p] = x.dims();
         let device = x.device();
-        let rows: Vec<u64> = (0..b as u64).map(|i| first_row + i).collect();
         let s = n_samples;
         let mut draws: Vec<Vec<f32>> = Vec::with_capacity(s);
         let mut aleatoric: Option<Vec<f64>> = None;
@@ -359,10 +425,10 @@ impl Model {
                         return Err(ModelError::Cancelled);
                     }
                     let k = per_pass.min(s - d0);
-                    let keys: Vec<(u64, u64)> = (d0 as u64..(d0 + k) as u64)
-                        .flat_map(|d| rows.iter().map(move |&r| (d, r)))
+                    let keys: Vec<(u64, u64, u64)> = (d0 as u64..(d0 + k) as u64)
+                        .flat_map(|d| rows.iter().map(move |&(rs, r)| (rs, d, r)))
                         .collect();
-                    let mut noise = Noise::from_keys(seed, 0, keys);
+                    let mut noise = Noise::from_seeded_keys(seed, 0, keys);
                     let xs = x
                         .clone()
                         .unsqueeze_dim::<4>(0)
@@ -404,8 +470,11 @@ impl Model {
                     let mi = k % self.members.len();
                     let mut v = means[mi].clone();
                     if let Some(stds) = &stds {
-                        let mut noise =
-                            Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
+                        let mut noise = Noise::from_seeded_keys(
+                            seed,
+                            k as u64,
+                            rows.iter().map(|&(rs, r)| (rs, k as u64, r)),
+                        );
                         let eps = host(noise.normal([b, co, p], &device));
                         for ((o, &sd), e) in v.iter_mut().zip(&stds[mi]).zip(eps) {
                             *o += sd * e;
@@ -450,8 +519,11 @@ impl Model {
                 let co = last.d_out();
                 let f = feats.len() / (b * p);
                 for k in 0..s {
-                    let mut noise =
-                        Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
+                    let mut noise = Noise::from_seeded_keys(
+                        seed,
+                        k as u64,
+                        rows.iter().map(|&(rs, r)| (rs, k as u64, r)),
+                    );
                     let delta = post.sample_delta(&mut noise, co);
                     let eps = host(noise.normal([b, co, p], &device));
                     draws.push(post.apply(&feats, &w, bias.as_deref(), &delta, &eps, b, f, co, p));
@@ -465,8 +537,11 @@ impl Model {
                 means_of_heads = Some(mean.clone());
                 let co = mean.len() / (b * p);
                 for k in 0..s {
-                    let mut noise =
-                        Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
+                    let mut noise = Noise::from_seeded_keys(
+                        seed,
+                        k as u64,
+                        rows.iter().map(|&(rs, r)| (rs, k as u64, r)),
+                    );
                     let eps = host(self.noise_field(&mut noise, b, co, grid, &device));
                     draws.push(gaussian_draw(&mean, &std, &eps));
                 }
@@ -475,8 +550,11 @@ impl Model {
             Kind::ViPno => {
                 let mut al: Option<Vec<f64>> = None;
                 for k in 0..s {
-                    let mut noise =
-                        Noise::from_keys(seed, k as u64, rows.iter().map(|&r| (k as u64, r)));
+                    let mut noise = Noise::from_seeded_keys(
+                        seed,
+                        k as u64,
+                        rows.iter().map(|&(rs, r)| (rs, k as u64, r)),
+                    );
                     let head = self.members[0].sample(x.clone(), grid, &mut noise, false, true);
                     let mean = host(head.mean);
                     let std = head.std.map(host).unwrap_or_else(|| vec![0.0; mean.len()]);

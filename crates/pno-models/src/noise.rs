@@ -37,11 +37,27 @@ impl Noise {
         shared_draw: u64,
         keys: impl IntoIterator<Item = (u64, u64)>,
     ) -> Self {
+        Self::from_seeded_keys(
+            seed,
+            shared_draw,
+            keys.into_iter().map(|(d, r)| (seed, d, r)),
+        )
+    }
+
+    /// One stream per `(seed, draw, row)` key: rows of different requests (each with its own
+    /// seed) in one pass, each row's stream the same as in a pass of its own request alone.
+    /// The shared stream is keyed by `(shared_seed, shared_draw)`.
+    pub fn from_seeded_keys(
+        shared_seed: u64,
+        shared_draw: u64,
+        keys: impl IntoIterator<Item = (u64, u64, u64)>,
+    ) -> Self {
         let rows = keys
             .into_iter()
-            .map(|(d, r)| ChaCha8Rng::seed_from_u64(mix(&[seed, d, r, salt::DRAW])))
+            .map(|(s, d, r)| ChaCha8Rng::seed_from_u64(mix(&[s, d, r, salt::DRAW])))
             .collect();
-        let shared = ChaCha8Rng::seed_from_u64(mix(&[seed, shared_draw, 0, salt::SHARED_DRAW]));
+        let shared =
+            ChaCha8Rng::seed_from_u64(mix(&[shared_seed, shared_draw, 0, salt::SHARED_DRAW]));
         Self { rows, shared }
     }
 

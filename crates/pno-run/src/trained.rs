@@ -142,13 +142,93 @@ impl TrainedModel {
     /// normaliser. Row `i` of the request uses noise stream `i`, so the same seed gives the same
     /// draws whatever the batching. Non-finite inputs and wrong sizes are refused.
     pub fn predict(&self, req: &PredictRequest<'_>, device: &Device) -> Result<Predictive> {
-        let PredictRequest {
-            n,
-            grid,
-            n_samples,
-            seed,
-            ..
-        } = *req;
+        self.check(req)?;
+        let keys: Vec<(u64, u64)> = (0..req.n as u64).map(|i| (req.seed, i)).collect();
+        self.predict_keyed(req, &keys, device)
+    }
+
+    /// Several requests on the same grid with the same number of draws in one computation
+    /// (dynamic batching): their inputs go through the model together, input `i` of request
+    /// `r` drawing from the streams of `(seed_r, i)`, so each answer equals
+    /// [`TrainedModel::predict`] of that request alone. A request that fails its own checks
+    /// (size, non-finite values) gets its error and leaves the others alone; a model error
+    /// during the shared computation is every request's. Kinds whose passes share draws
+    /// across rows ([`Model::shares_draws_across_rows`]) compute request by request. The
+    /// first request's `batch` and `cancel` apply to the shared computation.
+    pub fn predict_many(
+        &self,
+        reqs: &[PredictRequest<'_>],
+        device: &Device,
+    ) -> Vec<Result<Predictive>> {
+        let mut out: Vec<Option<Result<Predictive>>> = reqs
+            .iter()
+            .map(|r| {
+                let same = r.grid == reqs[0].grid && r.n_samples == reqs[0].n_samples;
+                match self.check(r) {
+                    Err(e) => Some(Err(e)),
+                    Ok(()) if !same => Some(Err(RunError::Model(ModelError::Input {
+                        what: "batch".into(),
+                        expected: format!(
+                            "the grid {:?} and {} draws of the batch's first request",
+                            reqs[0].grid, reqs[0].n_samples
+                        ),
+                        got: format!("grid {:?}, {} draws", r.grid, r.n_samples),
+                    }))),
+                    Ok(()) if self.model.shares_draws_across_rows() => {
+                        Some(self.predict(r, device))
+                    }
+                    Ok(()) => None,
+                }
+            })
+            .collect();
+        let joint: Vec<usize> = (0..reqs.len()).filter(|&i| out[i].is_none()).collect();
+        if let Some(&first) = joint.first() {
+            let x: Vec<f32> = joint
+                .iter()
+                .flat_map(|&i| reqs[i].x.iter().copied())
+                .collect();
+            let keys: Vec<(u64, u64)> = joint
+                .iter()
+                .flat_map(|&i| (0..reqs[i].n as u64).map(move |row| (reqs[i].seed, row)))
+                .collect();
+            let all = PredictRequest {
+                x: &x,
+                n: keys.len(),
+                ..reqs[first]
+            };
+            match self.predict_keyed(&all, &keys, device) {
+                Ok(p) => {
+                    let mut start = 0;
+                    for &i in &joint {
+                        out[i] = Some(Ok(p.rows(start, reqs[i].n)));
+                        start += reqs[i].n;
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &i in &joint {
+                        out[i] = Some(Err(match &e {
+                            RunError::Model(ModelError::Cancelled) => {
+                                RunError::Model(ModelError::Cancelled)
+                            }
+                            _ => RunError::Model(ModelError::Input {
+                                what: "batch".into(),
+                                expected: "a batch the model computes".into(),
+                                got: msg.clone(),
+                            }),
+                        }));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(RunError::Model(ModelError::Cancelled))))
+            .collect()
+    }
+
+    /// A request's own checks: its size and finite inputs.
+    fn check(&self, req: &PredictRequest<'_>) -> Result<()> {
+        let PredictRequest { n, grid, .. } = *req;
         let cin = self.file.in_channels;
         let p: usize = grid.iter().product();
         if req.x.len() != n * cin * p || n == 0 {
@@ -168,6 +248,21 @@ impl TrainedModel {
                 got: format!("{} in sample {}", req.x[i], i / (cin * p)),
             }));
         }
+        Ok(())
+    }
+
+    /// [`TrainedModel::predict`] of a checked request with a `(seed, row)` key per input.
+    fn predict_keyed(
+        &self,
+        req: &PredictRequest<'_>,
+        keys: &[(u64, u64)],
+        device: &Device,
+    ) -> Result<Predictive> {
+        let PredictRequest {
+            n, grid, n_samples, ..
+        } = *req;
+        let cin = self.file.in_channels;
+        let p: usize = grid.iter().product();
         let mut x = req.x.to_vec();
         if let Some(nx) = &self.normalizers.x {
             nx.transform(&mut x, cin, p)?;
@@ -192,12 +287,11 @@ impl TrainedModel {
                 [b, cin, p],
                 device,
             );
-            let pr = self.model.predict_until(
+            let pr = self.model.predict_rows(
                 xt,
                 grid,
                 n_samples,
-                seed,
-                start as u64,
+                &keys[start..start + b],
                 max_rows,
                 req.cancel,
             )?;

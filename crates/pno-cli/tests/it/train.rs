@@ -67,8 +67,9 @@ fn every_model_config_trains_and_predicts() {
         assert_eq!(get("quantiles"), Some(vec![7, 24, 1, 16, 16]), "{name}");
         seen += 1;
     }
-    // 8 model kinds x 2 datasets, plus darcy16's recipe variants (TFNO, the calibrated PNO_D).
-    assert_eq!(seen, 18, "8 models x 2 datasets + 2 darcy16 recipes");
+    // 8 model kinds x 2 datasets, plus darcy16's recipe variants (TFNO, the calibrated PNO_D,
+    // neuraloperator's MC-dropout FNO).
+    assert_eq!(seen, 19, "8 models x 2 datasets + 3 darcy16 recipes");
 }
 
 #[test]

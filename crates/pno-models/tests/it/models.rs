@@ -762,3 +762,83 @@ fn block_mlp_config_errors_name_the_key() {
     d.projection_channels = None;
     check(d, "model.use_mlp", "fno backbone");
 }
+
+#[test]
+fn rows_of_different_seeds_in_one_pass_get_their_own_draws() {
+    // Dynamic batching: request A (seed 9, rows 0..2) and request B (seed 4, row 0) in one pass
+    // give each exactly the draws it gets alone, for every kind whose rows draw independently.
+    let (h, w, s) = (8, 6, 4);
+    let xa = random(2 * h * w, 31);
+    let xb = random(h * w, 32);
+    let both: Vec<f32> = xa.iter().chain(&xb).copied().collect();
+    for kind in Kind::ALL {
+        let mut c = cfg(kind.name());
+        if kind == Kind::Deeponet {
+            c.n_modes = None;
+            c.lifting_channels = None;
+            c.projection_channels = None;
+        }
+        let model = c.validate(1, 2, &[h, w]).unwrap().init(5, &device());
+        let rows = [(9, 0), (9, 1), (4, 0)];
+        if model.shares_draws_across_rows() {
+            let e = model
+                .predict_rows(t3(both.clone(), [3, 1, h * w]), &[h, w], s, &rows, 64, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("rows") && e.contains("one seed"),
+                "{kind:?}: {e}"
+            );
+            continue;
+        }
+        let joint = model
+            .predict_rows(t3(both.clone(), [3, 1, h * w]), &[h, w], s, &rows, 64, None)
+            .unwrap();
+        let a = model
+            .predict(t3(xa.clone(), [2, 1, h * w]), &[h, w], s, 9, 0, 64)
+            .unwrap();
+        let b = model
+            .predict(t3(xb.clone(), [1, 1, h * w]), &[h, w], s, 4, 0, 64)
+            .unwrap();
+        let per = 2 * h * w;
+        for k in 0..s {
+            let j = &joint.samples[k * 3 * per..(k + 1) * 3 * per];
+            let alone: Vec<f32> = a.samples[k * 2 * per..(k + 1) * 2 * per]
+                .iter()
+                .chain(&b.samples[k * per..(k + 1) * per])
+                .copied()
+                .collect();
+            let diff = j
+                .iter()
+                .zip(&alone)
+                .fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(
+                diff < 1e-5,
+                "{kind:?}: draw {k} differs by {diff} in a shared pass"
+            );
+        }
+        // A different seed for B changes B's draws (for kinds with seeded draws) and not A's.
+        if model.is_stochastic() && kind != Kind::Ensemble {
+            let other = model
+                .predict_rows(
+                    t3(both.clone(), [3, 1, h * w]),
+                    &[h, w],
+                    s,
+                    &[(9, 0), (9, 1), (5, 0)],
+                    64,
+                    None,
+                )
+                .unwrap();
+            assert_eq!(
+                other.samples[..2 * per],
+                joint.samples[..2 * per],
+                "{kind:?}"
+            );
+            assert_ne!(
+                other.samples[2 * per..3 * per],
+                joint.samples[2 * per..3 * per],
+                "{kind:?}"
+            );
+        }
+    }
+}

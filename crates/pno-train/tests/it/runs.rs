@@ -273,3 +273,70 @@ fn ensemble_members_draw_independent_batch_orders() {
         "{e}"
     );
 }
+
+#[test]
+fn requests_predicted_together_equal_each_predicted_alone() {
+    use pno_train::testing::tiny_run;
+    // Dynamic batching's contract on trained runs: requests with their own seeds and sizes in
+    // one computation get exactly what each gets alone; a bad request fails alone.
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["pno_d", "pno_r", "vi_pno", "ensemble"] {
+        let run = tiny_run(&dir.path().join(kind), kind, 24, 1).unwrap();
+        let device = Device::flex();
+        let t = load_trained(&run, &device).unwrap();
+        let x: Vec<f32> = (0..4 * 256).map(|i| (i as f32 * 0.013).sin()).collect();
+        let nan: Vec<f32> = (0..256)
+            .map(|i| if i == 7 { f32::NAN } else { 0.1 })
+            .collect();
+        let reqs = [
+            req(&x[..256], 1, 7, &[16, 16]),
+            req(&x[256..], 3, 8, &[16, 16]),
+            req(&nan, 1, 9, &[16, 16]),
+            req(&x[..1024], 1, 7, &[32, 32]),
+            req(&x[512..768], 1, 7, &[16, 16]),
+        ];
+        let together = t.predict_many(&reqs, &device);
+        for (i, r) in together.iter().enumerate() {
+            match i {
+                2 => {
+                    let e = r.as_ref().unwrap_err().to_string();
+                    assert!(e.contains("finite"), "{kind}: {e}");
+                }
+                3 => {
+                    let e = r.as_ref().unwrap_err().to_string();
+                    assert!(e.contains("grid"), "{kind}: {e}");
+                }
+                _ => {
+                    let alone = t.predict(&reqs[i], &device).unwrap();
+                    assert_eq!(r.as_ref().unwrap(), &alone, "{kind}: request {i}");
+                }
+            }
+        }
+        // The same input under the same seed as request 0, as input 0 of another request,
+        // gets request 0's draws.
+        let again = t.predict_many(
+            &[
+                req(&x[512..768], 1, 8, &[16, 16]),
+                req(&x[..256], 1, 7, &[16, 16]),
+            ],
+            &device,
+        );
+        assert_eq!(
+            again[1].as_ref().unwrap(),
+            together[0].as_ref().unwrap(),
+            "{kind}"
+        );
+    }
+}
+
+fn req<'a>(x: &'a [f32], n: usize, seed: u64, grid: &'a [usize]) -> PredictRequest<'a> {
+    PredictRequest {
+        x,
+        n,
+        grid,
+        n_samples: 4,
+        seed,
+        batch: 16,
+        cancel: None,
+    }
+}
