@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub anonymous: Option<AnonymousRole>,
     /// Request limits.
     pub limits: Limits,
+    /// Dynamic batching of concurrent requests (off by default).
+    pub batching: BatchingConfig,
     /// Rate limits and lockout.
     pub rate_limit: RateLimits,
     /// Audit log.
@@ -275,6 +277,31 @@ pub struct BulkheadConfig {
     pub max_concurrency: Option<usize>,
     /// Inferences of one model waiting; more are shed with 503 (at most `limits.max_queue`).
     pub max_queue: Option<usize>,
+}
+
+/// Dynamic batching: concurrent requests for the same model version, grid and number of draws
+/// are computed in one pass, each with its own seed's draws (the same numbers as alone and as
+/// `pno predict`). A batch opens with its first request and closes after `max_wait_ms` or when
+/// its inputs reach `max_rows`; it then queues for the model's bulkhead slot as one inference.
+/// Last-layer Laplace and VI-PNO, whose passes share a posterior draw across rows, are never
+/// batched. Live: a reload applies to the next batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Longest a batch waits for more requests (ms); 0 turns batching off.
+    pub max_wait_ms: u64,
+    /// Most inputs (rows of the batch dimension) in one batch; a request with more is computed
+    /// alone.
+    pub max_rows: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self {
+            max_wait_ms: 0,
+            max_rows: 64,
+        }
+    }
 }
 
 /// Circuit breaker settings (defaults after resilience4j and Envoy, with a shorter window).
@@ -639,6 +666,7 @@ impl Default for ServeConfig {
             keys: None,
             anonymous: None,
             limits: Limits::default(),
+            batching: BatchingConfig::default(),
             rate_limit: RateLimits::default(),
             audit: AuditConfig::default(),
             shutdown: Shutdown::default(),
@@ -885,6 +913,21 @@ impl ServeConfig {
         pos("limits.max_sample_values", l.max_sample_values)?;
         pos("limits.batch", l.batch)?;
         pos("limits.max_concurrency", l.max_concurrency)?;
+        pos("batching.max_rows", self.batching.max_rows)?;
+        if self.batching.max_wait_ms > 1000 {
+            return Err(bad(
+                "batching.max_wait_ms",
+                "at most 1000 (0 turns batching off)",
+                self.batching.max_wait_ms,
+            ));
+        }
+        if self.batching.max_rows > 4096 {
+            return Err(bad(
+                "batching.max_rows",
+                "at most 4096",
+                self.batching.max_rows,
+            ));
+        }
         if l.max_json_depth > 128 {
             return Err(bad(
                 "limits.max_json_depth",

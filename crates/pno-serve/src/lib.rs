@@ -23,6 +23,7 @@ compile_error!(
 mod admission;
 pub mod alerting;
 pub mod auth;
+mod batching;
 mod checks;
 pub mod config;
 pub mod dependency;

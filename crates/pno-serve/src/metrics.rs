@@ -57,6 +57,16 @@ const HELP: &[(&str, &str, &str)] = &[
         "Model executions.",
     ),
     (
+        "pno_batches_total",
+        "counter",
+        "Batches of concurrent requests computed together (dynamic batching).",
+    ),
+    (
+        "pno_batched_requests_total",
+        "counter",
+        "Requests computed in a batch (divided by pno_batches_total: the mean batch size).",
+    ),
+    (
         "pno_http_requests_total",
         "counter",
         "HTTP requests by route class and status.",

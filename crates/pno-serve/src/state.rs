@@ -132,6 +132,7 @@ struct Inner {
     dependencies: crate::dependency::Dependencies,
     monitor: crate::alerting::Monitor,
     drift: crate::drift::Drift,
+    batcher: crate::batching::Batcher,
     feedback: crate::feedback::Feedback,
     routing: crate::routing::Routing,
     checkpointed: AtomicU64,
@@ -234,6 +235,7 @@ impl AppState {
                 dependencies: Default::default(),
                 monitor: Default::default(),
                 drift: Default::default(),
+                batcher: Default::default(),
                 feedback: Default::default(),
                 routing: Default::default(),
                 checkpointed: AtomicU64::new(u64::MAX),
@@ -342,6 +344,11 @@ impl AppState {
     /// Online input drift per version.
     pub(crate) fn drift(&self) -> &crate::drift::Drift {
         &self.inner.drift
+    }
+
+    /// The open dynamic batches.
+    pub(crate) fn batcher(&self) -> &crate::batching::Batcher {
+        &self.inner.batcher
     }
 
     /// Kept predictions and online calibration.

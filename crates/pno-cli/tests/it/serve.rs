@@ -629,3 +629,101 @@ fn signals_right_after_start_are_handled_not_fatal() {
         assert!(status.success(), "round {round}: {status:?}");
     }
 }
+
+/// The outputs of an OIP v2 JSON response by name.
+fn outputs(body: &str) -> std::collections::BTreeMap<String, Vec<f64>> {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            let data = o["data"].as_array().unwrap();
+            (
+                o["name"].as_str().unwrap().to_string(),
+                data.iter().map(|x| x.as_f64().unwrap()).collect(),
+            )
+        })
+        .collect()
+}
+
+/// A counter's value in a Prometheus exposition (summed over label sets).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn concurrent_requests_are_batched_and_each_gets_its_own_seeds_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let start = |wait_ms: u64| {
+        let cfg = dir.path().join(format!("serve-{wait_ms}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n\
+                 [batching]\nmax_wait_ms = {wait_ms}\nmax_rows = 16\n"
+            ),
+        )
+        .unwrap();
+        spawn_serve(&["--config", cfg.to_str().unwrap()])
+    };
+    // Six requests with their own seeds, one or two inputs each, and one with another draw
+    // count (a batch of its own).
+    let body = |k: usize| {
+        let n = 1 + k % 2;
+        let x: Vec<f32> = (0..n * 256)
+            .map(|i| ((i + 37 * k) as f32 * 0.07).sin().abs())
+            .collect();
+        let samples = if k == 5 { 3 } else { 4 };
+        serde_json::json!({"parameters": {"n_samples": samples, "seed": 100 + k},
+            "inputs": [{"name": "x", "shape": [n, 1, 16, 16], "datatype": "FP32", "data": x}],
+            "outputs": [{"name": "mean"}, {"name": "samples"}]})
+        .to_string()
+    };
+    let (mut batched, addr) = start(400);
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|k| {
+                let (addr, b) = (&addr, body(k));
+                s.spawn(move || http(addr, "POST", "/v2/models/pno/infer", None, &b))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (_, m) = http(&addr, "GET", "/metrics", None, "");
+    let (batches, requests) = (
+        counter(&m, "pno_batches_total"),
+        counter(&m, "pno_batched_requests_total"),
+    );
+    assert_eq!(requests, 6.0, "{m}");
+    assert!(
+        batches <= 3.0,
+        "6 concurrent requests within a 400 ms window ran as {batches} batches"
+    );
+    assert_eq!(
+        counter(&m, "pno_inference_exec_count_total"),
+        batches,
+        "{m}"
+    );
+    stop_serve(&mut batched);
+    // The same requests one at a time on a server without batching: the same numbers.
+    let (mut alone, addr) = start(0);
+    for (k, (status, got)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{got}");
+        let (s, want) = http(&addr, "POST", "/v2/models/pno/infer", None, &body(k));
+        assert_eq!(s, 200, "{want}");
+        assert_eq!(outputs(got), outputs(&want), "request {k}");
+    }
+    let (_, m) = http(&addr, "GET", "/metrics", None, "");
+    assert_eq!(
+        counter(&m, "pno_batches_total"),
+        0.0,
+        "batching is off at 0 ms"
+    );
+    stop_serve(&mut alone);
+}

@@ -452,15 +452,26 @@ async fn run(
         );
     });
 
-    let q0 = Instant::now();
-    let slots = queue(st, &m.name, labels, deadline, limit)
-        .instrument(tracing::debug_span!("queue"))
-        .await?;
-    st.metrics().observe(
-        "pno_inference_queue_duration_seconds",
-        labels.to_string(),
-        q0.elapsed().as_secs_f64(),
-    );
+    // Dynamic batching: a request that fits the row budget joins a batch, which queues for the
+    // slot as one inference (`drive_batch`); any other queues alone here.
+    let batching = st.config().batching;
+    let batched = batching.max_wait_ms > 0
+        && req.n <= batching.max_rows
+        && !m.model.model.shares_draws_across_rows();
+    let slots = if batched {
+        None
+    } else {
+        let q0 = Instant::now();
+        let slots = queue(st, &m.name, labels, deadline, limit)
+            .instrument(tracing::debug_span!("queue"))
+            .await?;
+        st.metrics().observe(
+            "pno_inference_queue_duration_seconds",
+            labels.to_string(),
+            q0.elapsed().as_secs_f64(),
+        );
+        Some(slots)
+    };
 
     // Drift: this input's features go to the version's recent sample (within the rate budget).
     let drift_cfg = st.config().drift.clone();
@@ -477,7 +488,6 @@ async fn run(
         })
         .flatten();
     let seed = req.seed.unwrap_or_else(|| st.next_seed());
-    let device = st.device().clone();
     let batch = st.config().limits.batch;
     let model = m.clone();
     let (n, grid, n_samples) = (req.n, req.grid.clone(), serving.samples);
@@ -496,51 +506,67 @@ async fn run(
     let digest_input = st.config().feedback.enabled;
     #[cfg(feature = "fault-injection")]
     let fault = st.faults().take(&m.name, m.version);
-    let job = tokio::task::spawn_blocking(move || {
-        let _slots = slots;
-        let _e = compute_span.enter();
-        let t = Instant::now();
-        let points: usize = grid.iter().product();
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let out = if let Some(slots) = slots {
+        let job = unbatched(
+            st,
+            &m,
+            slots,
+            x,
+            (n, &grid, n_samples, seed, batch),
+            job_token,
+            compute_span,
+            drift_ref,
+            digest_input,
             #[cfg(feature = "fault-injection")]
-            let after = match crate::faults::before(fault.as_ref(), &job_token) {
-                Ok(after) => after,
-                Err(e) => return Err(e),
-            };
-            let req = pno_run::PredictRequest {
-                x: &x,
-                n,
-                grid: &grid,
-                n_samples,
-                seed,
-                batch,
-                cancel: Some(job_token.flag()),
-            };
-            #[allow(unused_mut)]
-            let mut pred = model.model.predict(&req, &device).map_err(|e| match e {
-                pno_run::RunError::Model(pno_models::ModelError::Cancelled) => JobError::Cancelled,
-                e => JobError::Model(e),
-            })?;
-            #[cfg(feature = "fault-injection")]
-            crate::faults::after(after, &mut pred);
-            let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-            if !(finite(&pred.mean) && finite(&pred.std) && finite(&pred.samples)) {
-                return Err(JobError::NonFinite {
-                    in_range: in_range(&model, &x, points),
-                });
-            }
-            Ok(pred)
-        }));
+            fault,
+        );
+        tokio::time::timeout_at(deadline, job).await
+    } else {
         let features = drift_ref.map(|r| r.features(&x, n, &grid));
         let digest = digest_input.then(|| crate::feedback::input_digest(&x, n));
-        (
-            r.unwrap_or(Err(JobError::Panicked)),
-            t.elapsed(),
-            features,
-            digest,
-        )
-    });
-    let out = tokio::time::timeout_at(deadline, job).await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = crate::batching::Key {
+            model: m.name.clone(),
+            version: m.version,
+            grid: grid.clone(),
+            n_samples,
+        };
+        let entry = crate::batching::Entry {
+            x,
+            n,
+            seed,
+            token: job_token,
+            deadline,
+            #[cfg(feature = "fault-injection")]
+            fault,
+            tx,
+        };
+        if let Some(group) = st.batcher().join(&key, entry, batching.max_rows) {
+            let wait = Duration::from_millis(batching.max_wait_ms);
+            tokio::spawn(
+                drive_batch(
+                    st.clone(),
+                    key,
+                    group,
+                    model,
+                    labels.to_string(),
+                    limit,
+                    wait,
+                )
+                .instrument(compute_span),
+            );
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(e) => Err(e),
+            Ok(Err(_)) => Ok(Err(())),
+            Ok(Ok(Err(e))) => {
+                // The whole batch was refused before computing (queue full, queue deadline).
+                on_drop.disarm();
+                return Err(e);
+            }
+            Ok(Ok(Ok((r, dt)))) => Ok(Ok((r, dt, features, digest))),
+        }
+    };
     let (pred, dt, digest) = match out {
         Err(_) => {
             // The compute stops at its next chunk and frees its slot then.
@@ -548,7 +574,7 @@ async fn run(
             learned.timed_out = true;
             return Err(deadline_err(limit.as_millis()));
         }
-        Ok(Err(_)) => {
+        Ok(Err(())) => {
             on_drop.disarm();
             return Err(ApiError::internal("inference task failed"));
         }
@@ -576,7 +602,10 @@ async fn run(
         dt.as_secs_f64(),
     );
     metrics.inc("pno_inference_count_total", labels.to_string(), n as f64);
-    metrics.inc("pno_inference_exec_count_total", labels.to_string(), 1.0);
+    if !batched {
+        // A batch counts one execution for all its requests (`drive_batch`).
+        metrics.inc("pno_inference_exec_count_total", labels.to_string(), 1.0);
+    }
     if let Some((reason, _)) = serving.degraded {
         metrics.inc(
             "pno_degraded_total",
@@ -623,6 +652,228 @@ async fn run(
         fallback_from: c.fallback_from,
     };
     encode(m, &req, &how, &fields)
+}
+
+/// Compute one request alone on the blocking pool, holding its slots: the prediction (or the
+/// job's failure), its compute time, the drift features and the feedback digest of its input;
+/// `Err(())` when the task itself failed.
+#[allow(clippy::too_many_arguments)]
+async fn unbatched(
+    st: &AppState,
+    m: &Arc<LoadedVersion>,
+    slots: Slots,
+    x: Vec<f32>,
+    (n, grid, n_samples, seed, batch): (usize, &[usize], usize, u64, usize),
+    job_token: Token,
+    compute_span: tracing::Span,
+    drift_ref: Option<Arc<crate::drift::Reference>>,
+    digest_input: bool,
+    #[cfg(feature = "fault-injection")] fault: Option<crate::faults::Fault>,
+) -> Computed {
+    let device = st.device().clone();
+    let model = m.clone();
+    let grid = grid.to_vec();
+    let job = tokio::task::spawn_blocking(move || {
+        let _slots = slots;
+        let _e = compute_span.enter();
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            #[cfg(feature = "fault-injection")]
+            let after = match crate::faults::before(fault.as_ref(), &job_token) {
+                Ok(after) => after,
+                Err(e) => return Err(e),
+            };
+            let req = pno_run::PredictRequest {
+                x: &x,
+                n,
+                grid: &grid,
+                n_samples,
+                seed,
+                batch,
+                cancel: Some(job_token.flag()),
+            };
+            #[allow(unused_mut)]
+            let mut pred = model.model.predict(&req, &device).map_err(job_failure)?;
+            #[cfg(feature = "fault-injection")]
+            crate::faults::after(after, &mut pred);
+            check_finite(&model, pred, &x, &grid)
+        }));
+        let features = drift_ref.map(|r| r.features(&x, n, &grid));
+        let digest = digest_input.then(|| crate::feedback::input_digest(&x, n));
+        (
+            r.unwrap_or(Err(JobError::Panicked)),
+            t.elapsed(),
+            features,
+            digest,
+        )
+    });
+    job.await.map_err(|_| ())
+}
+
+/// What a compute gives the handler: the prediction or the job's failure, the compute time, the
+/// input's drift features and feedback digest; `Err(())` when the task itself failed.
+type Computed = Result<
+    (
+        Result<pno_models::Predictive, JobError>,
+        Duration,
+        Option<Option<Vec<Vec<f64>>>>,
+        Option<[u8; 32]>,
+    ),
+    (),
+>;
+
+/// A model error as a job failure (a cancelled prediction as cancelled).
+fn job_failure(e: pno_run::RunError) -> JobError {
+    match e {
+        pno_run::RunError::Model(pno_models::ModelError::Cancelled) => JobError::Cancelled,
+        e => JobError::Model(e),
+    }
+}
+
+/// A prediction with non-finite values is a failure: the model's own when the input was finite
+/// and in range.
+fn check_finite(
+    model: &LoadedVersion,
+    pred: pno_models::Predictive,
+    x: &[f32],
+    grid: &[usize],
+) -> Result<pno_models::Predictive, JobError> {
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if finite(&pred.mean) && finite(&pred.std) && finite(&pred.samples) {
+        Ok(pred)
+    } else {
+        Err(JobError::NonFinite {
+            in_range: in_range(model, x, grid.iter().product()),
+        })
+    }
+}
+
+/// Drive a dynamic batch that this request opened (`crate::batching`): wait for it to fill,
+/// close it, queue once for the model's slots under the latest deadline of its requests, then
+/// compute all its requests in one pass and answer each. Requests cancelled before the batch
+/// starts are left out; a refused queue is every request's answer; one execution is counted.
+async fn drive_batch(
+    st: AppState,
+    key: crate::batching::Key,
+    group: Arc<crate::batching::Group>,
+    m: Arc<LoadedVersion>,
+    labels: String,
+    limit: Duration,
+    wait: Duration,
+) {
+    group.wait(wait).await;
+    let entries: Vec<crate::batching::Entry> = st
+        .batcher()
+        .close(&key, &group)
+        .into_iter()
+        .filter(|e| !e.token.flag().load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    let Some(deadline) = entries.iter().map(|e| e.deadline).max() else {
+        return;
+    };
+    let q0 = Instant::now();
+    let slots = match queue(&st, &m.name, &labels, deadline, limit)
+        .instrument(tracing::debug_span!("queue"))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            for en in entries {
+                let _ = en.tx.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    let metrics = st.metrics();
+    metrics.observe(
+        "pno_inference_queue_duration_seconds",
+        labels.clone(),
+        q0.elapsed().as_secs_f64(),
+    );
+    metrics.inc("pno_batches_total", labels.clone(), 1.0);
+    metrics.inc(
+        "pno_batched_requests_total",
+        labels.clone(),
+        entries.len() as f64,
+    );
+    metrics.inc("pno_inference_exec_count_total", labels, 1.0);
+    let device = st.device().clone();
+    let batch = st.config().limits.batch;
+    let span = tracing::debug_span!("batch", requests = entries.len());
+    let _ = tokio::task::spawn_blocking(move || {
+        let _slots = slots;
+        let _e = span.enter();
+        let t = Instant::now();
+        // Injected faults stay with their requests (test builds).
+        #[cfg(feature = "fault-injection")]
+        let mut afters = Vec::with_capacity(entries.len());
+        let mut own: Vec<Option<Result<pno_models::Predictive, JobError>>> =
+            Vec::with_capacity(entries.len());
+        for _e in &entries {
+            #[cfg(feature = "fault-injection")]
+            {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::faults::before(_e.fault.as_ref(), &_e.token)
+                }));
+                match r {
+                    Ok(Ok(a)) => {
+                        afters.push(a);
+                        own.push(None);
+                    }
+                    Ok(Err(err)) => {
+                        afters.push(crate::faults::After::Nothing);
+                        own.push(Some(Err(err)));
+                    }
+                    Err(_) => {
+                        afters.push(crate::faults::After::Nothing);
+                        own.push(Some(Err(JobError::Panicked)));
+                    }
+                }
+            }
+            #[cfg(not(feature = "fault-injection"))]
+            own.push(None);
+        }
+        let joint: Vec<usize> = (0..entries.len()).filter(|&i| own[i].is_none()).collect();
+        let reqs: Vec<pno_run::PredictRequest<'_>> = joint
+            .iter()
+            .map(|&i| pno_run::PredictRequest {
+                x: &entries[i].x,
+                n: entries[i].n,
+                grid: &key.grid,
+                n_samples: key.n_samples,
+                seed: entries[i].seed,
+                batch,
+                cancel: None,
+            })
+            .collect();
+        let preds = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            m.model.predict_many(&reqs, &device)
+        }));
+        drop(reqs);
+        match preds {
+            Ok(preds) => {
+                for (&i, p) in joint.iter().zip(preds) {
+                    #[allow(unused_mut)]
+                    let r = p.map_err(job_failure).and_then(|mut p| {
+                        #[cfg(feature = "fault-injection")]
+                        crate::faults::after(afters[i], &mut p);
+                        check_finite(&m, p, &entries[i].x, &key.grid)
+                    });
+                    own[i] = Some(r);
+                }
+            }
+            Err(_) => {
+                for &i in &joint {
+                    own[i] = Some(Err(JobError::Panicked));
+                }
+            }
+        }
+        let dt = t.elapsed();
+        for (en, r) in entries.into_iter().zip(own) {
+            let _ = en.tx.send(Ok((r.unwrap_or(Err(JobError::Panicked)), dt)));
+        }
+    })
+    .await;
 }
 
 /// The answer to a failed compute job.

@@ -379,3 +379,58 @@ async fn an_unwritable_audit_record_withholds_the_answer_only_when_failing_close
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_one_batched_request_stays_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = two_models(dir.path(), |c| {
+        c.batching.max_wait_ms = 300;
+        c.batching.max_rows = 16;
+        c.degrade.enabled = false;
+    });
+    let req = |seed: u64| {
+        post_json(
+            "/v2/models/a/infer",
+            &infer_body(&input(1), 1, json!({"n_samples": 4, "seed": seed})),
+        )
+    };
+    for (mode, status, class) in [
+        ("nan", StatusCode::INTERNAL_SERVER_ERROR, "persistent"),
+        ("panic", StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ("fail", StatusCode::INTERNAL_SERVER_ERROR, "persistent"),
+    ] {
+        // One request of the three takes the fault (count 1); all three share one batch.
+        inject(&st, json!({"model": "a", "mode": mode, "count": 1})).await;
+        let before = metrics(&st).await;
+        let (a, b, c) = tokio::join!(call(&st, req(1)), call(&st, req(2)), call(&st, req(3)));
+        let answers = [a, b, c];
+        let failed: Vec<_> = answers
+            .iter()
+            .filter(|(s, _)| *s != StatusCode::OK)
+            .collect();
+        assert_eq!(failed.len(), 1, "{mode}: {answers:?}");
+        assert_eq!(
+            (failed[0].0, failed[0].1["class"].as_str()),
+            (status, Some(class)),
+            "{mode}: {:?}",
+            failed[0].1
+        );
+        let after = metrics(&st).await;
+        let count = |m: &str, name: &str| -> f64 {
+            m.lines()
+                .filter(|l| l.starts_with(name))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        assert_eq!(
+            count(&after, "pno_batches_total") - count(&before, "pno_batches_total"),
+            1.0,
+            "{mode}: the three requests ran as one batch"
+        );
+        assert_eq!(
+            count(&after, "pno_batched_requests_total")
+                - count(&before, "pno_batched_requests_total"),
+            3.0
+        );
+    }
+}
