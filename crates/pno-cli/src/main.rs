@@ -18,6 +18,12 @@ mod telemetry;
 
 use std::process::ExitCode;
 
+/// mimalloc as the global allocator: the engine allocates a fresh output buffer per tensor op,
+/// and glibc's malloc serves the large ones as new mmaps (page faults on every first touch)
+/// where mimalloc reuses freed pages (BENCHMARKS.md, "Global allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// Probabilistic neural operators: PDE data, models that know how sure they are.

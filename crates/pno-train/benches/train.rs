@@ -14,6 +14,10 @@
 
 use std::time::Instant;
 
+/// The `pno` binary's allocator, so the bench measures what users run.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use pno_models::burn::module::Module;
 use pno_models::burn::optim::GradientsParams;
 use pno_models::burn::tensor::{Device, Tensor, TensorData};
