@@ -7,6 +7,8 @@
 # serve_ref/ folder (server.py, smoke.py, load.py, wrk_post.lua), with torch_fno.py in its parent.
 # Env: DUR (s per level, 20), WARM (s warm-up at C=8, 8), LEVELS ("1 8 32"),
 #      OURS ("1 2": max_concurrency values), PEERS ("1x2 1x1c2": workers x threads [c forwards]),
+#      SECURE (1: our servers run configs/serve.toml's security settings — API keys with
+#      anonymous = "none" and the audit log — and wrk sends a reader key; 0: neither),
 #      SKIP_BUILD=1 and PNO=path to reuse a built pno, OUT (default
 #      bench/results/<date>-<commit>-serve.jsonl).
 # Writes one JSON line per (server, level), stamped with date, commit and machine, and prints a
@@ -17,7 +19,7 @@ cd "$(dirname "$0")/.."
 PY=${1:-${PNO_PEER_PYTHON:-}}
 REF=${2:-${SERVE_REF:-}}
 DUR=${DUR:-20}; WARM=${WARM:-8}; LEVELS=${LEVELS:-"1 8 32"}
-OURS=${OURS:-"1 2"}; PEERS=${PEERS:-"1x2 1x1c2"}
+OURS=${OURS:-"1 2"}; PEERS=${PEERS:-"1x2 1x1c2"}; SECURE=${SECURE:-1}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
 command -v wrk >/dev/null || { echo "error: needs wrk (apt-get install -y wrk)" >&2; exit 1; }
 bench_require_python "$PY" "the serving peer (serve_ref/server.py)" torch fastapi uvicorn orjson
@@ -68,28 +70,44 @@ wait_idle() {  # nothing queued or computing (pno-serve drops queued requests wh
   for _ in $(seq 1 600); do
     m=$(curl -sf "$url/metrics" || true)
     [ -z "$m" ] && { sleep 2; return 0; }
-    if echo "$m" | grep -q '^pno_inference_pending_request_count 0$' &&
-       echo "$m" | grep -q '^pno_inference_running_count 0$'; then return 0; fi
+    # Every series carries labels (replica=...) since replica ids exist.
+    if echo "$m" | grep -Eq '^pno_inference_pending_request_count(\{[^}]*\})? 0$' &&
+       echo "$m" | grep -Eq '^pno_inference_running_count(\{[^}]*\})? 0$'; then return 0; fi
     sleep 0.5
   done
 }
 
 # Start every server (idle ones use memory, not CPU), then interleave them level by level so that
 # each pair of measurements sees the same machine load.
-NAMES=(); URLS=()
+NAMES=(); URLS=(); LUAS=()
 port=18431
+# With SECURE=1 every request to our servers carries a reader key (checked against the hashed
+# keys file) and is written to the audit log (fsync per batch, as configs/serve.toml ships it).
+OUR_LUA=$REF/wrk_post.lua
+if [ "$SECURE" = 1 ]; then
+  rm -f "$WORK/keys.json" "$WORK"/audit_*.log
+  AUTH=$("$PNO" keys create --keys "$WORK/keys.json" --role reader --quiet | tail -1)
+  export AUTH
+  sed 's|^wrk.headers\["Content-Type"\].*|&\nwrk.headers["Authorization"] = "Bearer " .. os.getenv("AUTH")|' \
+    "$REF/wrk_post.lua" > "$WORK/wrk_post_auth.lua"
+  OUR_LUA=$WORK/wrk_post_auth.lua
+fi
 for conc in $OURS; do
-  cat > "$WORK/serve_$conc.toml" <<TOML
-listen = "127.0.0.1:$port"
-repository = "$WORK/repo"
-[limits]
-max_concurrency = $conc
-max_queue = 64
-TOML
+  {
+    echo "listen = \"127.0.0.1:$port\""
+    echo "repository = \"$WORK/repo\""
+    if [ "$SECURE" = 1 ]; then
+      echo "keys = \"$WORK/keys.json\""
+      echo "anonymous = \"none\""
+    fi
+    # The model's own bulkhead too (its default is 1 slot and a queue of 16, which sheds at C = 32).
+    printf '[limits]\nmax_concurrency = %s\nmax_queue = 64\n[bulkhead]\nmax_concurrency = %s\nmax_queue = 64\n' "$conc" "$conc"
+    [ "$SECURE" = 1 ] && printf '[audit]\npath = "%s"\n' "$WORK/audit_$conc.log"
+  } > "$WORK/serve_$conc.toml"
   RUST_LOG=warn "$PNO" serve --config "$WORK/serve_$conc.toml" >/dev/null 2>"$WORK/pno_serve_$conc.log" &
   PIDS+=($!)
   wait_ready "http://127.0.0.1:$port" "$!" || { echo "pno serve did not start" >&2; cat "$WORK/pno_serve_$conc.log" >&2; exit 1; }
-  NAMES+=("pno-serve c$conc"); URLS+=("http://127.0.0.1:$port"); port=$((port + 1))
+  NAMES+=("pno-serve c$conc"); URLS+=("http://127.0.0.1:$port"); LUAS+=("$OUR_LUA"); port=$((port + 1))
 done
 # server.py imports torch_fno from the folder above it (its own sys.path entry assumes another layout).
 for cfg in $PEERS; do
@@ -98,22 +116,24 @@ for cfg in $PEERS; do
   (cd "$REF" && PYTHONPATH="$(dirname "$REF")${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" server.py --port $port --workers "$w" --threads "$t" --infer-conc "$ic") >"$WORK/peer_$cfg.log" 2>&1 &
   PIDS+=($!)
   wait_ready "http://127.0.0.1:$port" "$!" || { echo "peer did not start" >&2; cat "$WORK/peer_$cfg.log" >&2; exit 1; }
-  NAMES+=("python $cfg"); URLS+=("http://127.0.0.1:$port"); port=$((port + 1))
+  NAMES+=("python $cfg"); URLS+=("http://127.0.0.1:$port"); LUAS+=("$REF/wrk_post.lua"); port=$((port + 1))
 done
 for i in "${!NAMES[@]}"; do
-  python3 "$REF/smoke.py" --base "${URLS[$i]}" > "$WORK/smoke_$i.txt" ||
-    { echo "smoke failed for ${NAMES[$i]}" >&2; grep FAIL "$WORK/smoke_$i.txt" >&2; }
-  echo "smoke ${NAMES[$i]}: $(tail -1 "$WORK/smoke_$i.txt")" >&2
-  BODY=$WORK/body.json wrk -t1 -c8 -d"${WARM}s" --timeout 60s -s "$REF/wrk_post.lua" "${URLS[$i]}/v2/models/pno/infer" >/dev/null
+  if [ "${LUAS[$i]}" = "$REF/wrk_post.lua" ]; then  # the peer's smoke test speaks without a key
+    python3 "$REF/smoke.py" --base "${URLS[$i]}" > "$WORK/smoke_$i.txt" ||
+      { echo "smoke failed for ${NAMES[$i]}" >&2; grep FAIL "$WORK/smoke_$i.txt" >&2; }
+    echo "smoke ${NAMES[$i]}: $(tail -1 "$WORK/smoke_$i.txt")" >&2
+  fi
+  BODY=$WORK/body.json wrk -t1 -c8 -d"${WARM}s" --timeout 60s -s "${LUAS[$i]}" "${URLS[$i]}/v2/models/pno/infer" >/dev/null
   wait_idle "${URLS[$i]}"
 done
 for c in $LEVELS; do
   for i in "${!NAMES[@]}"; do
     wait_idle "${URLS[$i]}"; sleep 2
     load=$(cut -d' ' -f1 /proc/loadavg)
-    line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "$REF/wrk_post.lua" \
+    line=$(BODY=$WORK/body.json wrk -t1 -c"$c" -d"${DUR}s" --timeout 60s -s "${LUAS[$i]}" \
       "${URLS[$i]}/v2/models/pno/infer" | sed -n 's/^WRKJSON //p')
-    echo "{$(bench_stamp),\"server\":\"${NAMES[$i]}\",\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
+    echo "{$(bench_stamp),\"server\":\"${NAMES[$i]}\",\"secure\":$([ "${LUAS[$i]}" = "$REF/wrk_post.lua" ] && echo false || echo true),\"concurrency\":$c,\"loadavg_before\":$load,\"wrk\":$line}" | tee -a "$OUT"
     wait_idle "${URLS[$i]}"
   done
 done
