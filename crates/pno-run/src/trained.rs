@@ -222,7 +222,7 @@ impl TrainedModel {
             }
         }
         out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(RunError::Model(ModelError::Cancelled))))
+            .map(|r| r.unwrap_or(Err(RunError::Model(ModelError::Cancelled))))
             .collect()
     }
 

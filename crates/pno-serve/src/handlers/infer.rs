@@ -509,7 +509,7 @@ async fn run(
     let out = if let Some(slots) = slots {
         let job = unbatched(
             st,
-            &m,
+            m,
             slots,
             x,
             (n, &grid, n_samples, seed, batch),
