@@ -448,6 +448,10 @@ fn bad_config_names_the_key() {
         ("surprise = 1", "surprise"),
         ("anonymous = \"root\"", "anonymous"),
         ("[audit]\nfsync = \"sometimes\"", "audit.fsync"),
+        ("[batching]\nmax_wait_ms = 5000", "batching.max_wait_ms"),
+        ("[batching]\nmax_rows = 0", "batching.max_rows"),
+        ("[batching]\nmax_rows = 100000", "batching.max_rows"),
+        ("[batching]\nwait = 5", "batching"),
         (
             "[models.pno]\nversion_policy = { specific = [] }",
             "models.pno.version_policy.specific",
