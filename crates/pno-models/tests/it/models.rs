@@ -23,6 +23,34 @@ fn cfg(kind: &str) -> ModelConfig {
     }
 }
 
+/// `c` with the FNO-only keys of [`cfg`] cleared, for a DeepONet network.
+fn without_fno_keys(mut c: ModelConfig) -> ModelConfig {
+    c.n_modes = None;
+    c.lifting_channels = None;
+    c.projection_channels = None;
+    c
+}
+
+/// Gradients of the squared error of member 0's training draws (step seed 11, rows 0 and 1)
+/// against `y[b, 2, h·w]` for inputs `x[b, 1, h·w]`, on `model`'s autodiff device.
+fn squared_error_grads(
+    model: &pno_models::Model,
+    dev: &pno_models::burn::tensor::Device,
+    x: &[f32],
+    y: &[f32],
+    [b, h, w]: [usize; 3],
+) -> pno_models::burn::tensor::Gradients {
+    use pno_models::burn::tensor::{Tensor, TensorData};
+    let xt = Tensor::<3>::from_data(TensorData::new(x.to_vec(), [b, 1, h * w]), dev);
+    let yt = Tensor::<3>::from_data(TensorData::new(y.to_vec(), [b, 2, h * w]), dev);
+    let (draws, _) = model.train_forward(0, xt, &[h, w], 11, &[0, 1]);
+    let [m, _, _, _] = draws.dims();
+    (draws - yt.unsqueeze_dim::<4>(0).expand([m, b, 2, h * w]))
+        .powi_scalar(2)
+        .mean()
+        .backward()
+}
+
 #[test]
 fn fno_has_the_pno_paper_parameter_count() {
     let c = ModelConfig {
@@ -54,9 +82,7 @@ fn every_kind_predicts_with_the_same_contract() {
     for kind in Kind::ALL {
         let mut c = cfg(kind.name());
         if kind == Kind::Deeponet {
-            c.n_modes = None;
-            c.lifting_channels = None;
-            c.projection_channels = None;
+            c = without_fno_keys(c);
         }
         let spec = c.validate(1, 2, &[h, w]).unwrap();
         let mut model = spec.init(1, &device());
@@ -400,7 +426,6 @@ fn variational_kl_matches_the_closed_form() {
 #[test]
 fn factorized_spectral_weights_work_for_every_fno_kind_and_train() {
     use pno_models::burn::module::Module;
-    use pno_models::burn::tensor::{Tensor, TensorData};
     let (b, h, w, s) = (2, 8, 6, 4);
     let x = random(b * h * w, 7);
     let y = random(b * 2 * h * w, 8);
@@ -432,14 +457,7 @@ fn factorized_spectral_weights_work_for_every_fno_kind_and_train() {
             );
             // A training forward and backward: every factor of every spectral layer gets a
             // finite, non-zero gradient.
-            let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, 1, h * w]), &dev);
-            let yt = Tensor::<3>::from_data(TensorData::new(y.clone(), [b, 2, h * w]), &dev);
-            let (draws, _) = model.train_forward(0, xt, &[h, w], 11, &[0, 1]);
-            let [m, _, _, _] = draws.dims();
-            let loss = (draws - yt.unsqueeze_dim::<4>(0).expand([m, b, 2, h * w]))
-                .powi_scalar(2)
-                .mean();
-            let grads = loss.backward();
+            let grads = squared_error_grads(&model, &dev, &x, &y, [b, h, w]);
             let net = model.members[0].fno.as_ref().unwrap();
             for block in &net.blocks {
                 let fw = block.spectral.factorized.as_ref().unwrap();
@@ -520,12 +538,9 @@ fn factorization_config_errors_name_the_key() {
     check(with(Some("tucker"), Some(0.0)), "model.rank", "(0, 1]");
     check(with(Some("cp"), Some(1.5)), "model.rank", "(0, 1]");
     check(with(Some("cp"), Some(f64::NAN)), "model.rank", "(0, 1]");
-    let mut d = with(Some("tucker"), Some(0.5));
+    let mut d = without_fno_keys(with(Some("tucker"), Some(0.5)));
     d.kind = Some("ensemble".into());
     d.backbone = Some("deeponet".into());
-    d.n_modes = None;
-    d.lifting_channels = None;
-    d.projection_channels = None;
     check(d, "model.factorization", "fno backbone");
 }
 
@@ -635,7 +650,6 @@ fn block_mlp_matches_neuraloperator_and_is_wired_as_its_fno_block() {
 
 #[test]
 fn block_mlp_dropout_is_seeded_batch_invariant_and_every_fno_kind_trains_it() {
-    use pno_models::burn::tensor::{Tensor, TensorData};
     let (b, h, w, s) = (2, 8, 6, 5);
     let x = random(b * h * w, 7);
     let y = random(b * 2 * h * w, 8);
@@ -693,14 +707,7 @@ fn block_mlp_dropout_is_seeded_batch_invariant_and_every_fno_kind_trains_it() {
                 names.keys().collect::<Vec<_>>()
             );
         }
-        let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, 1, h * w]), &dev);
-        let yt = Tensor::<3>::from_data(TensorData::new(y.clone(), [b, 2, h * w]), &dev);
-        let (draws, _) = model.train_forward(0, xt, &[h, w], 11, &[0, 1]);
-        let [m, _, _, _] = draws.dims();
-        let loss = (draws - yt.unsqueeze_dim::<4>(0).expand([m, b, 2, h * w]))
-            .powi_scalar(2)
-            .mean();
-        let grads = loss.backward();
+        let grads = squared_error_grads(&model, &dev, &x, &y, [b, h, w]);
         for block in &model.members[0].fno.as_ref().unwrap().blocks {
             let mlp = block.mlp.as_ref().unwrap();
             for g in [
@@ -755,11 +762,8 @@ fn block_mlp_config_errors_name_the_key() {
         "model.mlp_dropout",
         "[0, 1)",
     );
-    let mut d = with(Some(true), None, None);
+    let mut d = without_fno_keys(with(Some(true), None, None));
     d.kind = Some("deeponet".into());
-    d.n_modes = None;
-    d.lifting_channels = None;
-    d.projection_channels = None;
     check(d, "model.use_mlp", "fno backbone");
 }
 
@@ -774,9 +778,7 @@ fn rows_of_different_seeds_in_one_pass_get_their_own_draws() {
     for kind in Kind::ALL {
         let mut c = cfg(kind.name());
         if kind == Kind::Deeponet {
-            c.n_modes = None;
-            c.lifting_channels = None;
-            c.projection_channels = None;
+            c = without_fno_keys(c);
         }
         let model = c.validate(1, 2, &[h, w]).unwrap().init(5, &device());
         let rows = [(9, 0), (9, 1), (4, 0)];
