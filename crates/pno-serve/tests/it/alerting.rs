@@ -164,7 +164,18 @@ async fn latency_and_error_shifts_alert_reach_the_receiver_and_resolve() {
     assert_eq!(a["labels"]["severity"], "warning");
     let (_, v) = admin_get(&st, "/v2/admin/alerts").await;
     assert!(!v["firing"].as_array().unwrap().is_empty(), "{v}");
-    let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
+    // The receiver has the notification before the sender has read the 200 and counted it as
+    // delivered: give the count a moment (bounded) to catch up.
+    let delivered =
+        "pno_alert_notifications_total{receiver=\"oncall\",outcome=\"delivered\",replica=\"t\"} 1";
+    let until = Instant::now() + Duration::from_secs(5);
+    let m = loop {
+        let m = String::from_utf8(body_bytes(send(&st, get("/metrics")).await).await).unwrap();
+        if m.contains(delivered) || Instant::now() > until {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(
         m.contains(
             "pno_alerts_firing{alertname=\"LatencyAnomaly\",severity=\"warning\",replica=\"t\"}"
@@ -174,10 +185,7 @@ async fn latency_and_error_shifts_alert_reach_the_receiver_and_resolve() {
     assert!(m.contains(
         "pno_anomaly_score{model=\"pno\",version=\"1\",signal=\"latency_p50\",replica=\"t\"}"
     ));
-    assert!(
-        m.contains("pno_alert_notifications_total{receiver=\"oncall\",outcome=\"delivered\",replica=\"t\"} 1"),
-        "{m}"
-    );
+    assert!(m.contains(delivered), "{m}");
 
     // The fault ends: the resolve is delivered (the same group, status resolved).
     fault(&st, json!({"model": "pno", "mode": "off"})).await;
