@@ -121,6 +121,36 @@ fn check(args: &ServeArgs, over: &Overrides, opts: &preflight::Options, json: bo
     }
 }
 
+/// The allocator setting the server runs with unless the environment already names one.
+const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Re-executes the server with mimalloc told to keep the pages it frees (`MIMALLOC_PURGE_DELAY=-1`)
+/// unless `MIMALLOC_PURGE_DELAY` is already set (any value, which is then respected).
+///
+/// Every inference allocates and frees the same large activation buffers; with mimalloc's default
+/// (return freed pages to the OS after 10 ms) the next request faults them in again, and at one
+/// request at a time that costs ~8 % of throughput and most of the latency tail (p99 260–295 ms
+/// against 322–453 ms for a 64² PNO_D with 32 draws, BENCHMARKS.md). The memory held is the peak
+/// working set the server reaches anyway. The option is read from the environment when mimalloc
+/// starts, before `main`, hence the re-exec (same PID, same arguments and streams); when it cannot
+/// happen the server carries on with the default.
+fn keep_freed_pages() {
+    #[cfg(unix)]
+    if std::env::var_os(PURGE_DELAY).is_none() {
+        use std::os::unix::process::CommandExt;
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env(PURGE_DELAY, "-1")
+            .exec();
+        eprintln!(
+            "pno serve: could not re-execute with {PURGE_DELAY}=-1 ({err}); allocator defaults kept"
+        );
+    }
+}
+
 pub(crate) fn run(args: ServeArgs, json: bool) -> Result<()> {
     let over = Overrides {
         repository: args.repository.clone(),
@@ -134,6 +164,7 @@ pub(crate) fn run(args: ServeArgs, json: bool) -> Result<()> {
     if args.check {
         return check(&args, &over, &opts, json);
     }
+    keep_freed_pages();
     let cfg = match &args.config {
         Some(p) => ServeConfig::from_file(p).with_context(|| format!("config {}", p.display()))?,
         None => ServeConfig::default(),

@@ -246,7 +246,10 @@ async fn latency_and_error_shifts_alert_reach_the_receiver_and_resolve() {
     // One point per second of traffic: all but the partial first and last second of the load,
     // however quickly the alerts above came (at least the 9 s steady phase and the three shifts).
     let seconds = loading.elapsed().as_secs() as usize;
-    assert!(points.len() + 2 >= seconds && points.len() >= 12, "{seconds} s: {v}");
+    assert!(
+        points.len() + 2 >= seconds && points.len() >= 12,
+        "{seconds} s: {v}"
+    );
     assert!(
         points
             .iter()
