@@ -46,6 +46,8 @@ pub(crate) fn spawn_serve_env(
     let mut child = Command::new(crate::pno_bin())
         .arg("serve")
         .args(args)
+        // (the allocator setting the server picks for itself unless told: see the test below)
+        .env_remove("MIMALLOC_PURGE_DELAY")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -628,6 +630,57 @@ fn signals_right_after_start_are_handled_not_fatal() {
         let status = child.wait().unwrap();
         assert!(status.success(), "round {round}: {status:?}");
     }
+}
+
+/// The environment of a running process, as `NAME=value` lines.
+#[cfg(target_os = "linux")]
+fn environ(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_server_keeps_freed_pages_unless_the_environment_already_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repository(dir.path());
+    let cfg = dir.path().join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n"),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    // Unset: the server re-executes itself (same PID, same arguments) with the pages kept, and
+    // that process is the one answering.
+    let (mut child, addr) = spawn_serve(&["--config", cfg]);
+    let env = environ(child.id());
+    assert!(
+        env.iter().any(|v| v == "MIMALLOC_PURGE_DELAY=-1"),
+        "{env:?}"
+    );
+    let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", child.id())).unwrap();
+    assert!(cmdline.contains("serve\0--config\0"), "{cmdline:?}");
+    let (s, body) = http(&addr, "GET", "/v2/health/live", None, "");
+    assert_eq!(s, 200, "{body}");
+    let (status, log) = stop_serve(&mut child);
+    assert!(status.success(), "{status:?}: {log}");
+    // Set by the operator (any value): respected, no re-execution.
+    let (mut child, _) = spawn_serve_env(&["--config", cfg], &[("MIMALLOC_PURGE_DELAY", "25")]);
+    let env = environ(child.id());
+    assert!(
+        env.iter().any(|v| v == "MIMALLOC_PURGE_DELAY=25"),
+        "{env:?}"
+    );
+    assert!(
+        !env.iter().any(|v| v == "MIMALLOC_PURGE_DELAY=-1"),
+        "{env:?}"
+    );
+    let (status, log) = stop_serve(&mut child);
+    assert!(status.success(), "{status:?}: {log}");
 }
 
 /// The outputs of an OIP v2 JSON response by name.
