@@ -11,7 +11,7 @@
 //! Initialisation is neuraloperator's: core (or CP weights) and factors are drawn with one common
 //! scale chosen so the reconstructed complex weights have the standard deviation
 //! `sqrt(2/(in+out))` in modulus (TensorLy-Torch's rule for complex entries; the dense layer has
-//! it per real component, see [`entry_scale`]).
+//! it per real component; `docs/recipes.md`).
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::softplus;
