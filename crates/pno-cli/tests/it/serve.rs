@@ -600,11 +600,9 @@ fn concurrent_keys_create_processes_lose_no_key() {
     }
 }
 
-/// SIGTERM and SIGHUP that arrive the moment the address is announced: the handlers are
-/// registered before it, so the server drains and exits 0 (or reloads) instead of dying of the
-/// signal's default action.
-#[test]
-fn signals_right_after_start_are_handled_not_fatal() {
+/// A temporary folder with a trained repository and `serve.toml` (an ephemeral port, that
+/// repository, nothing else); returns the folder (keep it alive) and the config's path.
+fn minimal_config() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(dir.path());
     let cfg = dir.path().join("serve.toml");
@@ -613,8 +611,18 @@ fn signals_right_after_start_are_handled_not_fatal() {
         format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n"),
     )
     .unwrap();
+    let cfg = cfg.to_str().unwrap().to_string();
+    (dir, cfg)
+}
+
+/// SIGTERM and SIGHUP that arrive the moment the address is announced: the handlers are
+/// registered before it, so the server drains and exits 0 (or reloads) instead of dying of the
+/// signal's default action.
+#[test]
+fn signals_right_after_start_are_handled_not_fatal() {
+    let (_dir, cfg) = minimal_config();
     for round in 0..20 {
-        let (mut child, addr) = spawn_serve(&["--config", cfg.to_str().unwrap()]);
+        let (mut child, addr) = spawn_serve(&["--config", &cfg]);
         if round % 2 == 1 {
             Command::new("kill")
                 .args(["-HUP", &child.id().to_string()])
@@ -645,15 +653,8 @@ fn environ(pid: u32) -> Vec<String> {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_server_keeps_freed_pages_unless_the_environment_already_says() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repository(dir.path());
-    let cfg = dir.path().join("serve.toml");
-    std::fs::write(
-        &cfg,
-        format!("listen = \"127.0.0.1:0\"\nrepository = {repo:?}\n"),
-    )
-    .unwrap();
-    let cfg = cfg.to_str().unwrap();
+    let (_dir, cfg) = minimal_config();
+    let cfg = cfg.as_str();
     // Unset: the server re-executes itself (same PID, same arguments) with the pages kept, and
     // that process is the one answering.
     let (mut child, addr) = spawn_serve(&["--config", cfg]);
