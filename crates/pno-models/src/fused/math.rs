@@ -3,8 +3,9 @@
 //!
 //! Every function here is straight-line arithmetic (no table look-ups, no data-dependent
 //! branches), so the loops over slices compile to SIMD code; [`pulp::Arch::dispatch`] compiles
-//! them for the widest instruction set the CPU has (AVX2 + FMA on x86-64) and picks it at run
-//! time, without `unsafe`.
+//! them for the widest instruction set the CPU has (AVX-512 or AVX2 + FMA on x86-64) and picks
+//! it at run time, without `unsafe`. The slice loops are `#[inline(always)]` all the way down from
+//! a [`pulp::WithSimd`] body, or the compiler keeps them out of the `#[target_feature]` function.
 //!
 //! - erf: the rational approximation `x·P(x²)/Q(x²)` on `|x| ≤ 3.744` (erf is ±1 to within half an
 //!   `f32` ulp beyond), the coefficients XLA and Eigen use for `f32`. Absolute error ≤ 4e-7 in
@@ -128,36 +129,73 @@ pub fn forward(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
         .enumerate()
         .for_each(|(task, out)| {
             let start = task * chunk;
-            let x = src.map(|s| &s[start..start + out.len()]);
-            let mask = ops.mask.map(|m| &m[start..start + out.len()]);
-            pulp::Arch::new().dispatch(|| {
-                for (r, o) in out.chunks_mut(n).enumerate() {
-                    let b = bias_of(&ops, start / n + r);
-                    let off = r * n;
-                    forward_row(
-                        o,
-                        x.map(|x| &x[off..off + o.len()]),
-                        mask.map(|m| &m[off..off + o.len()]),
-                        b,
-                    );
-                }
+            let span = start..start + out.len();
+            pulp::Arch::new().dispatch(ForwardTask {
+                out,
+                x: src.map(|s| &s[span.clone()]),
+                mask: ops.mask.map(|m| &m[span.clone()]),
+                first_row: start / n,
+                ops,
             });
         });
 }
 
+/// One rayon task of [`forward`]. A [`pulp::WithSimd`] whose body is `#[inline(always)]`, so the
+/// whole row loop is compiled inside pulp's `#[target_feature]` function (AVX-512 or AVX2 + FMA);
+/// a closure passed to `dispatch` stays a separate function and compiles for baseline SSE2.
+struct ForwardTask<'a> {
+    out: &'a mut [f32],
+    x: Option<&'a [f32]>,
+    mask: Option<&'a [f32]>,
+    first_row: usize,
+    ops: Operands<'a>,
+}
+
+impl pulp::WithSimd for ForwardTask<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { out, x, mask, first_row, ops } = self;
+        let n = ops.points.max(1);
+        for (r, o) in out.chunks_mut(n).enumerate() {
+            let b = bias_of(&ops, first_row + r);
+            let span = r * n..r * n + o.len();
+            forward_row(
+                o,
+                x.map(|x| &x[span.clone()]),
+                mask.map(|m| &m[span.clone()]),
+                b,
+            );
+        }
+    }
+}
+
+// The row loops are `for` loops, not `for_each`: an iterator adapter's `fold` is a separate
+// function the compiler may keep out of line, and then it compiles for baseline SSE2.
 #[inline(always)]
 fn forward_row(out: &mut [f32], x: Option<&[f32]>, mask: Option<&[f32]>, b: f32) {
     match (x, mask) {
-        (None, None) => out.iter_mut().for_each(|o| *o = gelu(*o + b)),
-        (None, Some(m)) => out
-            .iter_mut()
-            .zip(m)
-            .for_each(|(o, &m)| *o = gelu((*o + b) * m)),
-        (Some(x), None) => out.iter_mut().zip(x).for_each(|(o, &x)| *o = gelu(x + b)),
-        (Some(x), Some(m)) => out
-            .iter_mut()
-            .zip(x.iter().zip(m))
-            .for_each(|(o, (&x, &m))| *o = gelu((x + b) * m)),
+        (None, None) => {
+            for o in out.iter_mut() {
+                *o = gelu(*o + b);
+            }
+        }
+        (None, Some(m)) => {
+            for (o, &m) in out.iter_mut().zip(m) {
+                *o = gelu((*o + b) * m);
+            }
+        }
+        (Some(x), None) => {
+            for (o, &x) in out.iter_mut().zip(x) {
+                *o = gelu(x + b);
+            }
+        }
+        (Some(x), Some(m)) => {
+            for (o, (&x, &m)) in out.iter_mut().zip(x.iter().zip(m)) {
+                *o = gelu((x + b) * m);
+            }
+        }
     }
 }
 
@@ -185,52 +223,81 @@ pub fn backward(
     data.par_chunks_mut(chunk)
         .zip(sum_chunks.into_par_iter())
         .enumerate()
-        .for_each(|(task, (out, mut row_sums))| {
+        .for_each(|(task, (out, row_sums))| {
             let start = task * chunk;
-            let len = out.len();
-            let g = grad.map(|g| &g[start..start + len]);
-            let xs = &x[start..start + len];
-            let mask = ops.mask.map(|m| &m[start..start + len]);
-            pulp::Arch::new().dispatch(|| {
-                for (r, o) in out.chunks_mut(n).enumerate() {
-                    let b = bias_of(&ops, start / n + r);
-                    let off = r * n;
-                    let span = off..off + o.len();
-                    backward_row(
-                        o,
-                        g.map(|g| &g[span.clone()]),
-                        &xs[span.clone()],
-                        mask.map(|m| &m[span.clone()]),
-                        b,
-                    );
-                    if let Some(s) = row_sums.as_deref_mut() {
-                        s[r] = sum(o);
-                    }
-                }
+            let span = start..start + out.len();
+            pulp::Arch::new().dispatch(BackwardTask {
+                out,
+                grad: grad.map(|g| &g[span.clone()]),
+                x: &x[span.clone()],
+                mask: ops.mask.map(|m| &m[span.clone()]),
+                row_sums,
+                first_row: start / n,
+                ops,
             });
         });
     ops.bias.map(|_| sums)
 }
 
+/// One rayon task of [`backward`], compiled inside pulp's `#[target_feature]` function like
+/// [`ForwardTask`].
+struct BackwardTask<'a> {
+    out: &'a mut [f32],
+    grad: Option<&'a [f32]>,
+    x: &'a [f32],
+    mask: Option<&'a [f32]>,
+    row_sums: Option<&'a mut [f32]>,
+    first_row: usize,
+    ops: Operands<'a>,
+}
+
+impl pulp::WithSimd for BackwardTask<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let Self { out, grad, x, mask, mut row_sums, first_row, ops } = self;
+        let n = ops.points.max(1);
+        for (r, o) in out.chunks_mut(n).enumerate() {
+            let b = bias_of(&ops, first_row + r);
+            let span = r * n..r * n + o.len();
+            backward_row(
+                o,
+                grad.map(|g| &g[span.clone()]),
+                &x[span.clone()],
+                mask.map(|m| &m[span.clone()]),
+                b,
+            );
+            if let Some(s) = row_sums.as_deref_mut() {
+                s[r] = sum(o);
+            }
+        }
+    }
+}
+
 #[inline(always)]
 fn backward_row(out: &mut [f32], grad: Option<&[f32]>, x: &[f32], mask: Option<&[f32]>, b: f32) {
     match (grad, mask) {
-        (None, None) => out
-            .iter_mut()
-            .zip(x)
-            .for_each(|(o, &x)| *o *= gelu_grad(x + b)),
-        (None, Some(m)) => out
-            .iter_mut()
-            .zip(x.iter().zip(m))
-            .for_each(|(o, (&x, &m))| *o *= gelu_grad((x + b) * m) * m),
-        (Some(g), None) => out
-            .iter_mut()
-            .zip(x.iter().zip(g))
-            .for_each(|(o, (&x, &g))| *o = g * gelu_grad(x + b)),
-        (Some(g), Some(m)) => out
-            .iter_mut()
-            .zip(x.iter().zip(g.iter().zip(m)))
-            .for_each(|(o, (&x, (&g, &m)))| *o = g * gelu_grad((x + b) * m) * m),
+        (None, None) => {
+            for (o, &x) in out.iter_mut().zip(x) {
+                *o *= gelu_grad(x + b);
+            }
+        }
+        (None, Some(m)) => {
+            for (o, (&x, &m)) in out.iter_mut().zip(x.iter().zip(m)) {
+                *o *= gelu_grad((x + b) * m) * m;
+            }
+        }
+        (Some(g), None) => {
+            for (o, (&x, &g)) in out.iter_mut().zip(x.iter().zip(g)) {
+                *o = g * gelu_grad(x + b);
+            }
+        }
+        (Some(g), Some(m)) => {
+            for (o, (&x, (&g, &m))) in out.iter_mut().zip(x.iter().zip(g.iter().zip(m))) {
+                *o = g * gelu_grad((x + b) * m) * m;
+            }
+        }
     }
 }
 
