@@ -7,7 +7,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
-use crate::fused::bias_dropout_gelu;
+use crate::fused::{bias_dropout_gelu, pointwise};
 use crate::init::Init;
 use crate::noise::Noise;
 
@@ -29,19 +29,16 @@ impl Pointwise {
         Self { weight, bias }
     }
 
-    /// `[batch, in, points]` → `[batch, out, points]`.
+    /// `[batch, in, points]` → `[batch, out, points]`, as one fused op
+    /// ([`crate::fused::pointwise()`]).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let y = self.linear(x);
-        match &self.bias {
-            Some(b) => y + b.val().reshape([1, -1, 1]),
-            None => y,
-        }
+        pointwise(x, self.weight.val(), self.bias.as_ref().map(|b| b.val()))
     }
 
     /// The weight product alone, `W @ x` without the bias: `[batch, in, points]` →
     /// `[batch, out, points]` (for epilogues that add the bias themselves).
     pub fn linear(&self, x: Tensor<3>) -> Tensor<3> {
-        self.weight.val().unsqueeze_dim::<3>(0).matmul(x)
+        pointwise(x, self.weight.val(), None)
     }
 
     /// Output channels.

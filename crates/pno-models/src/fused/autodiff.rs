@@ -1,8 +1,10 @@
 //! [`PnoKernels`] under autodiff: the forward runs the inner backend's fused kernel; the
 //! backward is hand-written and calls the inner backend's fused backward.
 //!
-//! The saved state is the op's input `x`, the bias and the mask (handles to tensors that are
-//! alive anyway, except `x`, which replaces the pre-activation the unfused GELU would keep).
+//! - bias + dropout + GELU saves the op's input `x`, the bias and the mask (handles to tensors
+//!   that are alive anyway, except `x`, which replaces the pre-activation the unfused GELU would
+//!   keep).
+//! - The pointwise layer saves its input and weight, as burn's matmul backward does.
 
 use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
@@ -60,7 +62,100 @@ impl<B: Backend + PnoKernels> Backward<B, 1> for WithoutBias {
     }
 }
 
+/// Pointwise backward with a tracked bias: parents `[x, w, bias]`.
+#[derive(Debug)]
+struct PointwiseWithBias;
+
+/// Pointwise backward without a bias: parents `[x, w]`.
+#[derive(Debug)]
+struct PointwiseWithoutBias;
+
+/// The pointwise backward's inputs `(x, w)`, and a placeholder bias operand when there is one.
+type PointwiseState<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
+
+impl<B: Backend + PnoKernels> Backward<B, 3> for PointwiseWithBias {
+    type State = PointwiseState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w, node_b] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, w, bias) = ops.state;
+        let (dx, dw, db) = B::pointwise_backward(x, w, Operand::new(bias), grad);
+        if let (Some(node), Some(db)) = (node_b, db) {
+            grads.register::<B>(node.id, db);
+        }
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
+impl<B: Backend + PnoKernels> Backward<B, 2> for PointwiseWithoutBias {
+    type State = PointwiseState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x, node_w] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, w, _) = ops.state;
+        let (dx, dw, _) = B::pointwise_backward(x, w, Operand::Absent, grad);
+        if let Some(node) = node_w {
+            grads.register::<B>(node.id, dw);
+        }
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, dx);
+        }
+    }
+}
+
 impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
+    fn pointwise(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        bias: Operand<Self>,
+    ) -> FloatTensor<Self> {
+        match bias.into_option() {
+            Some(bias) => match PointwiseWithBias
+                .prepare::<C>([x.node(), w.node(), bias.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (xp, wp, bp) = (
+                        x.primitive().clone(),
+                        w.primitive().clone(),
+                        bias.primitive().clone(),
+                    );
+                    let out = B::pointwise(xp.clone(), wp.clone(), Operand::Given(bp.clone()));
+                    prep.finish((xp, wp, Some(bp)), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::pointwise(
+                    x.into_primitive(),
+                    w.into_primitive(),
+                    Operand::Given(bias.into_primitive()),
+                )),
+            },
+            None => match PointwiseWithoutBias
+                .prepare::<C>([x.node(), w.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let (xp, wp) = (x.primitive().clone(), w.primitive().clone());
+                    let out = B::pointwise(xp.clone(), wp.clone(), Operand::Absent);
+                    prep.finish((xp, wp, None), out)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::pointwise(
+                    x.into_primitive(),
+                    w.into_primitive(),
+                    Operand::Absent,
+                )),
+            },
+        }
+    }
+
     fn bias_dropout_gelu(
         x: FloatTensor<Self>,
         bias: Operand<Self>,

@@ -6,7 +6,11 @@ use burn::backend::{Bytes, Flex, TensorMetadata};
 use burn::tensor::{DType, Shape};
 
 use super::math::{self, Operands};
-use super::{Operand, PnoKernels, composed_backward, composed_forward};
+use super::pointwise::{self, Dims};
+use super::{
+    Operand, PnoKernels, composed_backward, composed_forward, composed_pointwise,
+    composed_pointwise_backward,
+};
 
 /// A contiguous `f32` view of `t` (copied only when `t` is a strided view).
 fn contiguous(t: &FlexTensor) -> FlexTensor {
@@ -43,6 +47,21 @@ fn dims(x: &FlexTensor) -> (usize, usize) {
         "bias_dropout_gelu: expected [batch, channels, points], got {s:?}"
     );
     (s[1], s[2])
+}
+
+/// The shapes of a pointwise layer from `x[batch, in, points]` and `w[out, in]`.
+fn pointwise_dims(x: &FlexTensor, w: &FlexTensor) -> Dims {
+    let (s, ws) = (x.shape(), w.shape());
+    assert!(
+        s.num_dims() == 3 && ws.num_dims() == 2 && ws[1] == s[1],
+        "pointwise: expected x [batch, in, points] and w [out, in], got {s:?} and {ws:?}"
+    );
+    Dims {
+        batch: s[0],
+        d_in: s[1],
+        d_out: ws[0],
+        points: s[2],
+    }
 }
 
 fn all_f32<'a>(ts: impl IntoIterator<Item = &'a FlexTensor>) -> bool {
@@ -108,5 +127,42 @@ impl PnoKernels for Flex {
         let (dx, sums) = map_f32(grad, |out, src| math::backward(out, src, slice(&x), ops));
         let db = sums.map(|s| tensor(math::bias_grad(&s, channels), Shape::new([channels])));
         (dx, db)
+    }
+
+    fn pointwise(x: FlexTensor, w: FlexTensor, bias: Operand<Self>) -> FlexTensor {
+        let bias = bias.into_option();
+        if !all_f32([&x, &w].into_iter().chain(&bias)) {
+            return composed_pointwise::<Self>(x, w, bias);
+        }
+        let d = pointwise_dims(&x, &w);
+        let (x, w) = (contiguous(&x), contiguous(&w));
+        let bias = bias.as_ref().map(contiguous);
+        let y = pointwise::forward(slice(&x), slice(&w), bias.as_ref().map(slice), d);
+        tensor(y, Shape::new([d.batch, d.d_out, d.points]))
+    }
+
+    fn pointwise_backward(
+        x: FlexTensor,
+        w: FlexTensor,
+        bias: Operand<Self>,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, Option<FlexTensor>) {
+        let with_bias = bias.into_option().is_some();
+        if !all_f32([&x, &w, &grad]) {
+            return composed_pointwise_backward::<Self>(x, w, with_bias, grad);
+        }
+        let d = pointwise_dims(&x, &w);
+        let (x, w, grad) = (contiguous(&x), contiguous(&w), contiguous(&grad));
+        let dx = pointwise::input_grad(slice(&grad), slice(&w), d);
+        let dw = pointwise::weight_grad(slice(&grad), slice(&x), d);
+        let db = with_bias.then(|| {
+            let sums = math::row_sums(slice(&grad), d.points);
+            tensor(math::bias_grad(&sums, d.d_out), Shape::new([d.d_out]))
+        });
+        (
+            tensor(dx, Shape::new([d.batch, d.d_in, d.points])),
+            tensor(dw, Shape::new([d.d_out, d.d_in])),
+            db,
+        )
     }
 }

@@ -156,7 +156,13 @@ impl pulp::WithSimd for ForwardTask<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Self { out, x, mask, first_row, ops } = self;
+        let Self {
+            out,
+            x,
+            mask,
+            first_row,
+            ops,
+        } = self;
         let n = ops.points.max(1);
         for (r, o) in out.chunks_mut(n).enumerate() {
             let b = bias_of(&ops, first_row + r);
@@ -256,7 +262,15 @@ impl pulp::WithSimd for BackwardTask<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        let Self { out, grad, x, mask, mut row_sums, first_row, ops } = self;
+        let Self {
+            out,
+            grad,
+            x,
+            mask,
+            mut row_sums,
+            first_row,
+            ops,
+        } = self;
         let n = ops.points.max(1);
         for (r, o) in out.chunks_mut(n).enumerate() {
             let b = bias_of(&ops, first_row + r);
@@ -314,6 +328,41 @@ fn sum(v: &[f32]) -> f32 {
     }
     let [a, b, c, d, e, f, g, h] = lanes;
     ((a + e) + (b + f)) + ((c + g) + (d + h)) + tail
+}
+
+/// The sum of every row of `n` points of `data` (`[rows]`), vectorised and split over rayon tasks.
+pub fn row_sums(data: &[f32], n: usize) -> Vec<f32> {
+    let n = n.max(1);
+    let rows_per = rows_per_task(n);
+    let mut sums = vec![0.0f32; data.len() / n];
+    sums.par_chunks_mut(rows_per)
+        .zip(data.par_chunks(rows_per * n))
+        .for_each(|(s, d)| {
+            pulp::Arch::new().dispatch(RowSums {
+                sums: s,
+                data: d,
+                n,
+            })
+        });
+    sums
+}
+
+/// One rayon task of [`row_sums`], compiled inside pulp's `#[target_feature]` function.
+struct RowSums<'a> {
+    sums: &'a mut [f32],
+    data: &'a [f32],
+    n: usize,
+}
+
+impl pulp::WithSimd for RowSums<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        for (s, row) in self.sums.iter_mut().zip(self.data.chunks(self.n)) {
+            *s = sum(row);
+        }
+    }
 }
 
 /// Sum of `[batch·channels]` row sums over the batch: the bias gradient `[channels]`

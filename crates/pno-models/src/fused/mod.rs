@@ -1,5 +1,11 @@
 //! Fused operations as a burn backend extension ([`PnoKernels`]).
 //!
+//! [`pointwise()`] is a pointwise (1×1) layer, `W · x + bias` over `[batch, in, points]`: GEMMs
+//! into buffers of its own (burn's broadcast matmul copies every output once more), split over
+//! batch items and point blocks so a row's values never depend on the batch it is in; the
+//! backward computes the input, weight and bias gradients the same way ([`pointwise`](mod@pointwise)
+//! module).
+//!
 //! [`bias_dropout_gelu`] computes `gelu((x + bias[c]) · mask)` over a `[batch, channels, points]`
 //! field in one pass: the epilogue of every hidden pointwise layer (lifting and projection MLPs)
 //! and, without bias and mask, the activation between Fourier blocks. Its GELU is the exact one,
@@ -18,6 +24,7 @@
 //! op takes no gradient with respect to it.
 
 pub mod math;
+pub mod pointwise;
 
 mod autodiff;
 mod flex;
@@ -74,6 +81,66 @@ pub trait PnoKernels: Backend {
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
         composed_backward::<Self>(x, bias.into_option(), mask.into_option(), grad)
     }
+
+    /// A pointwise layer, `w · x[b] + bias` for `x[batch, in, points]`, `w[out, in]`,
+    /// `bias[out]`: `[batch, out, points]`.
+    fn pointwise(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        #[extension_type] bias: Operand<Self>,
+    ) -> FloatTensor<Self> {
+        composed_pointwise::<Self>(x, w, bias.into_option())
+    }
+
+    /// Gradients of [`PnoKernels::pointwise`] with respect to `x`, `w` and (when a bias is
+    /// given; only its presence matters) the bias, from the forward inputs and the output
+    /// gradient `grad`.
+    fn pointwise_backward(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        #[extension_type] bias: Operand<Self>,
+        grad: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<FloatTensor<Self>>,
+    ) {
+        composed_pointwise_backward::<Self>(x, w, bias.into_option().is_some(), grad)
+    }
+}
+
+/// The unfused pointwise layer: a broadcast batched matmul `[1, o, i] @ [b, i, n]` and a bias
+/// add, as burn primitives.
+fn composed_pointwise<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let [o, i] = [w.shape()[0], w.shape()[1]];
+    let y = B::float_matmul(B::float_reshape(w, Shape::new([1, o, i])), x);
+    match bias {
+        Some(b) => B::float_add(y, B::float_reshape(b, Shape::new([1, o, 1]))),
+        None => y,
+    }
+}
+
+/// The unfused pointwise backward from burn primitives.
+fn composed_pointwise_backward<B: Backend>(
+    x: FloatTensor<B>,
+    w: FloatTensor<B>,
+    with_bias: bool,
+    grad: FloatTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>) {
+    let [o, i] = [w.shape()[0], w.shape()[1]];
+    let wt = B::float_reshape(B::float_swap_dims(w, 0, 1), Shape::new([1, i, o]));
+    let dx = B::float_matmul(wt, grad.clone());
+    let dw = B::float_matmul(grad.clone(), B::float_swap_dims(x, 1, 2));
+    let dw = B::float_reshape(B::float_sum_dim(dw, 0), Shape::new([o, i]));
+    let db = with_bias.then(|| {
+        let s = B::float_sum_dim(B::float_sum_dim(grad, 0), 2);
+        B::float_reshape(s, Shape::new([o]))
+    });
+    (dx, dw, db)
 }
 
 /// The unfused forward: bias add, mask multiply and GELU as burn primitives.
@@ -158,6 +225,40 @@ pub fn bias_dropout_gelu_backward(
         grad.into_dispatch(),
     );
     (Tensor::from_dispatch(dx), db.map(Tensor::from_dispatch))
+}
+
+/// A pointwise (1×1) layer as one fused op: `w · x[b] + bias` for `x[batch, in, points]`,
+/// `w[out, in]`, `bias[out]`, giving `[batch, out, points]` (see the [module docs](self)).
+pub fn pointwise(x: Tensor<3>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::pointwise(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        Operand::new(bias.map(Tensor::into_dispatch)),
+    ))
+}
+
+/// The gradients of [`pointwise()`] for output gradient `grad`: input `[batch, in, points]`,
+/// weight `[out, in]` and, when `with_bias`, bias `[out]` (the op's backward on its own, for
+/// tests and benchmarks).
+pub fn pointwise_backward(
+    x: Tensor<3>,
+    w: Tensor<2>,
+    with_bias: bool,
+    grad: Tensor<3>,
+) -> (Tensor<3>, Tensor<2>, Option<Tensor<1>>) {
+    // Only the bias operand's presence matters to the backward: a stand-in of the right shape.
+    let bias = with_bias.then(|| Tensor::<1>::zeros([w.dims()[0]], &w.device()));
+    let (dx, dw, db) = <Dispatch as PnoKernels>::pointwise_backward(
+        x.into_dispatch(),
+        w.into_dispatch(),
+        Operand::new(bias.map(Tensor::into_dispatch)),
+        grad.into_dispatch(),
+    );
+    (
+        Tensor::from_dispatch(dx),
+        Tensor::from_dispatch(dw),
+        db.map(Tensor::from_dispatch),
+    )
 }
 
 /// `gelu(x)` through the fused kernel (no bias, no mask).

@@ -1,9 +1,11 @@
 //! The fused bias + dropout + GELU op against an `f64` erf and against the unfused composition
-//! of burn primitives (values and gradients), on odd shapes, with and without bias and mask.
+//! of burn primitives (values and gradients), on odd shapes, with and without bias and mask; the
+//! fused pointwise layer against burn's broadcast matmul (values, the three gradients, strided
+//! inputs, and the same bits for a row alone or batched).
 
 use pno_models::burn::tensor::activation::gelu;
 use pno_models::burn::tensor::{Device, Tensor, TensorData};
-use pno_models::fused::{self, math};
+use pno_models::fused::{self, math, pointwise};
 use pno_models::noise::Noise;
 
 use crate::{host, random};
@@ -216,4 +218,128 @@ fn fused_backward_alone_matches_burn_gelu_backward() {
     let ga = Tensor::<3>::from_data(g.into_data(), &ad);
     let grads = (gelu(xa.clone()) * ga).sum().backward();
     close(&host(dx), &host(xa.grad(&grads).unwrap()), 1e-6, "dx");
+}
+
+/// One pointwise case: `x[b, i, n]`, `w[o, i]`, bias or not; values and the gradients of `x`,
+/// `w` and the bias against burn's broadcast matmul and bias add under autodiff.
+fn check_pointwise([b, i, o, n]: [usize; 4], bias: bool, seed: u64) {
+    let device = Device::flex().autodiff();
+    let x0 = random(b * i * n, seed);
+    let w0 = random(o * i, seed + 1);
+    let b0 = random(o, seed + 2);
+    let up = random(b * o * n, seed + 3);
+    let x =
+        || Tensor::<3>::from_data(TensorData::new(x0.clone(), [b, i, n]), &device).require_grad();
+    let w = || Tensor::<2>::from_data(TensorData::new(w0.clone(), [o, i]), &device).require_grad();
+    let bl = || Tensor::<1>::from_data(TensorData::new(b0.clone(), [o]), &device).require_grad();
+    let upstream = Tensor::<3>::from_data(TensorData::new(up, [b, o, n]), &device);
+
+    let (xf, wf, bf) = (x(), w(), bias.then(bl));
+    let yf = fused::pointwise(xf.clone(), wf.clone(), bf.clone());
+    let gf = (yf.clone() * upstream.clone()).sum().backward();
+
+    let (xu, wu, bu) = (x(), w(), bias.then(bl));
+    let mut yu = wu.clone().unsqueeze_dim::<3>(0).matmul(xu.clone());
+    if let Some(bu) = &bu {
+        yu = yu + bu.clone().reshape([1, -1, 1]);
+    }
+    let gu = (yu.clone() * upstream).sum().backward();
+
+    let what = format!("[{b}, {i}, {o}, {n}] bias={bias}");
+    // Sums of `i` (values, dx), `b·n` (dw, dbias) products of numbers in [-1, 1].
+    close(&host(yf), &host(yu), 1e-6 * i as f32, &format!("y {what}"));
+    close(
+        &host(xf.grad(&gf).unwrap()),
+        &host(xu.grad(&gu).unwrap()),
+        1e-6 * o as f32,
+        &format!("dx {what}"),
+    );
+    let abs = 1e-6 * (b * n) as f32;
+    close(
+        &host(wf.grad(&gf).unwrap()),
+        &host(wu.grad(&gu).unwrap()),
+        abs,
+        &format!("dw {what}"),
+    );
+    if let (Some(bf), Some(bu)) = (bf, bu) {
+        close(
+            &host(bf.grad(&gf).unwrap()),
+            &host(bu.grad(&gu).unwrap()),
+            abs,
+            &format!("dbias {what}"),
+        );
+    }
+}
+
+#[test]
+fn fused_pointwise_matches_the_broadcast_matmul_values_and_gradients() {
+    let shapes = [
+        [1, 1, 1, 1],
+        [3, 5, 7, 11],
+        [2, 3, 64, 17],
+        [1, 32, 32, 1],
+        // Several point blocks, the last one partial.
+        [2, 7, 9, 2 * pointwise::COLS + 37],
+        [5, 4, 3, pointwise::COLS],
+    ];
+    for (k, &dims) in shapes.iter().enumerate() {
+        for bias in [false, true] {
+            check_pointwise(dims, bias, 300 + k as u64);
+        }
+    }
+}
+
+#[test]
+fn a_pointwise_row_gives_the_same_bits_alone_or_in_a_batch() {
+    let device = Device::flex();
+    let (b, i, o, n) = (6, 5, 8, pointwise::COLS + 300);
+    let x = Tensor::<3>::from_data(TensorData::new(random(b * i * n, 1), [b, i, n]), &device);
+    let w = Tensor::<2>::from_data(TensorData::new(random(o * i, 2), [o, i]), &device);
+    let bias = Tensor::<1>::from_data(TensorData::new(random(o, 3), [o]), &device);
+    let all = host(fused::pointwise(x.clone(), w.clone(), Some(bias.clone())));
+    for r in [0, 3, 5] {
+        let alone = host(fused::pointwise(
+            x.clone().narrow(0, r, 1),
+            w.clone(),
+            Some(bias.clone()),
+        ));
+        assert_eq!(alone, all[r * o * n..(r + 1) * o * n], "row {r}");
+    }
+}
+
+#[test]
+fn fused_pointwise_reads_strided_inputs_and_its_backward_alone_matches() {
+    let device = Device::flex();
+    let (b, i, o, n) = (2, 3, 4, 29);
+    // x given as a transposed view of [b, n, i].
+    let xt = Tensor::<3>::from_data(TensorData::new(random(b * n * i, 4), [b, n, i]), &device)
+        .swap_dims(1, 2);
+    // w given as a transposed view of [i, o].
+    let wt =
+        Tensor::<2>::from_data(TensorData::new(random(i * o, 5), [i, o]), &device).swap_dims(0, 1);
+    let want = host(wt.clone().unsqueeze_dim::<3>(0).matmul(xt.clone()));
+    close(
+        &host(fused::pointwise(xt.clone(), wt.clone(), None)),
+        &want,
+        1e-5,
+        "strided",
+    );
+
+    let g = Tensor::<3>::from_data(TensorData::new(random(b * o * n, 6), [b, o, n]), &device);
+    let (dx, dw, db) = fused::pointwise_backward(xt.clone(), wt.clone(), true, g.clone());
+    let want_dx = wt.transpose().unsqueeze_dim::<3>(0).matmul(g.clone());
+    let want_dw = g
+        .clone()
+        .matmul(xt.swap_dims(1, 2))
+        .sum_dim(0)
+        .reshape([o, i]);
+    let want_db = g.sum_dim(0).sum_dim(2).reshape([o]);
+    close(&host(dx), &host(want_dx), 1e-5, "dx");
+    close(&host(dw), &host(want_dw), 1e-4, "dw");
+    close(
+        &host(db.expect("a bias gradient")),
+        &host(want_db),
+        1e-4,
+        "db",
+    );
 }
