@@ -78,11 +78,14 @@ impl ChannelMlp {
     /// `gelu((W₁x + b₁) · mask)` with the bias, mask and activation as one fused op.
     pub fn hidden(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
         let h = self.fc1.linear(x);
-        let mask = match dropout {
-            Some((p, noise)) if p > 0.0 => Some(noise.dropout_mask(p, h.dims(), &h.device())),
+        let masks = match dropout {
+            Some((p, noise)) if p > 0.0 => {
+                let [_, c, n] = h.dims();
+                Some(noise.mask_streams(p, c * n))
+            }
             _ => None,
         };
-        bias_dropout_gelu(h, self.fc1.bias.as_ref().map(|b| b.val()), mask)
+        bias_dropout_gelu(h, self.fc1.bias.as_ref().map(|b| b.val()), masks)
     }
 
     /// `[batch, in, points]` → `[batch, out, points]`.

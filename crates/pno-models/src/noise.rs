@@ -17,6 +17,75 @@ use rayon::prelude::*;
 /// Stream words drawn at a time for a dropout mask.
 const MASK_BLOCK: usize = 512;
 
+/// The inverted-dropout rule for probability `p`: an entry is 0 when its stream word is below
+/// the threshold (probability `p`) and the keep scale `1/(1-p)` otherwise.
+fn mask_rule(p: f64) -> (u32, f32) {
+    // P(u < threshold) = p with u uniform on [0, 2^32).
+    let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+    (threshold, 1.0 / (1.0 - p) as f32)
+}
+
+/// The next `out.len()` mask entries of one row's stream, one stream word each.
+fn fill_mask(rng: &mut ChaCha8Rng, out: &mut [f32], threshold: u32, keep: f32) {
+    // The stream's next words in bulk (the same words, in the same order, as one `next_u32`
+    // per entry), then a branch-free select the compiler vectorises.
+    let mut words = [0u32; MASK_BLOCK];
+    for chunk in out.chunks_mut(MASK_BLOCK) {
+        let words = &mut words[..chunk.len()];
+        rng.fill(words);
+        for (o, &u) in chunk.iter_mut().zip(words.iter()) {
+            *o = if u < threshold { 0.0 } else { keep };
+        }
+    }
+}
+
+/// Dropout masks kept as the positions of the row streams they come from (see
+/// [`Noise::mask_streams`]): row `i`'s mask is the next `per_row` words of stream `i` from its
+/// saved position, any part of it made on demand, the same values [`Noise::dropout_mask`] gives.
+#[derive(Debug, Clone)]
+pub struct MaskStreams {
+    starts: Vec<ChaCha8Rng>,
+    per_row: usize,
+    threshold: u32,
+    keep: f32,
+}
+
+impl MaskStreams {
+    /// Rows (the batch).
+    pub fn batch(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Entries per row.
+    pub fn per_row(&self) -> usize {
+        self.per_row
+    }
+
+    /// Entries `offset .. offset + out.len()` of row `row`'s mask into `out`.
+    pub fn fill(&self, row: usize, offset: usize, out: &mut [f32]) {
+        assert!(
+            row < self.starts.len() && offset + out.len() <= self.per_row,
+            "mask entries {offset}..{} of row {row}: the masks have {} rows of {}",
+            offset + out.len(),
+            self.starts.len(),
+            self.per_row
+        );
+        let mut rng = self.starts[row].clone();
+        let at = rng.get_word_pos();
+        rng.set_word_pos(at + offset as u128);
+        fill_mask(&mut rng, out, self.threshold, self.keep);
+    }
+
+    /// Every mask, `[batch · per_row]` row after row (for backends without the fused kernel).
+    pub fn to_vec(&self) -> Vec<f32> {
+        let mut v = vec![0.0f32; self.batch() * self.per_row];
+        v.par_chunks_mut(self.per_row.max(1))
+            .enumerate()
+            .for_each(|(row, out)| self.fill(row, 0, out));
+        v
+    }
+}
+
 /// Per-row random streams for one stochastic forward pass over a batch.
 #[derive(Debug, Clone)]
 pub struct Noise {
@@ -78,27 +147,34 @@ impl Noise {
         device: &Device,
     ) -> Tensor<D> {
         let per_row: usize = dims[1..].iter().product();
-        let keep = 1.0 / (1.0 - p) as f32;
-        // P(u < threshold) = p with u uniform on [0, 2^32).
-        let threshold = (p * 4_294_967_296.0).min(4_294_967_295.0) as u32;
+        let (threshold, keep) = mask_rule(p);
         // Rows are independent streams: fill them in parallel, deterministically.
         let mut v = vec![0.0f32; dims[0] * per_row];
         let rows = self.rows.par_iter_mut();
         v.par_chunks_mut(per_row.max(1))
             .zip(rows)
-            .for_each(|(out, rng)| {
-                // The stream's next words in bulk (the same words, in the same order, as one
-                // `next_u32` per entry), then a branch-free select the compiler vectorises.
-                let mut words = [0u32; MASK_BLOCK];
-                for chunk in out.chunks_mut(MASK_BLOCK) {
-                    let words = &mut words[..chunk.len()];
-                    rng.fill(words);
-                    for (o, &u) in chunk.iter_mut().zip(words.iter()) {
-                        *o = if u < threshold { 0.0 } else { keep };
-                    }
-                }
-            });
+            .for_each(|(out, rng)| fill_mask(rng, out, threshold, keep));
         Tensor::from_data(TensorData::new(v, dims), device)
+    }
+
+    /// The dropout masks of `per_row` entries per row that [`Noise::dropout_mask`] would draw
+    /// now, as stream positions instead of values: each row's stream moves on past the words
+    /// the mask takes, exactly as if it had been drawn, and a kernel makes any part of the mask
+    /// from the returned [`MaskStreams`] when it needs it ([`crate::fused`] does, forward and
+    /// backward, so the mask is never stored).
+    pub fn mask_streams(&mut self, p: f64, per_row: usize) -> MaskStreams {
+        let starts = self.rows.clone();
+        for rng in &mut self.rows {
+            let at = rng.get_word_pos();
+            rng.set_word_pos(at + per_row as u128);
+        }
+        let (threshold, keep) = mask_rule(p);
+        MaskStreams {
+            starts,
+            per_row,
+            threshold,
+            keep,
+        }
     }
 
     /// Standard normal draws of shape `[batch, per_row...]`, row `i` from stream `i`.
@@ -252,5 +328,37 @@ mod tests {
                 "p = {p}: dropped {dropped}"
             );
         }
+    }
+
+    /// Masks kept as stream positions give the values `dropout_mask` draws, whole or in parts
+    /// from any offset, and leave the streams where drawing them would have.
+    #[test]
+    fn mask_streams_match_drawn_masks_in_any_part_and_move_the_streams_on() {
+        let device = Device::flex();
+        let (batch, per_row) = (3, 2 * MASK_BLOCK + 77);
+        let mut drawn = Noise::new(5, 1, 0, batch);
+        let mut kept = drawn.clone();
+        let _ = drawn.dropout_mask(0.2, [batch, 4], &device);
+        let _ = kept.dropout_mask(0.2, [batch, 4], &device);
+        let want = drawn
+            .dropout_mask(0.3, [batch, per_row], &device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32 mask");
+        let streams = kept.mask_streams(0.3, per_row);
+        assert_eq!(streams.to_vec(), want);
+        for (row, offset, len) in [(0, 0, 1), (1, 5, MASK_BLOCK + 3), (2, per_row - 9, 9)] {
+            let mut part = vec![0.0f32; len];
+            streams.fill(row, offset, &mut part);
+            let at = row * per_row + offset;
+            assert_eq!(part, want[at..at + len], "row {row} from {offset}");
+        }
+        // The next draws agree: the kept streams moved on by exactly the mask's words.
+        let next = |n: &mut Noise| {
+            n.normal([batch, 7], &device)
+                .into_data()
+                .try_to_vec::<f32>()
+        };
+        assert_eq!(next(&mut kept).ok(), next(&mut drawn).ok());
     }
 }

@@ -1,9 +1,9 @@
 //! [`PnoKernels`] under autodiff: the forward runs the inner backend's fused kernel; the
 //! backward is hand-written and calls the inner backend's fused backward.
 //!
-//! - bias + dropout + GELU saves the op's input `x`, the bias and the mask (handles to tensors
-//!   that are alive anyway, except `x`, which replaces the pre-activation the unfused GELU would
-//!   keep).
+//! - bias + dropout + GELU saves the op's input `x`, the bias (a handle to a tensor that is alive
+//!   anyway) and the mask's stream positions (the backward makes the mask again); `x` replaces
+//!   the pre-activation the unfused GELU would keep.
 //! - The pointwise layer saves its input and weight, as burn's matmul backward does.
 
 use burn::backend::Backend;
@@ -15,6 +15,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 
 use super::{Operand, PnoKernels};
+use crate::noise::MaskStreams;
 
 /// Backward with a tracked bias: parents `[x, bias]`.
 #[derive(Debug)]
@@ -24,11 +25,7 @@ struct WithBias;
 #[derive(Debug)]
 struct WithoutBias;
 
-type State<B> = (
-    FloatTensor<B>,
-    Option<FloatTensor<B>>,
-    Option<FloatTensor<B>>,
-);
+type State<B> = (FloatTensor<B>, Option<FloatTensor<B>>, Option<MaskStreams>);
 
 impl<B: Backend + PnoKernels> Backward<B, 2> for WithBias {
     type State = State<B>;
@@ -37,8 +34,7 @@ impl<B: Backend + PnoKernels> Backward<B, 2> for WithBias {
         let [node_x, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, bias, mask) = ops.state;
-        let (dx, db) =
-            B::bias_dropout_gelu_backward(x, Operand::new(bias), Operand::new(mask), grad);
+        let (dx, db) = B::bias_dropout_gelu_backward(x, Operand::new(bias), mask, grad);
         if let (Some(node), Some(db)) = (node_b, db) {
             grads.register::<B>(node.id, db);
         }
@@ -55,7 +51,7 @@ impl<B: Backend + PnoKernels> Backward<B, 1> for WithoutBias {
         let [node_x] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (x, _, mask) = ops.state;
-        let (dx, _) = B::bias_dropout_gelu_backward(x, Operand::Absent, Operand::new(mask), grad);
+        let (dx, _) = B::bias_dropout_gelu_backward(x, Operand::Absent, mask, grad);
         if let Some(node) = node_x {
             grads.register::<B>(node.id, dx);
         }
@@ -159,10 +155,8 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
     fn bias_dropout_gelu(
         x: FloatTensor<Self>,
         bias: Operand<Self>,
-        mask: Operand<Self>,
+        mask: Option<MaskStreams>,
     ) -> FloatTensor<Self> {
-        // The mask is a constant: only its value is used.
-        let mask = mask.into_option().map(|m| m.into_primitive());
         match bias.into_option() {
             Some(bias) => match WithBias
                 .prepare::<C>([x.node(), bias.node()])
@@ -171,17 +165,14 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
             {
                 OpsKind::Tracked(prep) => {
                     let (xp, bp) = (x.primitive().clone(), bias.primitive().clone());
-                    let out = B::bias_dropout_gelu(
-                        xp.clone(),
-                        Operand::Given(bp.clone()),
-                        Operand::new(mask.clone()),
-                    );
+                    let out =
+                        B::bias_dropout_gelu(xp.clone(), Operand::Given(bp.clone()), mask.clone());
                     prep.finish((xp, Some(bp), mask), out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::bias_dropout_gelu(
                     x.into_primitive(),
                     Operand::Given(bias.into_primitive()),
-                    Operand::new(mask),
+                    mask,
                 )),
             },
             None => match WithoutBias
@@ -191,17 +182,13 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
             {
                 OpsKind::Tracked(prep) => {
                     let xp = x.primitive().clone();
-                    let out = B::bias_dropout_gelu(
-                        xp.clone(),
-                        Operand::Absent,
-                        Operand::new(mask.clone()),
-                    );
+                    let out = B::bias_dropout_gelu(xp.clone(), Operand::Absent, mask.clone());
                     prep.finish((xp, None, mask), out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::bias_dropout_gelu(
                     x.into_primitive(),
                     Operand::Absent,
-                    Operand::new(mask),
+                    mask,
                 )),
             },
         }

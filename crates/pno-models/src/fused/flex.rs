@@ -9,8 +9,9 @@ use super::math::{self, Operands};
 use super::pointwise::{self, Dims};
 use super::{
     Operand, PnoKernels, composed_backward, composed_forward, composed_pointwise,
-    composed_pointwise_backward,
+    composed_pointwise_backward, host_mask,
 };
+use crate::noise::MaskStreams;
 
 /// A contiguous `f32` view of `t` (copied only when `t` is a strided view).
 fn contiguous(t: &FlexTensor) -> FlexTensor {
@@ -47,6 +48,19 @@ fn dims(x: &FlexTensor) -> (usize, usize) {
         "bias_dropout_gelu: expected [batch, channels, points], got {s:?}"
     );
     (s[1], s[2])
+}
+
+/// The masks cover `x[batch, channels, points]`: one row of `channels · points` per batch item.
+fn check_masks(x: &FlexTensor, masks: Option<&MaskStreams>) {
+    if let Some(m) = masks {
+        let s = x.shape();
+        assert!(
+            m.batch() == s[0] && m.per_row() == s[1] * s[2],
+            "bias_dropout_gelu: masks of {} rows of {} for x {s:?}",
+            m.batch(),
+            m.per_row()
+        );
+    }
 }
 
 /// The shapes of a pointwise layer from `x[batch, in, points]` and `w[out, in]`.
@@ -87,19 +101,24 @@ fn map_f32<R>(
 }
 
 impl PnoKernels for Flex {
-    fn bias_dropout_gelu(x: FlexTensor, bias: Operand<Self>, mask: Operand<Self>) -> FlexTensor {
-        let (bias, mask) = (bias.into_option(), mask.into_option());
-        if !all_f32([&x].into_iter().chain(&bias).chain(&mask)) {
+    fn bias_dropout_gelu(
+        x: FlexTensor,
+        bias: Operand<Self>,
+        masks: Option<MaskStreams>,
+    ) -> FlexTensor {
+        let bias = bias.into_option();
+        if !all_f32([&x].into_iter().chain(&bias)) {
+            let mask = host_mask::<Self>(&x, masks.as_ref());
             return composed_forward::<Self>(x, bias, mask);
         }
         let (channels, points) = dims(&x);
+        check_masks(&x, masks.as_ref());
         let bias = bias.as_ref().map(contiguous);
-        let mask = mask.as_ref().map(contiguous);
         let ops = Operands {
             channels,
             points,
             bias: bias.as_ref().map(slice),
-            mask: mask.as_ref().map(slice),
+            masks: masks.as_ref(),
         };
         map_f32(x, |out, src| math::forward(out, src, ops)).0
     }
@@ -107,22 +126,23 @@ impl PnoKernels for Flex {
     fn bias_dropout_gelu_backward(
         x: FlexTensor,
         bias: Operand<Self>,
-        mask: Operand<Self>,
+        masks: Option<MaskStreams>,
         grad: FlexTensor,
     ) -> (FlexTensor, Option<FlexTensor>) {
-        let (bias, mask) = (bias.into_option(), mask.into_option());
-        if !all_f32([&x, &grad].into_iter().chain(&bias).chain(&mask)) {
+        let bias = bias.into_option();
+        if !all_f32([&x, &grad].into_iter().chain(&bias)) {
+            let mask = host_mask::<Self>(&x, masks.as_ref());
             return composed_backward::<Self>(x, bias, mask, grad);
         }
         let (channels, points) = dims(&x);
+        check_masks(&x, masks.as_ref());
         let x = contiguous(&x);
         let bias = bias.as_ref().map(contiguous);
-        let mask = mask.as_ref().map(contiguous);
         let ops = Operands {
             channels,
             points,
             bias: bias.as_ref().map(slice),
-            mask: mask.as_ref().map(slice),
+            masks: masks.as_ref(),
         };
         let (dx, sums) = map_f32(grad, |out, src| math::backward(out, src, slice(&x), ops));
         let db = sums.map(|s| tensor(math::bias_grad(&s, channels), Shape::new([channels])));

@@ -15,6 +15,8 @@
 
 use rayon::prelude::*;
 
+use crate::noise::MaskStreams;
+
 const ERF_CLAMP: f32 = 3.743_921_2;
 const ERF_ALPHA: [f32; 5] = [
     0.000_229_050_66,
@@ -110,8 +112,8 @@ pub struct Operands<'a> {
     pub points: usize,
     /// Bias `[c]`, if any.
     pub bias: Option<&'a [f32]>,
-    /// Dropout mask `[b, c, n]` (0 or `1/(1-p)`), if any.
-    pub mask: Option<&'a [f32]>,
+    /// Dropout masks (one row of `c · n` entries per batch item, made on demand), if any.
+    pub masks: Option<&'a MaskStreams>,
 }
 
 /// `z = (x + bias[c]) · mask` for row `row` of a task.
@@ -133,7 +135,6 @@ pub fn forward(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
             pulp::Arch::new().dispatch(ForwardTask {
                 out,
                 x: src.map(|s| &s[span.clone()]),
-                mask: ops.mask.map(|m| &m[span.clone()]),
                 first_row: start / n,
                 ops,
             });
@@ -146,9 +147,19 @@ pub fn forward(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
 struct ForwardTask<'a> {
     out: &'a mut [f32],
     x: Option<&'a [f32]>,
-    mask: Option<&'a [f32]>,
     first_row: usize,
     ops: Operands<'a>,
+}
+
+/// Row `row` (a `[batch, channel]` pair) of the dropout masks into `buf` (`n` entries), if any.
+#[inline(always)]
+fn mask_row<'b>(ops: &Operands<'_>, row: usize, buf: &'b mut Vec<f32>) -> Option<&'b [f32]> {
+    ops.masks.map(|m| {
+        let n = ops.points.max(1);
+        buf.resize(n, 0.0);
+        m.fill(row / ops.channels, (row % ops.channels) * n, buf);
+        &buf[..]
+    })
 }
 
 impl pulp::WithSimd for ForwardTask<'_> {
@@ -159,20 +170,16 @@ impl pulp::WithSimd for ForwardTask<'_> {
         let Self {
             out,
             x,
-            mask,
             first_row,
             ops,
         } = self;
         let n = ops.points.max(1);
+        let mut buf = Vec::new();
         for (r, o) in out.chunks_mut(n).enumerate() {
             let b = bias_of(&ops, first_row + r);
             let span = r * n..r * n + o.len();
-            forward_row(
-                o,
-                x.map(|x| &x[span.clone()]),
-                mask.map(|m| &m[span.clone()]),
-                b,
-            );
+            let mask = mask_row(&ops, first_row + r, &mut buf);
+            forward_row(o, x.map(|x| &x[span]), mask, b);
         }
     }
 }
@@ -236,7 +243,6 @@ pub fn backward(
                 out,
                 grad: grad.map(|g| &g[span.clone()]),
                 x: &x[span.clone()],
-                mask: ops.mask.map(|m| &m[span.clone()]),
                 row_sums,
                 first_row: start / n,
                 ops,
@@ -251,7 +257,6 @@ struct BackwardTask<'a> {
     out: &'a mut [f32],
     grad: Option<&'a [f32]>,
     x: &'a [f32],
-    mask: Option<&'a [f32]>,
     row_sums: Option<&'a mut [f32]>,
     first_row: usize,
     ops: Operands<'a>,
@@ -266,22 +271,17 @@ impl pulp::WithSimd for BackwardTask<'_> {
             out,
             grad,
             x,
-            mask,
             mut row_sums,
             first_row,
             ops,
         } = self;
         let n = ops.points.max(1);
+        let mut buf = Vec::new();
         for (r, o) in out.chunks_mut(n).enumerate() {
             let b = bias_of(&ops, first_row + r);
             let span = r * n..r * n + o.len();
-            backward_row(
-                o,
-                grad.map(|g| &g[span.clone()]),
-                &x[span.clone()],
-                mask.map(|m| &m[span.clone()]),
-                b,
-            );
+            let mask = mask_row(&ops, first_row + r, &mut buf);
+            backward_row(o, grad.map(|g| &g[span.clone()]), &x[span], mask, b);
             if let Some(s) = row_sums.as_deref_mut() {
                 s[r] = sum(o);
             }

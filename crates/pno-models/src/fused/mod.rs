@@ -20,8 +20,12 @@
 //! - **Every other backend** (CUDA through `Cube`): the trait's default bodies, the unfused
 //!   composition of burn primitives (burn-fusion fuses them there).
 //!
-//! The mask is a constant (a host-made inverted-dropout mask from [`crate::noise::Noise`]); the
-//! op takes no gradient with respect to it.
+//! The dropout mask is never a tensor: the op gets it as [`MaskStreams`], the positions of the
+//! row streams of [`crate::noise::Noise`] it comes from, and the Flex kernels make each row's
+//! mask entries from them as they go, in the forward and again in the backward (nothing of the
+//! mask is written to memory or kept for the backward). The values are those
+//! [`Noise::dropout_mask`](crate::noise::Noise::dropout_mask) draws. Other backends get the mask
+//! made on the host. The op takes no gradient with respect to it.
 
 pub mod math;
 pub mod pointwise;
@@ -31,7 +35,9 @@ mod flex;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, ExtensionType, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor};
+use burn::tensor::{Shape, Tensor, TensorData};
+
+use crate::noise::MaskStreams;
 
 /// An optional tensor operand (bias or mask) across the dispatch boundary (the extension macro
 /// takes no `Option` of a tensor as an input).
@@ -62,13 +68,14 @@ impl<B: Backend> Operand<B> {
 /// points]`, `bias` is `[channels]`.
 #[backend_extension(Flex, Cube: cfg(feature = "cuda"), Autodiff)]
 pub trait PnoKernels: Backend {
-    /// `gelu((x + bias[c]) · mask)`.
+    /// `gelu((x + bias[c]) · mask)`, the mask `[batch, channels · points]` from `masks`.
     fn bias_dropout_gelu(
         x: FloatTensor<Self>,
         #[extension_type] bias: Operand<Self>,
-        #[extension_type] mask: Operand<Self>,
+        masks: Option<MaskStreams>,
     ) -> FloatTensor<Self> {
-        composed_forward::<Self>(x, bias.into_option(), mask.into_option())
+        let mask = host_mask::<Self>(&x, masks.as_ref());
+        composed_forward::<Self>(x, bias.into_option(), mask)
     }
 
     /// Gradients of [`PnoKernels::bias_dropout_gelu`] with respect to `x` and (when given)
@@ -76,10 +83,11 @@ pub trait PnoKernels: Backend {
     fn bias_dropout_gelu_backward(
         x: FloatTensor<Self>,
         #[extension_type] bias: Operand<Self>,
-        #[extension_type] mask: Operand<Self>,
+        masks: Option<MaskStreams>,
         grad: FloatTensor<Self>,
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        composed_backward::<Self>(x, bias.into_option(), mask.into_option(), grad)
+        let mask = host_mask::<Self>(&x, masks.as_ref());
+        composed_backward::<Self>(x, bias.into_option(), mask, grad)
     }
 
     /// A pointwise layer, `w · x[b] + bias` for `x[batch, in, points]`, `w[out, in]`,
@@ -143,6 +151,17 @@ fn composed_pointwise_backward<B: Backend>(
     (dx, dw, db)
 }
 
+/// The masks as a tensor of `x`'s shape on `x`'s device (made on the host).
+fn host_mask<B: Backend>(
+    x: &FloatTensor<B>,
+    masks: Option<&MaskStreams>,
+) -> Option<FloatTensor<B>> {
+    masks.map(|m| {
+        let shape = x.shape();
+        B::float_from_data(TensorData::new(m.to_vec(), shape), &x.device())
+    })
+}
+
 /// The unfused forward: bias add, mask multiply and GELU as burn primitives.
 fn composed_forward<B: Backend>(
     x: FloatTensor<B>,
@@ -196,17 +215,18 @@ fn pre_activation<B: Backend>(
 #[cfg(feature = "cuda")]
 impl PnoKernels for burn::backend::Cube {}
 
-/// `gelu((x + bias[c]) · mask)` on `x[batch, channels, points]`, `bias[channels]`, `mask` of `x`'s
-/// shape, as one fused op (see the [module docs](self)).
+/// `gelu((x + bias[c]) · mask)` on `x[batch, channels, points]` and `bias[channels]`, the masks
+/// made from `masks` (`[batch, channels · points]`) inside the kernel, as one fused op (see the
+/// [module docs](self)).
 pub fn bias_dropout_gelu(
     x: Tensor<3>,
     bias: Option<Tensor<1>>,
-    mask: Option<Tensor<3>>,
+    masks: Option<MaskStreams>,
 ) -> Tensor<3> {
     Tensor::from_dispatch(<Dispatch as PnoKernels>::bias_dropout_gelu(
         x.into_dispatch(),
         Operand::new(bias.map(Tensor::into_dispatch)),
-        Operand::new(mask.map(Tensor::into_dispatch)),
+        masks,
     ))
 }
 
@@ -215,13 +235,13 @@ pub fn bias_dropout_gelu(
 pub fn bias_dropout_gelu_backward(
     x: Tensor<3>,
     bias: Option<Tensor<1>>,
-    mask: Option<Tensor<3>>,
+    masks: Option<MaskStreams>,
     grad: Tensor<3>,
 ) -> (Tensor<3>, Option<Tensor<1>>) {
     let (dx, db) = <Dispatch as PnoKernels>::bias_dropout_gelu_backward(
         x.into_dispatch(),
         Operand::new(bias.map(Tensor::into_dispatch)),
-        Operand::new(mask.map(Tensor::into_dispatch)),
+        masks,
         grad.into_dispatch(),
     );
     (Tensor::from_dispatch(dx), db.map(Tensor::from_dispatch))

@@ -107,6 +107,9 @@ fn check(dims: [usize; 3], bias: bool, p: f64, seed: u64) {
         .collect::<Vec<_>>();
     let b0 = random(c, seed + 1);
     let up = random(b * c * n, seed + 2);
+    // The fused op makes the mask from the row streams inside the kernel; the composition gets
+    // the same mask drawn as a tensor from an identical `Noise`.
+    let masks = (p > 0.0).then(|| Noise::new(seed, 0, 0, b).mask_streams(p, c * n));
     let mask = (p > 0.0).then(|| Noise::new(seed, 0, 0, b).dropout_mask(p, dims, &device));
     let leaf = |v: &[f32], d: [usize; 3]| {
         Tensor::<3>::from_data(TensorData::new(v.to_vec(), d), &device).require_grad()
@@ -118,7 +121,7 @@ fn check(dims: [usize; 3], bias: bool, p: f64, seed: u64) {
     // Fused.
     let xf = leaf(&x0, dims);
     let bf = bias.then(bias_leaf);
-    let yf = fused::bias_dropout_gelu(xf.clone(), bf.clone(), mask.clone());
+    let yf = fused::bias_dropout_gelu(xf.clone(), bf.clone(), masks);
     let gf = (yf.clone() * upstream.clone()).sum().backward();
 
     // Unfused: the same composition the layers used before.
