@@ -200,8 +200,8 @@ impl FactorizedWeights {
         (wr.reshape([modes, ci_, co]), wi.reshape([modes, ci_, co]))
     }
 
-    /// Tucker reconstruction: one complex mode product per axis, each a single real matmul
-    /// `[[Xr], [Xi]] · [Urᵀ | Uiᵀ]`. Returns flat `[Π shape]` parts.
+    /// Tucker reconstruction: one complex mode product per axis, as four real matmuls. Returns
+    /// flat `[Π shape]` parts.
     fn tucker(&self, cr: Tensor<1>, ci: Tensor<1>) -> (Tensor<1>, Tensor<1>) {
         let d = self.shape.len();
         let mut dims: Vec<usize> = self.ranks.clone();
@@ -211,29 +211,21 @@ impl FactorizedWeights {
             let r = dims[k];
             let right: usize = dims[k + 1..].iter().product();
             let n = self.shape[k];
-            // [2, L, r, R] → [2·L·R, r]
-            let x = Tensor::stack::<2>(vec![xr, xi], 0)
-                .reshape([2 * left, r, right])
-                .swap_dims(1, 2)
-                .reshape([2 * left * right, r]);
-            let u = Tensor::cat(
-                vec![
-                    self.factors_re[k].val().transpose(),
-                    self.factors_im[k].val().transpose(),
-                ],
-                1,
-            ); // [r, 2n]
-            let y = x.matmul(u).reshape([2, left, right, 2, n]);
-            // (Xr + iXi)(Ur + iUi) = (XrUr − XiUi) + i(XrUi + XiUr)
-            let part = |a: usize, b: usize| {
-                y.clone()
-                    .narrow(0, a, 1)
-                    .narrow(3, b, 1)
-                    .reshape([left, right, n])
-                    .swap_dims(1, 2) // [L, n, R]
+            // [L, r, R] → [L·R, r] for each part.
+            let flat = |t: Tensor<1>| {
+                t.reshape([left, r, right])
+                    .swap_dims(1, 2)
+                    .reshape([left * right, r])
             };
-            let yr = part(0, 0) - part(1, 1);
-            let yi = part(0, 1) + part(1, 0);
+            let (x_r, x_i) = (flat(xr), flat(xi));
+            let ur = self.factors_re[k].val().transpose(); // [r, n]
+            let ui = self.factors_im[k].val().transpose();
+            // (Xr + iXi)(Ur + iUi) = (XrUr − XiUi) + i(XrUi + XiUr), as four real matmuls:
+            // no slices of a stacked product, whose backward would write each slice's gradient
+            // into a zeroed tensor of the whole product.
+            let back = |t: Tensor<2>| t.reshape([left, right, n]).swap_dims(1, 2); // [L, n, R]
+            let yr = back(x_r.clone().matmul(ur.clone()) - x_i.clone().matmul(ui.clone()));
+            let yi = back(x_r.matmul(ui) + x_i.matmul(ur));
             dims[k] = n;
             let len = left * n * right;
             xr = yr.reshape([len]);
