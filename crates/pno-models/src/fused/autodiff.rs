@@ -66,8 +66,8 @@ struct PointwiseWithBias;
 #[derive(Debug)]
 struct PointwiseWithoutBias;
 
-/// The pointwise backward's inputs `(x, w)`, and a placeholder bias operand when there is one.
-type PointwiseState<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
+/// The pointwise backward's inputs `(x, w)`.
+type PointwiseState<B> = (FloatTensor<B>, FloatTensor<B>);
 
 impl<B: Backend + PnoKernels> Backward<B, 3> for PointwiseWithBias {
     type State = PointwiseState<B>;
@@ -75,8 +75,8 @@ impl<B: Backend + PnoKernels> Backward<B, 3> for PointwiseWithBias {
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, w, bias) = ops.state;
-        let (dx, dw, db) = B::pointwise_backward(x, w, Operand::new(bias), grad);
+        let (x, w) = ops.state;
+        let (dx, dw, db) = B::pointwise_backward(x, w, true, grad);
         if let (Some(node), Some(db)) = (node_b, db) {
             grads.register::<B>(node.id, db);
         }
@@ -95,8 +95,8 @@ impl<B: Backend + PnoKernels> Backward<B, 2> for PointwiseWithoutBias {
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
         let [node_x, node_w] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, w, _) = ops.state;
-        let (dx, dw, _) = B::pointwise_backward(x, w, Operand::Absent, grad);
+        let (x, w) = ops.state;
+        let (dx, dw, _) = B::pointwise_backward(x, w, false, grad);
         if let Some(node) = node_w {
             grads.register::<B>(node.id, dw);
         }
@@ -119,13 +119,13 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
                 .stateful()
             {
                 OpsKind::Tracked(prep) => {
-                    let (xp, wp, bp) = (
-                        x.primitive().clone(),
-                        w.primitive().clone(),
-                        bias.primitive().clone(),
+                    let (xp, wp) = (x.primitive().clone(), w.primitive().clone());
+                    let out = B::pointwise(
+                        xp.clone(),
+                        wp.clone(),
+                        Operand::Given(bias.primitive().clone()),
                     );
-                    let out = B::pointwise(xp.clone(), wp.clone(), Operand::Given(bp.clone()));
-                    prep.finish((xp, wp, Some(bp)), out)
+                    prep.finish((xp, wp), out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::pointwise(
                     x.into_primitive(),
@@ -141,7 +141,7 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
                 OpsKind::Tracked(prep) => {
                     let (xp, wp) = (x.primitive().clone(), w.primitive().clone());
                     let out = B::pointwise(xp.clone(), wp.clone(), Operand::Absent);
-                    prep.finish((xp, wp, None), out)
+                    prep.finish((xp, wp), out)
                 }
                 OpsKind::UnTracked(prep) => prep.finish(B::pointwise(
                     x.into_primitive(),

@@ -164,10 +164,9 @@ impl PnoKernels for Flex {
     fn pointwise_backward(
         x: FlexTensor,
         w: FlexTensor,
-        bias: Operand<Self>,
+        with_bias: bool,
         grad: FlexTensor,
     ) -> (FlexTensor, FlexTensor, Option<FlexTensor>) {
-        let with_bias = bias.into_option().is_some();
         if !all_f32([&x, &w, &grad]) {
             return composed_pointwise_backward::<Self>(x, w, with_bias, grad);
         }

@@ -100,20 +100,19 @@ pub trait PnoKernels: Backend {
         composed_pointwise::<Self>(x, w, bias.into_option())
     }
 
-    /// Gradients of [`PnoKernels::pointwise`] with respect to `x`, `w` and (when a bias is
-    /// given; only its presence matters) the bias, from the forward inputs and the output
-    /// gradient `grad`.
+    /// Gradients of [`PnoKernels::pointwise`] with respect to `x`, `w` and (when `with_bias`)
+    /// the bias, from the forward inputs and the output gradient `grad`.
     fn pointwise_backward(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,
-        #[extension_type] bias: Operand<Self>,
+        with_bias: bool,
         grad: FloatTensor<Self>,
     ) -> (
         FloatTensor<Self>,
         FloatTensor<Self>,
         Option<FloatTensor<Self>>,
     ) {
-        composed_pointwise_backward::<Self>(x, w, bias.into_option().is_some(), grad)
+        composed_pointwise_backward::<Self>(x, w, with_bias, grad)
     }
 }
 
@@ -266,12 +265,10 @@ pub fn pointwise_backward(
     with_bias: bool,
     grad: Tensor<3>,
 ) -> (Tensor<3>, Tensor<2>, Option<Tensor<1>>) {
-    // Only the bias operand's presence matters to the backward: a stand-in of the right shape.
-    let bias = with_bias.then(|| Tensor::<1>::zeros([w.dims()[0]], &w.device()));
     let (dx, dw, db) = <Dispatch as PnoKernels>::pointwise_backward(
         x.into_dispatch(),
         w.into_dispatch(),
-        Operand::new(bias.map(Tensor::into_dispatch)),
+        with_bias,
         grad.into_dispatch(),
     );
     (
