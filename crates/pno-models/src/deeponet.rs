@@ -191,7 +191,7 @@ impl DeepOnet {
         Head {
             mean: mean.clone(),
             std,
-            features: mean,
+            features: Some(mean),
         }
     }
 }

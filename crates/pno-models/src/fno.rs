@@ -39,8 +39,9 @@ pub struct Head {
     pub mean: Tensor<3>,
     /// Predicted standard deviation `[batch, out, points]` for models with a std head.
     pub std: Option<Tensor<3>>,
-    /// Input of the last linear layer `[batch, features, points]` (for last-layer Laplace).
-    pub features: Tensor<3>,
+    /// Input of the last linear layer `[batch, features, points]` (for last-layer Laplace), when
+    /// the pass asked for it ([`Pass::features`]).
+    pub features: Option<Tensor<3>>,
 }
 
 /// How stochastic one forward pass is.
@@ -51,6 +52,9 @@ pub struct Pass<'a> {
     pub dropout: bool,
     /// Sample variational weights.
     pub sample_weights: bool,
+    /// Return the last layer's input ([`Head::features`]); otherwise the projection runs as one
+    /// fused op that never stores its hidden features.
+    pub features: bool,
 }
 
 impl Pass<'_> {
@@ -60,6 +64,15 @@ impl Pass<'_> {
             noise: None,
             dropout: false,
             sample_weights: false,
+            features: false,
+        }
+    }
+
+    /// A deterministic pass that also returns the last layer's input ([`Head::features`]).
+    pub fn features() -> Pass<'static> {
+        Pass {
+            features: true,
+            ..Pass::deterministic()
         }
     }
 }
@@ -274,14 +287,14 @@ impl Fno {
                 1.0,
             ) + 1e-6
         });
+        let mlp = pass.noise.as_deref_mut().map(|n| (mlp_p, n));
         let (features, mean) = match &self.projection.fc2 {
-            Some(fc2) => {
-                let f = self
-                    .projection
-                    .hidden(x, pass.noise.as_deref_mut().map(|n| (mlp_p, n)));
-                (f.clone(), fc2.forward(f))
+            Some(fc2) if pass.features => {
+                let f = self.projection.hidden(x, mlp);
+                (Some(f.clone()), fc2.forward(f))
             }
-            None => (x.clone(), self.projection.fc1.forward(x)),
+            None if pass.features => (Some(x.clone()), self.projection.fc1.forward(x)),
+            _ => (None, self.projection.forward(x, mlp)),
         };
         Head {
             mean,

@@ -7,8 +7,9 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
-use crate::fused::{bias_dropout_gelu, pointwise};
+use crate::fused::{bias_dropout_gelu, channel_mlp, pointwise};
 use crate::init::Init;
+use crate::noise::MaskStreams;
 use crate::noise::Noise;
 
 /// A pointwise linear map over channels, `y[b, o, n] = Σ_i W[o, i] x[b, i, n] + b[o]`.
@@ -77,22 +78,46 @@ impl ChannelMlp {
     /// Hidden features after dropout and GELU, `[batch, hidden, points]` (the input of `fc2`):
     /// `gelu((W₁x + b₁) · mask)` with the bias, mask and activation as one fused op.
     pub fn hidden(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
+        let masks = self.hidden_masks(&x, dropout);
         let h = self.fc1.linear(x);
-        let masks = match dropout {
-            Some((p, noise)) if p > 0.0 => {
-                let [_, c, n] = h.dims();
-                Some(noise.mask_streams(p, c * n))
-            }
-            _ => None,
-        };
         bias_dropout_gelu(h, self.fc1.bias.as_ref().map(|b| b.val()), masks)
     }
 
-    /// `[batch, in, points]` → `[batch, out, points]`.
+    /// The dropout masks of the hidden features for input `x` (`[batch, hidden · points]`), if
+    /// dropout is on.
+    fn hidden_masks(
+        &self,
+        x: &Tensor<3>,
+        dropout: Option<(f64, &mut Noise)>,
+    ) -> Option<MaskStreams> {
+        match dropout {
+            Some((p, noise)) if p > 0.0 => {
+                let n = x.dims()[2];
+                Some(noise.mask_streams(p, self.fc1.d_out() * n))
+            }
+            _ => None,
+        }
+    }
+
+    /// `[batch, in, points]` → `[batch, out, points]`. Two layers run as one fused op
+    /// ([`crate::fused::channel_mlp()`]): the hidden features are never stored.
     pub fn forward(&self, x: Tensor<3>, dropout: Option<(f64, &mut Noise)>) -> Tensor<3> {
-        match &self.fc2 {
-            None => self.fc1.forward(x),
-            Some(fc2) => fc2.forward(self.hidden(x, dropout)),
+        let Some(fc2) = &self.fc2 else {
+            return self.fc1.forward(x);
+        };
+        match (&self.fc1.bias, &fc2.bias) {
+            (Some(b1), Some(b2)) => {
+                let masks = self.hidden_masks(&x, dropout);
+                channel_mlp(
+                    x,
+                    self.fc1.weight.val(),
+                    b1.val(),
+                    fc2.weight.val(),
+                    b2.val(),
+                    masks,
+                )
+            }
+            _ => fc2.forward(self.hidden(x, dropout)),
         }
     }
 

@@ -47,6 +47,7 @@ impl Network {
                 noise: Some(noise),
                 dropout,
                 sample_weights,
+                features: false,
             },
         )
     }
@@ -484,7 +485,7 @@ impl Model {
                 }
             }
             Kind::Laplace => {
-                let head = self.members[0].forward(x, grid, &mut Pass::deterministic());
+                let head = self.members[0].forward(x, grid, &mut Pass::features());
                 let Some(post) = &self.laplace else {
                     return Err(ModelError::Input {
                         what: "model".into(),
@@ -501,7 +502,7 @@ impl Model {
                         got: "deeponet".into(),
                     });
                 };
-                let feats = host(head.features);
+                let feats = host(head.features.expect("a features pass returns the features"));
                 let w = last
                     .weight
                     .val()

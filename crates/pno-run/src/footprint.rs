@@ -148,24 +148,11 @@ fn fno_floats(f: &FnoSpec, kind: Kind, members: f64, r: f64, grid: &[usize]) -> 
         0
     };
     let d_in = (f.in_channels + axes) as f64;
-    // Dropout draws a mask as large as each hidden layer.
-    let mask = if matches!(kind, Kind::McDropout | Kind::PnoD) {
-        0.5
-    } else {
-        0.0
-    };
-    // A two-layer channel MLP at its hidden layer: the input, the hidden features and half as
-    // much again for the activation's temporaries (measured), plus the dropout mask's half
-    // (what is left of it after the product).
-    let mlp = |d_in: f64, hidden: f64, d_out: f64| -> f64 {
-        if hidden == 0.0 {
-            d_in + d_out
-        } else {
-            d_in + (1.5 + mask) * hidden
-        }
-    };
-    let lifting = f.lifting_channels as f64;
-    let lift = (r * p * mlp(d_in, lifting, h), r * p * lifting.max(h));
+    // A two-layer channel MLP runs as one fused op: its input and output are alive, its hidden
+    // features only as a cache-sized block per thread (the dropout mask made inside the kernel),
+    // counted as nothing.
+    let mlp = |d_in: f64, d_out: f64| -> f64 { d_in + d_out };
+    let lift = (r * p * mlp(d_in, h), r * p * d_in.max(h));
     // A Fourier block on the padded grid: its input, the spectral and skip outputs and their
     // sum; inside the spectral convolution the input and two truncated-transform intermediates,
     // with the mixing matrix built from the weights (8 weight-sized temporaries: the real and
@@ -193,14 +180,15 @@ fn fno_floats(f: &FnoSpec, kind: Kind, members: f64, r: f64, grid: &[usize]) -> 
     let heads = if f.std_head { 2.0 } else { 1.0 };
     let projection = f.projection_channels as f64;
     let features = projection.max(h);
-    let mut proj = r * p * (mlp(h, projection, co) + heads * co);
+    let mut proj = r * p * (mlp(h, co) + heads * co);
     if kind == Kind::Laplace {
         // Last-layer Laplace keeps the features of the last layer and copies them to the host.
         proj = proj.max(r * p * (h + 2.0 * features));
     }
     let proj = (proj, r * p * features);
-    // An ensemble keeps every member's heads (mean, std, features) until all have run.
-    let kept = (members - 1.0).max(0.0) * r * p * (features + 2.0 * co);
+    // An ensemble keeps every member's heads (mean and std; the features only a Laplace pass
+    // returns) until all have run.
+    let kept = (members - 1.0).max(0.0) * r * p * 2.0 * co;
     kept + widest(&[lift, block, proj])
 }
 

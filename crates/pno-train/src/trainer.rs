@@ -1097,13 +1097,12 @@ fn laplace_stats(model: &Model, p: &Prepared, device: &Device) -> LaplaceStats {
         let b = chunk.len();
         let x = tensor3(x, [b, p.fields.cin, pts], device);
         let y = tensor3(y, [b, p.fields.cout, pts], device);
-        let head = net.forward(
-            x,
-            &p.fields.grid,
-            &mut pno_models::fno::Pass::deterministic(),
-        );
+        let head = net.forward(x, &p.fields.grid, &mut pno_models::fno::Pass::features());
         rss += scalar((head.mean - y).powi_scalar(2).sum().reshape([1]));
-        let f = head.features.clone();
+        let f = head
+            .features
+            .clone()
+            .expect("a features pass returns the features");
         let [_, nf, _] = f.dims();
         let phi = Tensor::cat(vec![f, Tensor::ones([b, 1, pts], device)], 1); // [b, P, pts]
         let g = phi

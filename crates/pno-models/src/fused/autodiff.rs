@@ -5,6 +5,9 @@
 //!   anyway) and the mask's stream positions (the backward makes the mask again); `x` replaces
 //!   the pre-activation the unfused GELU would keep.
 //! - The pointwise layer saves its input and weight, as burn's matmul backward does.
+//! - The channel MLP saves its input, the weights and the hidden pre-activation `w1 · x` (one
+//!   hidden-sized field; the unfused layers keep two) and the mask's stream positions; the
+//!   backward recomputes the activation block by block.
 
 use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
@@ -106,7 +109,73 @@ impl<B: Backend + PnoKernels> Backward<B, 2> for PointwiseWithoutBias {
     }
 }
 
+/// Channel-MLP backward: parents `[x, w1, b1, w2, b2]`.
+#[derive(Debug)]
+struct ChannelMlpBackward;
+
+/// The channel-MLP backward's inputs `(x, w1, b1, w2, z, masks)`.
+type ChannelMlpState<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    Option<MaskStreams>,
+);
+
+impl<B: Backend + PnoKernels> Backward<B, 5> for ChannelMlpBackward {
+    type State = ChannelMlpState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 5>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, w1, b1, w2, z, masks) = ops.state;
+        let (dx, dw1, db1, dw2, db2) = B::channel_mlp_backward(x, w1, b1, w2, z, masks, grad);
+        for (node, g) in ops.parents.into_iter().zip([dx, dw1, db1, dw2, db2]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
+    fn channel_mlp(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        masks: Option<MaskStreams>,
+    ) -> FloatTensor<Self> {
+        match ChannelMlpBackward
+            .prepare::<C>([x.node(), w1.node(), b1.node(), w2.node(), b2.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let [xp, w1p, b1p, w2p, b2p] =
+                    [&x, &w1, &b1, &w2, &b2].map(|t| t.primitive().clone());
+                let (y, z) = B::channel_mlp_with_hidden(
+                    xp.clone(),
+                    w1p.clone(),
+                    b1p.clone(),
+                    w2p.clone(),
+                    b2p,
+                    masks.clone(),
+                );
+                prep.finish((xp, w1p, b1p, w2p, z, masks), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::channel_mlp(
+                x.into_primitive(),
+                w1.into_primitive(),
+                b1.into_primitive(),
+                w2.into_primitive(),
+                b2.into_primitive(),
+                masks,
+            )),
+        }
+    }
+
     fn pointwise(
         x: FloatTensor<Self>,
         w: FloatTensor<Self>,

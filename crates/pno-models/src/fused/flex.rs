@@ -6,10 +6,11 @@ use burn::backend::{Bytes, Flex, TensorMetadata};
 use burn::tensor::{DType, Shape};
 
 use super::math::{self, Operands};
+use super::mlp::{self, MlpDims, MlpWeights};
 use super::pointwise::{self, Dims};
 use super::{
-    Operand, PnoKernels, composed_backward, composed_forward, composed_pointwise,
-    composed_pointwise_backward, host_mask,
+    Operand, PnoKernels, composed_backward, composed_channel_mlp, composed_channel_mlp_backward,
+    composed_forward, composed_pointwise, composed_pointwise_backward, host_mask,
 };
 use crate::noise::MaskStreams;
 
@@ -76,6 +77,88 @@ fn pointwise_dims(x: &FlexTensor, w: &FlexTensor) -> Dims {
         d_out: ws[0],
         points: s[2],
     }
+}
+
+/// The shapes of a channel MLP from `x[batch, in, points]`, `w1[hidden, in]`, `b1[hidden]`,
+/// `w2[out, hidden]`, and whether the native kernel takes them (all `f32`, no empty dimension;
+/// anything else goes through the composition).
+fn mlp_dims(x: &FlexTensor, w1: &FlexTensor, b1: &FlexTensor, w2: &FlexTensor) -> Option<MlpDims> {
+    let (s, s1, sb1, s2) = (x.shape(), w1.shape(), b1.shape(), w2.shape());
+    assert!(
+        s.num_dims() == 3
+            && s1.num_dims() == 2
+            && s2.num_dims() == 2
+            && sb1.num_dims() == 1
+            && s1[1] == s[1]
+            && sb1[0] == s1[0]
+            && s2[1] == s1[0],
+        "channel_mlp: expected x [batch, in, points], w1 [hidden, in], b1 [hidden], \
+         w2 [out, hidden], got {s:?}, {s1:?}, {sb1:?}, {s2:?}"
+    );
+    let d = MlpDims {
+        batch: s[0],
+        d_in: s[1],
+        hidden: s1[0],
+        d_out: s2[0],
+        points: s[2],
+    };
+    let native = all_f32([x, w1, b1, w2])
+        && [d.batch, d.d_in, d.hidden, d.d_out, d.points]
+            .iter()
+            .all(|&v| v > 0);
+    native.then_some(d)
+}
+
+/// [`mlp_dims`] for a forward, with the second bias `b2[out]`.
+fn mlp_forward_dims(
+    x: &FlexTensor,
+    w1: &FlexTensor,
+    b1: &FlexTensor,
+    w2: &FlexTensor,
+    b2: &FlexTensor,
+) -> Option<MlpDims> {
+    let d = mlp_dims(x, w1, b1, w2);
+    let sb2 = b2.shape();
+    assert!(
+        sb2.num_dims() == 1 && sb2[0] == w2.shape()[0],
+        "channel_mlp: expected b2 [out] for w2 {:?}, got {sb2:?}",
+        w2.shape()
+    );
+    d.filter(|_| b2.dtype() == DType::F32)
+}
+
+/// The masks cover the hidden field `[batch, hidden, points]`.
+fn check_mlp_masks(d: MlpDims, masks: Option<&MaskStreams>) {
+    if let Some(m) = masks {
+        assert!(
+            m.batch() == d.batch && m.per_row() == d.hidden * d.points,
+            "channel_mlp: masks of {} rows of {} for a hidden field {:?}",
+            m.batch(),
+            m.per_row(),
+            [d.batch, d.hidden, d.points]
+        );
+    }
+}
+
+/// The native channel-MLP forward, keeping the hidden pre-activation when asked.
+fn mlp_forward(
+    [x, w1, b1, w2, b2]: [FlexTensor; 5],
+    masks: Option<&MaskStreams>,
+    d: MlpDims,
+    keep_hidden: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    check_mlp_masks(d, masks);
+    let [x, w1, b1, w2, b2] = [x, w1, b1, w2, b2].map(|t| contiguous(&t));
+    let w = MlpWeights {
+        w1: slice(&w1),
+        b1: slice(&b1),
+        w2: slice(&w2),
+    };
+    let (y, z) = mlp::forward(slice(&x), w, slice(&b2), masks, d, keep_hidden);
+    (
+        tensor(y, Shape::new([d.batch, d.d_out, d.points])),
+        z.map(|z| tensor(z, Shape::new([d.batch, d.hidden, d.points]))),
+    )
 }
 
 fn all_f32<'a>(ts: impl IntoIterator<Item = &'a FlexTensor>) -> bool {
@@ -182,6 +265,67 @@ impl PnoKernels for Flex {
             tensor(dx, Shape::new([d.batch, d.d_in, d.points])),
             tensor(dw, Shape::new([d.d_out, d.d_in])),
             db,
+        )
+    }
+
+    fn channel_mlp(
+        x: FlexTensor,
+        w1: FlexTensor,
+        b1: FlexTensor,
+        w2: FlexTensor,
+        b2: FlexTensor,
+        masks: Option<MaskStreams>,
+    ) -> FlexTensor {
+        match mlp_forward_dims(&x, &w1, &b1, &w2, &b2) {
+            Some(d) => mlp_forward([x, w1, b1, w2, b2], masks.as_ref(), d, false).0,
+            None => composed_channel_mlp::<Self>(x, w1, b1, w2, b2, masks).0,
+        }
+    }
+
+    fn channel_mlp_with_hidden(
+        x: FlexTensor,
+        w1: FlexTensor,
+        b1: FlexTensor,
+        w2: FlexTensor,
+        b2: FlexTensor,
+        masks: Option<MaskStreams>,
+    ) -> (FlexTensor, FlexTensor) {
+        match mlp_forward_dims(&x, &w1, &b1, &w2, &b2) {
+            Some(d) => {
+                let (y, z) = mlp_forward([x, w1, b1, w2, b2], masks.as_ref(), d, true);
+                (y, z.expect("the hidden field was asked for"))
+            }
+            None => composed_channel_mlp::<Self>(x, w1, b1, w2, b2, masks),
+        }
+    }
+
+    fn channel_mlp_backward(
+        x: FlexTensor,
+        w1: FlexTensor,
+        b1: FlexTensor,
+        w2: FlexTensor,
+        z: FlexTensor,
+        masks: Option<MaskStreams>,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let d = mlp_dims(&x, &w1, &b1, &w2).filter(|_| all_f32([&z, &grad]));
+        let Some(d) = d else {
+            return composed_channel_mlp_backward::<Self>(x, w1, b1, w2, z, masks, grad);
+        };
+        check_mlp_masks(d, masks.as_ref());
+        let [x, w1, b1, w2, z, grad] = [x, w1, b1, w2, z, grad].map(|t| contiguous(&t));
+        let w = MlpWeights {
+            w1: slice(&w1),
+            b1: slice(&b1),
+            w2: slice(&w2),
+        };
+        let g = mlp::backward(slice(&x), slice(&z), w, masks.as_ref(), slice(&grad), d);
+        (
+            tensor(g.dx, Shape::new([d.batch, d.d_in, d.points])),
+            tensor(g.dw1, Shape::new([d.hidden, d.d_in])),
+            tensor(g.db1, Shape::new([d.hidden])),
+            tensor(g.dw2, Shape::new([d.d_out, d.hidden])),
+            tensor(g.db2, Shape::new([d.d_out])),
         )
     }
 }

@@ -187,7 +187,7 @@ impl pulp::WithSimd for ForwardTask<'_> {
 // The row loops are `for` loops, not `for_each`: an iterator adapter's `fold` is a separate
 // function the compiler may keep out of line, and then it compiles for baseline SSE2.
 #[inline(always)]
-fn forward_row(out: &mut [f32], x: Option<&[f32]>, mask: Option<&[f32]>, b: f32) {
+pub(super) fn forward_row(out: &mut [f32], x: Option<&[f32]>, mask: Option<&[f32]>, b: f32) {
     match (x, mask) {
         (None, None) => {
             for o in out.iter_mut() {
@@ -290,7 +290,13 @@ impl pulp::WithSimd for BackwardTask<'_> {
 }
 
 #[inline(always)]
-fn backward_row(out: &mut [f32], grad: Option<&[f32]>, x: &[f32], mask: Option<&[f32]>, b: f32) {
+pub(super) fn backward_row(
+    out: &mut [f32],
+    grad: Option<&[f32]>,
+    x: &[f32],
+    mask: Option<&[f32]>,
+    b: f32,
+) {
     match (grad, mask) {
         (None, None) => {
             for (o, &x) in out.iter_mut().zip(x) {
@@ -317,7 +323,7 @@ fn backward_row(out: &mut [f32], grad: Option<&[f32]>, x: &[f32], mask: Option<&
 
 /// Sum with eight independent lanes (vectorises; pairs them at the end).
 #[inline(always)]
-fn sum(v: &[f32]) -> f32 {
+pub(super) fn sum(v: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = v.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();

@@ -6,6 +6,11 @@
 //! backward computes the input, weight and bias gradients the same way ([`pointwise`](mod@pointwise)
 //! module).
 //!
+//! [`channel_mlp()`] is a two-layer channel MLP, `W₂ · gelu((W₁ · x + b₁) · mask) + b₂`, as one
+//! op: each (batch item, point block) task runs both layers on a block that stays in cache, so
+//! the hidden field is never stored; under autodiff the forward keeps only `W₁ · x` and the
+//! hand-written backward recomputes the activation block by block ([`mlp`](mod@mlp) module).
+//!
 //! [`bias_dropout_gelu`] computes `gelu((x + bias[c]) · mask)` over a `[batch, channels, points]`
 //! field in one pass: the epilogue of every hidden pointwise layer (lifting and projection MLPs)
 //! and, without bias and mask, the activation between Fourier blocks. Its GELU is the exact one,
@@ -28,6 +33,7 @@
 //! made on the host. The op takes no gradient with respect to it.
 
 pub mod math;
+pub mod mlp;
 pub mod pointwise;
 
 mod autodiff;
@@ -114,6 +120,102 @@ pub trait PnoKernels: Backend {
     ) {
         composed_pointwise_backward::<Self>(x, w, with_bias, grad)
     }
+
+    /// A channel MLP, `w2 · gelu((w1 · x[b] + b1) · mask) + b2` for `x[batch, in, points]`,
+    /// `w1[hidden, in]`, `w2[out, hidden]`, the mask `[batch, hidden · points]` from `masks`:
+    /// `[batch, out, points]`.
+    fn channel_mlp(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        masks: Option<MaskStreams>,
+    ) -> FloatTensor<Self> {
+        composed_channel_mlp::<Self>(x, w1, b1, w2, b2, masks).0
+    }
+
+    /// [`PnoKernels::channel_mlp`] that also returns the hidden pre-activation `w1 · x`
+    /// `[batch, hidden, points]` (without the bias), the input of
+    /// [`PnoKernels::channel_mlp_backward`].
+    fn channel_mlp_with_hidden(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        b2: FloatTensor<Self>,
+        masks: Option<MaskStreams>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        composed_channel_mlp::<Self>(x, w1, b1, w2, b2, masks)
+    }
+
+    /// Gradients of [`PnoKernels::channel_mlp`] with respect to `x`, `w1`, `b1`, `w2`, `b2`,
+    /// from the input, the weights, the hidden pre-activation `z` and the output gradient.
+    #[allow(clippy::type_complexity)]
+    fn channel_mlp_backward(
+        x: FloatTensor<Self>,
+        w1: FloatTensor<Self>,
+        b1: FloatTensor<Self>,
+        w2: FloatTensor<Self>,
+        z: FloatTensor<Self>,
+        masks: Option<MaskStreams>,
+        grad: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        composed_channel_mlp_backward::<Self>(x, w1, b1, w2, z, masks, grad)
+    }
+}
+
+/// The unfused channel MLP: pointwise, bias + dropout + GELU, pointwise, as burn primitives;
+/// returns the output and the hidden pre-activation.
+fn composed_channel_mlp<B: Backend>(
+    x: FloatTensor<B>,
+    w1: FloatTensor<B>,
+    b1: FloatTensor<B>,
+    w2: FloatTensor<B>,
+    b2: FloatTensor<B>,
+    masks: Option<MaskStreams>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let z = composed_pointwise::<B>(x, w1, None);
+    let mask = host_mask::<B>(&z, masks.as_ref());
+    let h = composed_forward::<B>(z.clone(), Some(b1), mask);
+    (composed_pointwise::<B>(h, w2, Some(b2)), z)
+}
+
+/// The unfused channel-MLP backward from burn primitives.
+#[allow(clippy::type_complexity)]
+fn composed_channel_mlp_backward<B: Backend>(
+    x: FloatTensor<B>,
+    w1: FloatTensor<B>,
+    b1: FloatTensor<B>,
+    w2: FloatTensor<B>,
+    z: FloatTensor<B>,
+    masks: Option<MaskStreams>,
+    grad: FloatTensor<B>,
+) -> (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+) {
+    let mask = host_mask::<B>(&z, masks.as_ref());
+    let h = composed_forward::<B>(z.clone(), Some(b1.clone()), mask.clone());
+    let (dh, dw2, db2) = composed_pointwise_backward::<B>(h, w2, true, grad);
+    let (dz, db1) = composed_backward::<B>(z, Some(b1), mask, dh);
+    let (dx, dw1, _) = composed_pointwise_backward::<B>(x, w1, false, dz);
+    (
+        dx,
+        dw1,
+        db1.expect("a bias gradient was asked for"),
+        dw2,
+        db2.expect("a bias gradient was asked for"),
+    )
 }
 
 /// The unfused pointwise layer: a broadcast batched matmul `[1, o, i] @ [b, i, n]` and a bias
@@ -281,4 +383,79 @@ pub fn pointwise_backward(
 /// `gelu(x)` through the fused kernel (no bias, no mask).
 pub fn gelu(x: Tensor<3>) -> Tensor<3> {
     bias_dropout_gelu(x, None, None)
+}
+
+/// A channel MLP as one fused op: `w2 · gelu((w1 · x[b] + b1) · mask) + b2` for
+/// `x[batch, in, points]`, `w1[hidden, in]`, `b1[hidden]`, `w2[out, hidden]`, `b2[out]`, the
+/// masks (`[batch, hidden · points]`) made inside the kernel; `[batch, out, points]`. On Flex the
+/// hidden field is never stored: each (batch item, point block) task runs both layers on a
+/// cache-sized block ([`mlp`](mod@mlp)); under autodiff the forward keeps only `w1 · x`.
+pub fn channel_mlp(
+    x: Tensor<3>,
+    w1: Tensor<2>,
+    b1: Tensor<1>,
+    w2: Tensor<2>,
+    b2: Tensor<1>,
+    masks: Option<MaskStreams>,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::channel_mlp(
+        x.into_dispatch(),
+        w1.into_dispatch(),
+        b1.into_dispatch(),
+        w2.into_dispatch(),
+        b2.into_dispatch(),
+        masks,
+    ))
+}
+
+/// [`channel_mlp`] and its hidden pre-activation `w1 · x` (for tests and benchmarks of the
+/// backward).
+pub fn channel_mlp_with_hidden(
+    x: Tensor<3>,
+    w1: Tensor<2>,
+    b1: Tensor<1>,
+    w2: Tensor<2>,
+    b2: Tensor<1>,
+    masks: Option<MaskStreams>,
+) -> (Tensor<3>, Tensor<3>) {
+    let (y, z) = <Dispatch as PnoKernels>::channel_mlp_with_hidden(
+        x.into_dispatch(),
+        w1.into_dispatch(),
+        b1.into_dispatch(),
+        w2.into_dispatch(),
+        b2.into_dispatch(),
+        masks,
+    );
+    (Tensor::from_dispatch(y), Tensor::from_dispatch(z))
+}
+
+/// The gradients of [`channel_mlp`] — input, `w1`, `b1`, `w2`, `b2` — for output gradient `grad`,
+/// from the hidden pre-activation `z` of [`channel_mlp_with_hidden`] (the op's backward on its
+/// own, for tests and benchmarks).
+#[allow(clippy::type_complexity)]
+pub fn channel_mlp_backward(
+    x: Tensor<3>,
+    w1: Tensor<2>,
+    b1: Tensor<1>,
+    w2: Tensor<2>,
+    z: Tensor<3>,
+    masks: Option<MaskStreams>,
+    grad: Tensor<3>,
+) -> (Tensor<3>, Tensor<2>, Tensor<1>, Tensor<2>, Tensor<1>) {
+    let (dx, dw1, db1, dw2, db2) = <Dispatch as PnoKernels>::channel_mlp_backward(
+        x.into_dispatch(),
+        w1.into_dispatch(),
+        b1.into_dispatch(),
+        w2.into_dispatch(),
+        z.into_dispatch(),
+        masks,
+        grad.into_dispatch(),
+    );
+    (
+        Tensor::from_dispatch(dx),
+        Tensor::from_dispatch(dw1),
+        Tensor::from_dispatch(db1),
+        Tensor::from_dispatch(dw2),
+        Tensor::from_dispatch(db2),
+    )
 }

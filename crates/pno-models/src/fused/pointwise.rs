@@ -37,7 +37,7 @@ fn blocks(points: usize) -> impl Iterator<Item = Range<usize>> {
 }
 
 /// `[rows, points]` (row-major) split into its column blocks, as disjoint views.
-fn split_blocks(m: MatMut<'_, f32>) -> Vec<(Range<usize>, MatMut<'_, f32>)> {
+pub(super) fn split_blocks(m: MatMut<'_, f32>) -> Vec<(Range<usize>, MatMut<'_, f32>)> {
     let mut parts = Vec::new();
     let mut rest = m;
     let mut at = 0;
@@ -53,7 +53,7 @@ fn split_blocks(m: MatMut<'_, f32>) -> Vec<(Range<usize>, MatMut<'_, f32>)> {
 }
 
 /// `dst = lhs · rhs` (or `dst += lhs · rhs`), one sequential GEMM.
-fn gemm(dst: MatMut<'_, f32>, accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
+pub(super) fn gemm(dst: MatMut<'_, f32>, accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
     matmul(dst, accum, lhs, rhs, 1.0f32, Par::Seq);
 }
 

@@ -1,7 +1,9 @@
 //! The fused bias + dropout + GELU op against an `f64` erf and against the unfused composition
 //! of burn primitives (values and gradients), on odd shapes, with and without bias and mask; the
 //! fused pointwise layer against burn's broadcast matmul (values, the three gradients, strided
-//! inputs, and the same bits for a row alone or batched).
+//! inputs, and the same bits for a row alone or batched); the fused channel MLP against burn
+//! primitives (values and all five gradients, with and without dropout) and against the layers
+//! it fuses (the same bits).
 
 use pno_models::burn::tensor::activation::gelu;
 use pno_models::burn::tensor::{Device, Tensor, TensorData};
@@ -344,5 +346,229 @@ fn fused_pointwise_reads_strided_inputs_and_its_backward_alone_matches() {
         &host(want_db),
         1e-4,
         "db",
+    );
+}
+
+/// One channel-MLP case `[b, i, h, o, n]` with dropout probability `p` (0 = no mask): the fused
+/// op under autodiff against the same MLP written with burn primitives.
+fn check_channel_mlp([b, i, h, o, n]: [usize; 5], p: f64, seed: u64) {
+    let device = Device::flex().autodiff();
+    let x0 = random(b * i * n, seed);
+    let w10 = random(h * i, seed + 1);
+    let b10 = random(h, seed + 2);
+    let w20 = random(o * h, seed + 3);
+    let b20 = random(o, seed + 4);
+    let up = random(b * o * n, seed + 5);
+    let masks = (p > 0.0).then(|| Noise::new(seed, 0, 0, b).mask_streams(p, h * n));
+    let mask = (p > 0.0).then(|| Noise::new(seed, 0, 0, b).dropout_mask(p, [b, h, n], &device));
+    let t3 = |v: &[f32], d: [usize; 3]| {
+        Tensor::<3>::from_data(TensorData::new(v.to_vec(), d), &device).require_grad()
+    };
+    let t2 = |v: &[f32], d: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(v.to_vec(), d), &device).require_grad()
+    };
+    let t1 = |v: &[f32]| {
+        Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device).require_grad()
+    };
+    let upstream = Tensor::<3>::from_data(TensorData::new(up, [b, o, n]), &device);
+    let leaves = || {
+        (
+            t3(&x0, [b, i, n]),
+            t2(&w10, [h, i]),
+            t1(&b10),
+            t2(&w20, [o, h]),
+            t1(&b20),
+        )
+    };
+
+    let f = leaves();
+    let yf = fused::channel_mlp(
+        f.0.clone(),
+        f.1.clone(),
+        f.2.clone(),
+        f.3.clone(),
+        f.4.clone(),
+        masks,
+    );
+    let gf = (yf.clone() * upstream.clone()).sum().backward();
+
+    let u = leaves();
+    let mut z =
+        u.1.clone().unsqueeze_dim::<3>(0).matmul(u.0.clone()) + u.2.clone().reshape([1, -1, 1]);
+    if let Some(m) = &mask {
+        z = z * m.clone();
+    }
+    let yu = u.3.clone().unsqueeze_dim::<3>(0).matmul(gelu(z)) + u.4.clone().reshape([1, -1, 1]);
+    let gu = (yu.clone() * upstream).sum().backward();
+
+    let what = format!("[{b}, {i}, {h}, {o}, {n}] p={p}");
+    // Sums of `i` then `h` products of numbers in [-1, 1] (values, dx); `b·n` of them (weights
+    // and biases).
+    close(
+        &host(yf),
+        &host(yu),
+        1e-6 * (i * h) as f32,
+        &format!("y {what}"),
+    );
+    let abs = 1e-6 * (b * n * h) as f32;
+    let grads = [
+        (
+            host(f.0.grad(&gf).unwrap()),
+            host(u.0.grad(&gu).unwrap()),
+            "dx",
+        ),
+        (
+            host(f.1.grad(&gf).unwrap()),
+            host(u.1.grad(&gu).unwrap()),
+            "dw1",
+        ),
+        (
+            host(f.2.grad(&gf).unwrap()),
+            host(u.2.grad(&gu).unwrap()),
+            "db1",
+        ),
+        (
+            host(f.3.grad(&gf).unwrap()),
+            host(u.3.grad(&gu).unwrap()),
+            "dw2",
+        ),
+        (
+            host(f.4.grad(&gf).unwrap()),
+            host(u.4.grad(&gu).unwrap()),
+            "db2",
+        ),
+    ];
+    for (got, want, name) in grads {
+        close(&got, &want, abs, &format!("{name} {what}"));
+    }
+}
+
+#[test]
+fn fused_channel_mlp_matches_burn_primitives_values_and_gradients() {
+    let shapes = [
+        [1, 1, 1, 1, 1],
+        [3, 5, 7, 2, 11],
+        [2, 3, 16, 1, 33],
+        // Several point blocks, the last one partial; a block exactly full.
+        [2, 3, 9, 4, 2 * pointwise::COLS + 37],
+        [3, 2, 5, 3, pointwise::COLS],
+    ];
+    for (k, &dims) in shapes.iter().enumerate() {
+        for p in [0.0, 0.3] {
+            check_channel_mlp(dims, p, 500 + k as u64);
+        }
+    }
+}
+
+#[test]
+fn fused_channel_mlp_gives_the_bits_of_the_layers_it_fuses_alone_or_batched() {
+    let device = Device::flex();
+    let (b, i, h, o, n) = (5, 3, 24, 2, 2 * pointwise::COLS + 300);
+    let x = Tensor::<3>::from_data(TensorData::new(random(b * i * n, 7), [b, i, n]), &device);
+    let w1 = Tensor::<2>::from_data(TensorData::new(random(h * i, 8), [h, i]), &device);
+    let b1 = Tensor::<1>::from_data(TensorData::new(random(h, 9), [h]), &device);
+    let w2 = Tensor::<2>::from_data(TensorData::new(random(o * h, 10), [o, h]), &device);
+    let b2 = Tensor::<1>::from_data(TensorData::new(random(o, 11), [o]), &device);
+    for p in [0.0, 0.25] {
+        let masks = || (p > 0.0).then(|| Noise::new(3, 1, 0, b).mask_streams(p, h * n));
+        let fused_y = host(fused::channel_mlp(
+            x.clone(),
+            w1.clone(),
+            b1.clone(),
+            w2.clone(),
+            b2.clone(),
+            masks(),
+        ));
+        // The layers one op at a time: pointwise, bias + dropout + GELU, pointwise.
+        let hidden = fused::bias_dropout_gelu(
+            fused::pointwise(x.clone(), w1.clone(), None),
+            Some(b1.clone()),
+            masks(),
+        );
+        let layered = host(fused::pointwise(hidden, w2.clone(), Some(b2.clone())));
+        assert_eq!(fused_y, layered, "p={p}: fused and layered bits");
+        // The hidden pre-activation the backward keeps is the first layer's product.
+        let (y2, z) = fused::channel_mlp_with_hidden(
+            x.clone(),
+            w1.clone(),
+            b1.clone(),
+            w2.clone(),
+            b2.clone(),
+            masks(),
+        );
+        assert_eq!(
+            host(y2),
+            fused_y,
+            "p={p}: with and without the hidden field"
+        );
+        assert_eq!(
+            host(z),
+            host(fused::pointwise(x.clone(), w1.clone(), None)),
+            "p={p}: hidden pre-activation"
+        );
+    }
+    // A row alone (its own stream) gives its bits in the batch.
+    let all = host(fused::channel_mlp(
+        x.clone(),
+        w1.clone(),
+        b1.clone(),
+        w2.clone(),
+        b2.clone(),
+        None,
+    ));
+    for r in [0, 2, 4] {
+        let alone = host(fused::channel_mlp(
+            x.clone().narrow(0, r, 1),
+            w1.clone(),
+            b1.clone(),
+            w2.clone(),
+            b2.clone(),
+            None,
+        ));
+        assert_eq!(alone, all[r * o * n..(r + 1) * o * n], "row {r}");
+    }
+}
+
+#[test]
+fn fused_channel_mlp_backward_alone_matches_the_layered_backward() {
+    let device = Device::flex();
+    let (b, i, h, o, n) = (2, 4, 6, 3, pointwise::COLS + 5);
+    let x = Tensor::<3>::from_data(TensorData::new(random(b * i * n, 12), [b, i, n]), &device);
+    let w1 = Tensor::<2>::from_data(TensorData::new(random(h * i, 13), [h, i]), &device);
+    let b1 = Tensor::<1>::from_data(TensorData::new(random(h, 14), [h]), &device);
+    let w2 = Tensor::<2>::from_data(TensorData::new(random(o * h, 15), [o, h]), &device);
+    let b2 = Tensor::<1>::from_data(TensorData::new(random(o, 16), [o]), &device);
+    let g = Tensor::<3>::from_data(TensorData::new(random(b * o * n, 17), [b, o, n]), &device);
+    let masks = || Some(Noise::new(4, 0, 0, b).mask_streams(0.2, h * n));
+    let (_, z) =
+        fused::channel_mlp_with_hidden(x.clone(), w1.clone(), b1.clone(), w2.clone(), b2, masks());
+    let (dx, dw1, db1, dw2, db2) = fused::channel_mlp_backward(
+        x.clone(),
+        w1.clone(),
+        b1.clone(),
+        w2.clone(),
+        z.clone(),
+        masks(),
+        g.clone(),
+    );
+    // The same chain through the single-layer backward ops.
+    let hid = fused::bias_dropout_gelu(z.clone(), Some(b1.clone()), masks());
+    let (dh, want_dw2, want_db2) = fused::pointwise_backward(hid, w2, true, g);
+    let (dz, want_db1) = fused::bias_dropout_gelu_backward(z, Some(b1), masks(), dh);
+    let (want_dx, want_dw1, _) = fused::pointwise_backward(x, w1, false, dz);
+    close(&host(dx), &host(want_dx), 1e-5, "dx");
+    close(&host(dw1), &host(want_dw1), 1e-3, "dw1");
+    close(
+        &host(db1),
+        &host(want_db1.expect("a bias gradient")),
+        1e-3,
+        "db1",
+    );
+    close(&host(dw2), &host(want_dw2), 1e-3, "dw2");
+    close(
+        &host(db2),
+        &host(want_db2.expect("a bias gradient")),
+        1e-3,
+        "db2",
     );
 }
