@@ -278,7 +278,7 @@ impl SpectralConv {
             wi = wi.select(0, idx);
         }
         let co = self.d_out();
-        let y = match grid.len() {
+        match grid.len() {
             1 => {
                 let n = grid[0];
                 let k = axes[0].kept.len();
@@ -286,33 +286,25 @@ impl SpectralConv {
                 let y = x.reshape([b * c, n]).matmul(fw); // [b·c, 2k]
                 let y = mix(y.reshape([b, c, 2, k]), wr, wi, noise.as_mut()); // [b, co, 2, k]
                 let gw = real_inverse_basis(&axes[0], n, &device); // [2k, n]
-                y.reshape([b * co, 2 * k]).matmul(gw).reshape([b, co, n])
+                let y = y.reshape([b * co, 2 * k]).matmul(gw).reshape([b, co, n]);
+                y + self.bias.val().reshape([1, -1, 1])
             }
             2 => {
+                // One fused op (`crate::fused::spectral2d`): both truncated transforms, the
+                // mixing, Fourier dropout, both inverses and the bias.
                 let (h, w) = (grid[0], grid[1]);
-                let (k1, k2) = (axes[0].kept.len(), axes[1].kept.len());
+                let m = axes[0].kept.len() * axes[1].kept.len();
                 let fw = real_forward_basis(&axes[1], w, h * w, &device); // [w, 2k2]
-                let y = x.reshape([b * c * h, w]).matmul(fw); // [b·c·h, 2k2]
-                let y =
-                    y.reshape([b * c, h, 2, k2])
-                        .permute([0, 2, 1, 3])
-                        .reshape([b * c, 2 * h, k2]);
                 let (mh, gh) = full_bases(&axes[0], h, &device); // [2k1, 2h], [2h, 2k1]
-                let y = mh.unsqueeze_dim::<3>(0).matmul(y); // [b·c, 2k1, k2]
-                let y = mix(y.reshape([b, c, 2, k1 * k2]), wr, wi, noise.as_mut()); // [b, co, 2, k1·k2]
-                let y = gh
-                    .unsqueeze_dim::<3>(0)
-                    .matmul(y.reshape([b * co, 2 * k1, k2])); // [b·co, 2h, k2]
-                let y = y
-                    .reshape([b * co, 2, h, k2])
-                    .permute([0, 2, 1, 3])
-                    .reshape([b * co * h, 2 * k2]);
                 let gw = real_inverse_basis(&axes[1], w, &device); // [2k2, w]
-                y.matmul(gw).reshape([b, co, h * w])
+                let masks = match noise {
+                    Some(n) if n.dropout > 0.0 => Some(n.noise.mask_streams(n.dropout, co * m)),
+                    _ => None,
+                };
+                crate::fused::spectral2d(x, wr, wi, self.bias.val(), [fw, mh, gh, gw], h, masks)
             }
             d => unreachable_dims(d),
-        };
-        y + self.bias.val().reshape([1, -1, 1])
+        }
     }
 
     fn n_modes_full_count(&self, axes: &[AxisModes]) -> Vec<usize> {

@@ -9,6 +9,7 @@
 //!   hidden-sized field; the unfused layers keep two) and the mask's stream positions; the
 //!   backward recomputes the activation block by block.
 
+use burn::backend::AutodiffBackend;
 use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -17,7 +18,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 
-use super::{Operand, PnoKernels};
+use super::{Operand, PnoKernels, composed_spectral2d};
 use crate::noise::MaskStreams;
 
 /// Backward with a tracked bias: parents `[x, bias]`.
@@ -139,6 +140,38 @@ impl<B: Backend + PnoKernels> Backward<B, 5> for ChannelMlpBackward {
 }
 
 impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
+    /// Tracked inputs (training) go through the composition of autodiff primitives; untracked
+    /// ones (inference under an autodiff device) run the inner backend's fused kernel.
+    fn spectral2d(
+        x: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+    ) -> FloatTensor<Self> {
+        if [&x, &wr, &wi, &bias].iter().any(|t| t.is_tracked()) {
+            return composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
+        }
+        let inner = |t: FloatTensor<Self>| t.into_primitive();
+        <Self as AutodiffBackend>::from_inner(B::spectral2d(
+            inner(x),
+            inner(wr),
+            inner(wi),
+            inner(bias),
+            inner(fw),
+            inner(mh),
+            inner(gh),
+            inner(gw),
+            h,
+            masks,
+        ))
+    }
+
     fn channel_mlp(
         x: FloatTensor<Self>,
         w1: FloatTensor<Self>,

@@ -8,9 +8,11 @@ use burn::tensor::{DType, Shape};
 use super::math::{self, Operands};
 use super::mlp::{self, MlpDims, MlpWeights};
 use super::pointwise::{self, Dims};
+use super::spectral::{self, SpectralDims, SpectralOperands};
 use super::{
     Operand, PnoKernels, composed_backward, composed_channel_mlp, composed_channel_mlp_backward,
-    composed_forward, composed_pointwise, composed_pointwise_backward, host_mask,
+    composed_forward, composed_pointwise, composed_pointwise_backward, composed_spectral2d,
+    host_mask,
 };
 use crate::noise::MaskStreams;
 
@@ -327,5 +329,55 @@ impl PnoKernels for Flex {
             tensor(g.dw2, Shape::new([d.d_out, d.hidden])),
             tensor(g.db2, Shape::new([d.d_out])),
         )
+    }
+
+    fn spectral2d(
+        x: FlexTensor,
+        wr: FlexTensor,
+        wi: FlexTensor,
+        bias: FlexTensor,
+        fw: FlexTensor,
+        mh: FlexTensor,
+        gh: FlexTensor,
+        gw: FlexTensor,
+        h: usize,
+        masks: Option<MaskStreams>,
+    ) -> FlexTensor {
+        let (xs, ws) = (x.shape(), wr.shape());
+        assert!(
+            xs.num_dims() == 3 && ws.num_dims() == 3 && ws[1] == xs[1] && h > 0 && xs[2] % h == 0,
+            "spectral2d: expected x [batch, c, h·w] with h = {h} and weights [m, c, co], got \
+             {xs:?} and {ws:?}"
+        );
+        let d = SpectralDims {
+            batch: xs[0],
+            d_in: xs[1],
+            d_out: ws[2],
+            h,
+            w: xs[2] / h,
+            k1: mh.shape()[0] / 2,
+            k2: fw.shape()[1] / 2,
+        };
+        let native = all_f32([&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw])
+            && [d.batch, d.d_in, d.d_out, d.w, d.k1, d.k2]
+                .iter()
+                .all(|&v| v > 0);
+        if !native {
+            return composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
+        }
+        let [x, wr, wi, bias, fw, mh, gh, gw] =
+            [x, wr, wi, bias, fw, mh, gh, gw].map(|t| contiguous(&t));
+        let ops = SpectralOperands {
+            x: slice(&x),
+            wr: slice(&wr),
+            wi: slice(&wi),
+            bias: slice(&bias),
+            fw: slice(&fw),
+            mh: slice(&mh),
+            gh: slice(&gh),
+            gw: slice(&gw),
+        };
+        let y = spectral::forward(ops, masks.as_ref(), d);
+        tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w]))
     }
 }

@@ -35,6 +35,7 @@
 pub mod math;
 pub mod mlp;
 pub mod pointwise;
+pub mod spectral;
 
 mod autodiff;
 mod flex;
@@ -169,6 +170,75 @@ pub trait PnoKernels: Backend {
     ) {
         composed_channel_mlp_backward::<Self>(x, w1, b1, w2, z, masks, grad)
     }
+
+    /// A 2-D spectral convolution with its bias, Fourier dropout from `masks` (`[batch,
+    /// co · m]`, entry `o·m + q`) and the DFT bases of [`crate::spectral`]: `x[batch, c, h·w]`,
+    /// `wr`, `wi` `[m, c, co]` over the kept modes `m = k1·k2`, `fw [w, 2·k2]`,
+    /// `mh [2·k1, 2·h]`, `gh [2·h, 2·k1]`, `gw [2·k2, w]`, `bias [co]`: `[batch, co, h·w]`.
+    #[allow(clippy::too_many_arguments)]
+    fn spectral2d(
+        x: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+    ) -> FloatTensor<Self> {
+        composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks)
+    }
+}
+
+/// The unfused 2-D spectral convolution from burn primitives: the matmul chain with its
+/// transposes, the mixing as one batched matmul with the block weight `[[Wr, Wi], [-Wi, Wr]]`
+/// (see [`PnoKernels::spectral2d`] for the shapes).
+fn composed_spectral2d<B: Backend>(
+    x: FloatTensor<B>,
+    wr: FloatTensor<B>,
+    wi: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    [fw, mh, gh, gw]: [FloatTensor<B>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+) -> FloatTensor<B> {
+    let (xs, ws) = (x.shape(), wr.shape());
+    let (b, c, hw, co) = (xs[0], xs[1], xs[2], ws[2]);
+    let w = hw / h.max(1);
+    let (k1, k2) = (mh.shape()[0] / 2, fw.shape()[1] / 2);
+    let m = k1 * k2;
+    let re = |t: FloatTensor<B>, s: &[usize]| B::float_reshape(t, Shape::from(s.to_vec()));
+    // Real DFT along the last axis, then the complex one along the first.
+    let y = B::float_matmul(re(x, &[b * c * h, w]), fw);
+    let y = B::float_permute(re(y, &[b * c, h, 2, k2]), &[0, 2, 1, 3]);
+    let y = B::float_matmul(re(mh, &[1, 2 * k1, 2 * h]), re(y, &[b * c, 2 * h, k2]));
+    // Per-mode mixing.
+    let y = re(
+        B::float_permute(re(y, &[b, c, 2, m]), &[3, 0, 2, 1]),
+        &[m, b, 2 * c],
+    );
+    let top = B::float_cat(vec![wr.clone(), wi.clone()], 2);
+    let bottom = B::float_cat(vec![B::float_neg(wi), wr], 2);
+    let block = B::float_cat(vec![top, bottom], 1);
+    let o = B::float_permute(re(B::float_matmul(y, block), &[m, b, 2, co]), &[1, 3, 2, 0]);
+    let o = match masks {
+        Some(ms) => {
+            let device = o.device();
+            let mask = B::float_from_data(TensorData::new(ms.to_vec(), [b, co, 1, m]), &device);
+            B::float_mul(o, mask)
+        }
+        None => o,
+    };
+    // The inverse transforms.
+    let y = B::float_matmul(re(gh, &[1, 2 * h, 2 * k1]), re(o, &[b * co, 2 * k1, k2]));
+    let y = B::float_permute(re(y, &[b * co, 2, h, k2]), &[0, 2, 1, 3]);
+    let y = re(
+        B::float_matmul(re(y, &[b * co * h, 2 * k2]), gw),
+        &[b, co, hw],
+    );
+    B::float_add(y, re(bias, &[1, co, 1]))
 }
 
 /// The unfused channel MLP: pointwise, bias + dropout + GELU, pointwise, as burn primitives;
@@ -458,4 +528,32 @@ pub fn channel_mlp_backward(
         Tensor::from_dispatch(dw2),
         Tensor::from_dispatch(db2),
     )
+}
+
+/// A 2-D spectral convolution as one fused op (see [`PnoKernels::spectral2d`] for the shapes and
+/// [`spectral`](mod@spectral) for the kernel): `x[batch, c, h·w]` on an `h`-row grid →
+/// `[batch, co, h·w]`, bias and Fourier dropout included. Untracked (inference) it runs the
+/// native kernel; under autodiff with tracked inputs, the composition of burn primitives.
+#[allow(clippy::too_many_arguments)]
+pub fn spectral2d(
+    x: Tensor<3>,
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    bias: Tensor<1>,
+    [fw, mh, gh, gw]: [Tensor<2>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::spectral2d(
+        x.into_dispatch(),
+        wr.into_dispatch(),
+        wi.into_dispatch(),
+        bias.into_dispatch(),
+        fw.into_dispatch(),
+        mh.into_dispatch(),
+        gh.into_dispatch(),
+        gw.into_dispatch(),
+        h,
+        masks,
+    ))
 }

@@ -1,5 +1,6 @@
 //! Spectral convolution against a naive DFT, at power-of-two and odd resolutions, with
-//! truncated modes, and resolution invariance on band-limited inputs.
+//! truncated modes, and resolution invariance on band-limited inputs; the fused 2-D kernel (what
+//! inference runs) against the composition of burn primitives (what training differentiates).
 
 use std::f64::consts::PI;
 
@@ -395,5 +396,66 @@ fn factorized_weights_start_at_neuraloperators_scale() {
             (std / want - 1.0).abs() < 0.15,
             "{kind:?}: std {std} vs {want}"
         );
+    }
+}
+
+/// The fused 2-D kernel (Flex, untracked) and the composition (autodiff, tracked weights) give
+/// the same field, with and without Fourier dropout and sampled variational weights, on odd
+/// grids, grids whose Nyquist column is kept, and modes truncated by the resolution.
+#[test]
+fn fused_spectral_conv_matches_the_composition_with_dropout() {
+    use pno_models::burn::tensor::{Device, Tensor, TensorData};
+    use pno_models::noise::Noise;
+    use pno_models::spectral::SpectralNoise;
+    type Case = ([usize; 2], [usize; 2], usize, usize, usize);
+    let cases: [Case; 5] = [
+        // (grid, modes, batch, in, out)
+        ([10, 8], [7, 8], 3, 4, 5),
+        ([7, 9], [6, 6], 2, 3, 2),
+        ([16, 16], [12, 12], 4, 6, 6),
+        ([5, 4], [12, 12], 2, 2, 3),
+        ([1, 6], [4, 4], 1, 1, 1),
+    ];
+    for (k, (grid, modes, b, c, co)) in cases.into_iter().enumerate() {
+        let (h, w) = (grid[0], grid[1]);
+        let x = random(b * c * h * w, 40 + k as u64);
+        for (p, variational) in [(0.0, None), (0.3, None), (0.2, Some(0.1))] {
+            let run = |device: &Device| {
+                let conv = SpectralConv::new(&mut Init::new(9), c, co, &modes, variational, device);
+                let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, c, h * w]), device);
+                let mut noise = Noise::new(5, 2, 0, b);
+                let sn = (p > 0.0 || variational.is_some()).then(|| SpectralNoise {
+                    dropout: p,
+                    sample_weights: variational.is_some(),
+                    noise: &mut noise,
+                });
+                host(conv.forward(xt, &grid, sn))
+            };
+            let fused = run(&Device::flex());
+            let composed = run(&Device::flex().autodiff());
+            let scale = composed.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
+            for (i, (f, u)) in fused.iter().zip(&composed).enumerate() {
+                assert!(
+                    (f - u).abs() <= 1e-5 * scale,
+                    "grid {grid:?} modes {modes:?} p {p} vi {variational:?}: [{i}] fused {f}, \
+                     composed {u}"
+                );
+            }
+            assert_eq!(fused.len(), b * co * h * w);
+        }
+    }
+}
+
+/// The fused kernel gives a row the same bits alone or in a batch (dynamic batching's contract).
+#[test]
+fn fused_spectral_conv_row_gives_the_same_bits_alone_or_batched() {
+    let (b, c, co, h, w) = (5, 4, 3, 12, 10);
+    let conv = SpectralConv::new(&mut Init::new(3), c, co, &[8, 8], None, &device());
+    let x = random(b * c * h * w, 21);
+    let all = host(conv.forward(t3(x.clone(), [b, c, h * w]), &[h, w], None));
+    for r in [0, 2, 4] {
+        let one = x[r * c * h * w..(r + 1) * c * h * w].to_vec();
+        let alone = host(conv.forward(t3(one, [1, c, h * w]), &[h, w], None));
+        assert_eq!(alone, all[r * co * h * w..(r + 1) * co * h * w], "row {r}");
     }
 }
