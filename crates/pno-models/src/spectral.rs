@@ -12,8 +12,9 @@
 //! matrices built for the resolution of the input, so the layer runs at any grid size (85, 421, …)
 //! and at grid sizes other than the training one (zero-shot super-resolution); the forward
 //! transform carries the `1/N` factor (numpy's `norm="forward"`), so the Fourier weights mean the
-//! same thing at every resolution. Per-mode complex channel mixing is one batched real matmul with
-//! the block weight `[[Wr, Wi], [-Wi, Wr]]`.
+//! same thing at every resolution. The transforms, the per-mode complex channel mixing, Fourier
+//! dropout and the bias run as one fused op, [`crate::fused::spectral2d`] (a 1-D grid is a
+//! `[1, n]` grid), with a hand-written adjoint backward under autodiff.
 //!
 //! Optional extras used by the probabilistic models: Fourier-coefficient dropout (PNO_D; Bülte,
 //! Scholl & Kutyniok 2025) and a mean-field Gaussian posterior on the weights (variational PNO).
@@ -260,7 +261,6 @@ impl SpectralConv {
         mut noise: Option<SpectralNoise<'_>>,
     ) -> Tensor<3> {
         let device = x.device();
-        let [b, c, _] = x.dims();
         let axes = self.axes(grid);
         let (mut wr, mut wi) = self.weights(noise.as_mut());
         // Select the weights of the modes that fit this resolution.
@@ -277,34 +277,27 @@ impl SpectralConv {
             wr = wr.select(0, idx.clone());
             wi = wi.select(0, idx);
         }
-        let co = self.d_out();
-        match grid.len() {
-            1 => {
-                let n = grid[0];
-                let k = axes[0].kept.len();
-                let fw = real_forward_basis(&axes[0], n, n, &device); // [n, 2k]
-                let y = x.reshape([b * c, n]).matmul(fw); // [b·c, 2k]
-                let y = mix(y.reshape([b, c, 2, k]), wr, wi, noise.as_mut()); // [b, co, 2, k]
-                let gw = real_inverse_basis(&axes[0], n, &device); // [2k, n]
-                let y = y.reshape([b * co, 2 * k]).matmul(gw).reshape([b, co, n]);
-                y + self.bias.val().reshape([1, -1, 1])
-            }
-            2 => {
-                // One fused op (`crate::fused::spectral2d`): both truncated transforms, the
-                // mixing, Fourier dropout, both inverses and the bias.
-                let (h, w) = (grid[0], grid[1]);
-                let m = axes[0].kept.len() * axes[1].kept.len();
-                let fw = real_forward_basis(&axes[1], w, h * w, &device); // [w, 2k2]
-                let (mh, gh) = full_bases(&axes[0], h, &device); // [2k1, 2h], [2h, 2k1]
-                let gw = real_inverse_basis(&axes[1], w, &device); // [2k2, w]
-                let masks = match noise {
-                    Some(n) if n.dropout > 0.0 => Some(n.noise.mask_streams(n.dropout, co * m)),
-                    _ => None,
-                };
-                crate::fused::spectral2d(x, wr, wi, self.bias.val(), [fw, mh, gh, gw], h, masks)
-            }
-            d => unreachable_dims(d),
-        }
+        // One fused op (`crate::fused::spectral2d`): both truncated transforms, the mixing,
+        // Fourier dropout, both inverses and the bias. A 1-D grid of `n` points is a `[1, n]`
+        // grid whose first axis keeps only its zero frequency (identity bases).
+        let (h, bases) = match *grid {
+            [n] => (1, bases_1d(&axes[0], n, &device)),
+            [h, w] => (h, bases_2d(&axes, [h, w], &device)),
+            _ => return unreachable_dims(grid.len()),
+        };
+        let m = kept_index.len();
+        let masks = match noise {
+            Some(n) if n.dropout > 0.0 => Some(n.noise.mask_streams(n.dropout, self.d_out() * m)),
+            _ => None,
+        };
+        crate::fused::spectral2d(x, wr, wi, self.bias.val(), bases, h, masks)
+    }
+
+    /// The DFT bases of a 2-D convolution on an `[h, w]` grid, as [`crate::fused::spectral2d`]
+    /// takes them: `[fw [w, 2·k2], mh [2·k1, 2·h], gh [2·h, 2·k1], gw [2·k2, w]]` over the
+    /// modes kept at that size.
+    pub fn bases_2d(&self, grid: [usize; 2], device: &Device) -> [Tensor<2>; 4] {
+        bases_2d(&self.axes(&grid), grid, device)
     }
 
     fn n_modes_full_count(&self, axes: &[AxisModes]) -> Vec<usize> {
@@ -353,28 +346,25 @@ fn kept_mode_index(axes: &[AxisModes]) -> Vec<usize> {
     }
 }
 
-/// Per-mode complex channel mixing, with optional Fourier dropout on the output coefficients.
-/// `y[b, c, 2, m]` (real rows then imaginary rows) → `[b, co, 2, m]`.
-fn mix(
-    y: Tensor<4>,
-    wr: Tensor<3>,
-    wi: Tensor<3>,
-    noise: Option<&mut SpectralNoise<'_>>,
-) -> Tensor<4> {
-    let [b, c, _, m] = y.dims();
-    let co = wr.dims()[2];
-    let y = y.permute([3, 0, 2, 1]).reshape([m, b, 2 * c]);
-    let top = Tensor::cat(vec![wr.clone(), wi.clone()], 2);
-    let bottom = Tensor::cat(vec![wi.neg(), wr], 2);
-    let block = Tensor::cat(vec![top, bottom], 1); // [m, 2c, 2co]
-    let o = y.matmul(block).reshape([m, b, 2, co]).permute([1, 3, 2, 0]); // [b, co, 2, m]
-    match noise {
-        Some(n) if n.dropout > 0.0 => {
-            let mask = n.noise.dropout_mask(n.dropout, [b, co, m], &o.device());
-            o * mask.unsqueeze_dim::<4>(2)
-        }
-        _ => o,
-    }
+/// The bases of a 1-D convolution on `n` points in the layout of [`bases_2d`] for a `[1, n]`
+/// grid: the first axis has one point and keeps its zero frequency, so its forward and inverse
+/// are the identity on `[re; im]`.
+fn bases_1d(axis: &AxisModes, n: usize, device: &Device) -> [Tensor<2>; 4] {
+    let eye = || tensor2(vec![1.0, 0.0, 0.0, 1.0], 2, 2, device);
+    [
+        real_forward_basis(axis, n, n, device),
+        eye(),
+        eye(),
+        real_inverse_basis(axis, n, device),
+    ]
+}
+
+/// See [`SpectralConv::bases_2d`].
+fn bases_2d(axes: &[AxisModes], [h, w]: [usize; 2], device: &Device) -> [Tensor<2>; 4] {
+    let fw = real_forward_basis(&axes[1], w, h * w, device);
+    let (mh, gh) = full_bases(&axes[0], h, device);
+    let gw = real_inverse_basis(&axes[1], w, device);
+    [fw, mh, gh, gw]
 }
 
 fn tensor2(v: Vec<f64>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {

@@ -6,7 +6,7 @@
 //! The estimate follows the code path, not a rule of thumb: the rows one forward pass takes
 //! (`batch` inputs; for `mc_dropout`/`pno_d` several draws of them stacked, up to the same row
 //! cap `predict` uses), the padded grid of the Fourier blocks, and the tensors alive at the
-//! widest stage of the network (lifting, a Fourier block with its spectral intermediates, the
+//! widest stage of the network (lifting, a Fourier block with its spectral coefficients, the
 //! projection and std heads). What glibc's allocator does is measured, not assumed away: blocks
 //! under its largest mmap threshold (32 MiB) come from arenas that keep much of what is freed,
 //! so half of every smaller stage is counted on top of the widest, and half of loading's
@@ -154,26 +154,22 @@ fn fno_floats(f: &FnoSpec, kind: Kind, members: f64, r: f64, grid: &[usize]) -> 
     let mlp = |d_in: f64, d_out: f64| -> f64 { d_in + d_out };
     let lift = (r * p * mlp(d_in, h), r * p * d_in.max(h));
     // A Fourier block on the padded grid: its input, the spectral and skip outputs and their
-    // sum; inside the spectral convolution the input and two truncated-transform intermediates,
-    // with the mixing matrix built from the weights (8 weight-sized temporaries: the real and
-    // imaginary halves, their concatenations and the block matrix), and for `vi_pno` the
-    // sampled weights (noise, softplus and product for each half: ~10 more).
+    // sum. The spectral convolution is one fused op: besides its input and output it holds the
+    // input's Fourier coefficients and the mixed ones (`[rows, h, 2·k1·k2]` each) and a row of
+    // scratch per thread; it reads the weights in place (a selected copy of both halves when
+    // the grid truncates modes), and for `vi_pno` the sampled weights (noise, softplus and
+    // product for each half: ~10 weight-sized temporaries).
     let w = pno_models::spectral::mode_count(&f.n_modes) as f64 * h * h;
-    // The largest truncated-transform intermediate, per row and channel: `[h, 2·k2]` after
-    // the last axis, `[2·k1, k2]` after the first (real and imaginary parts).
+    // The coefficients per row and channel: `2·k1·k2` (real and imaginary parts; `2·k` in 1-D).
     let half = |m: usize, n: f64| ((m / 2 + 1) as f64).min((n / 2.0).floor() + 1.0);
-    let inter = match padded.as_slice() {
+    let coefs = match padded.as_slice() {
         [n] => 2.0 * half(f.n_modes[0], *n),
-        [hh, ww] => {
-            let k2 = half(f.n_modes[1], *ww);
-            let k1 = (f.n_modes[0] as f64).min(*hh);
-            (2.0 * hh * k2).max(2.0 * k1 * k2)
-        }
+        [hh, ww] => 2.0 * (f.n_modes[0] as f64).min(*hh) * half(f.n_modes[1], *ww),
         _ => 0.0,
     };
     let sampled = if kind == Kind::ViPno { 10.0 * w } else { 0.0 };
     let block = (
-        (4.0 * r * h * pp).max(r * h * (pp + 2.0 * inter) + 8.0 * w) + sampled,
+        (4.0 * r * h * pp).max(r * h * (2.0 * pp + 2.0 * coefs) + 2.0 * w) + sampled,
         r * h * pp,
     );
     // The projection (the std head runs first; its output stays alive).

@@ -8,8 +8,10 @@
 //! - The channel MLP saves its input, the weights and the hidden pre-activation `w1 · x` (one
 //!   hidden-sized field; the unfused layers keep two) and the mask's stream positions; the
 //!   backward recomputes the activation block by block.
+//! - The 2-D spectral convolution saves the input's Fourier coefficients (`[batch, c, 2·m]`,
+//!   far smaller than the field; the op is linear in the input, so the field is not needed),
+//!   the weights and bases, and the mask's stream positions.
 
-use burn::backend::AutodiffBackend;
 use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -18,7 +20,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 
-use super::{Operand, PnoKernels, composed_spectral2d};
+use super::{Operand, PnoKernels};
 use crate::noise::MaskStreams;
 
 /// Backward with a tracked bias: parents `[x, bias]`.
@@ -139,9 +141,45 @@ impl<B: Backend + PnoKernels> Backward<B, 5> for ChannelMlpBackward {
     }
 }
 
+/// 2-D spectral-convolution backward: parents `[x, wr, wi, bias]`.
+#[derive(Debug)]
+struct SpectralBackward;
+
+/// The spectral backward's inputs: the input's coefficients (not the field: the op is linear in
+/// it), the weights, the constant DFT bases, the grid rows and the mask's stream positions.
+#[derive(Clone, Debug)]
+struct SpectralState<B: Backend> {
+    s: FloatTensor<B>,
+    wr: FloatTensor<B>,
+    wi: FloatTensor<B>,
+    bases: [FloatTensor<B>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+}
+
+impl<B: Backend + PnoKernels> Backward<B, 4> for SpectralBackward {
+    type State = SpectralState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let SpectralState {
+            s,
+            wr,
+            wi,
+            bases: [fw, mh, gh, gw],
+            h,
+            masks,
+        } = ops.state;
+        let (dx, dwr, dwi, db) = B::spectral2d_backward(s, wr, wi, fw, mh, gh, gw, h, masks, grad);
+        for (node, g) in ops.parents.into_iter().zip([dx, dwr, dwi, db]) {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, g);
+            }
+        }
+    }
+}
+
 impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
-    /// Tracked inputs (training) go through the composition of autodiff primitives; untracked
-    /// ones (inference under an autodiff device) run the inner backend's fused kernel.
     fn spectral2d(
         x: FloatTensor<Self>,
         wr: FloatTensor<Self>,
@@ -154,22 +192,50 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
         h: usize,
         masks: Option<MaskStreams>,
     ) -> FloatTensor<Self> {
-        if [&x, &wr, &wi, &bias].iter().any(|t| t.is_tracked()) {
-            return composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
+        // The bases are constants: never tracked, so not parents.
+        let [fw, mh, gh, gw] = [fw, mh, gh, gw].map(|t| t.into_primitive());
+        match SpectralBackward
+            .prepare::<C>([x.node(), wr.node(), wi.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (wrp, wip) = (wr.primitive().clone(), wi.primitive().clone());
+                let (y, s) = B::spectral2d_with_coefs(
+                    x.into_primitive(),
+                    wrp.clone(),
+                    wip.clone(),
+                    bias.into_primitive(),
+                    fw.clone(),
+                    mh.clone(),
+                    gh.clone(),
+                    gw.clone(),
+                    h,
+                    masks.clone(),
+                );
+                let state = SpectralState {
+                    s,
+                    wr: wrp,
+                    wi: wip,
+                    bases: [fw, mh, gh, gw],
+                    h,
+                    masks,
+                };
+                prep.finish(state, y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::spectral2d(
+                x.into_primitive(),
+                wr.into_primitive(),
+                wi.into_primitive(),
+                bias.into_primitive(),
+                fw,
+                mh,
+                gh,
+                gw,
+                h,
+                masks,
+            )),
         }
-        let inner = |t: FloatTensor<Self>| t.into_primitive();
-        <Self as AutodiffBackend>::from_inner(B::spectral2d(
-            inner(x),
-            inner(wr),
-            inner(wi),
-            inner(bias),
-            inner(fw),
-            inner(mh),
-            inner(gh),
-            inner(gw),
-            h,
-            masks,
-        ))
     }
 
     fn channel_mlp(

@@ -8,11 +8,11 @@ use burn::tensor::{DType, Shape};
 use super::math::{self, Operands};
 use super::mlp::{self, MlpDims, MlpWeights};
 use super::pointwise::{self, Dims};
-use super::spectral::{self, SpectralDims, SpectralOperands};
+use super::spectral::{self, SpectralBackwardOperands, SpectralDims, SpectralOperands};
 use super::{
     Operand, PnoKernels, composed_backward, composed_channel_mlp, composed_channel_mlp_backward,
     composed_forward, composed_pointwise, composed_pointwise_backward, composed_spectral2d,
-    host_mask,
+    composed_spectral2d_backward, host_mask,
 };
 use crate::noise::MaskStreams;
 
@@ -343,41 +343,144 @@ impl PnoKernels for Flex {
         h: usize,
         masks: Option<MaskStreams>,
     ) -> FlexTensor {
-        let (xs, ws) = (x.shape(), wr.shape());
+        spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, false).0
+    }
+
+    fn spectral2d_with_coefs(
+        x: FlexTensor,
+        wr: FlexTensor,
+        wi: FlexTensor,
+        bias: FlexTensor,
+        fw: FlexTensor,
+        mh: FlexTensor,
+        gh: FlexTensor,
+        gw: FlexTensor,
+        h: usize,
+        masks: Option<MaskStreams>,
+    ) -> (FlexTensor, FlexTensor) {
+        let (y, s) = spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, true);
+        (y, s.expect("the coefficients were asked for"))
+    }
+
+    fn spectral2d_backward(
+        s: FlexTensor,
+        wr: FlexTensor,
+        wi: FlexTensor,
+        fw: FlexTensor,
+        mh: FlexTensor,
+        gh: FlexTensor,
+        gw: FlexTensor,
+        h: usize,
+        masks: Option<MaskStreams>,
+        grad: FlexTensor,
+    ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+        let gs = grad.shape();
         assert!(
-            xs.num_dims() == 3 && ws.num_dims() == 3 && ws[1] == xs[1] && h > 0 && xs[2] % h == 0,
-            "spectral2d: expected x [batch, c, h·w] with h = {h} and weights [m, c, co], got \
-             {xs:?} and {ws:?}"
+            gs.num_dims() == 3,
+            "spectral2d_backward: expected grad [batch, co, h·w], got {gs:?}"
         );
-        let d = SpectralDims {
-            batch: xs[0],
-            d_in: xs[1],
-            d_out: ws[2],
-            h,
-            w: xs[2] / h,
-            k1: mh.shape()[0] / 2,
-            k2: fw.shape()[1] / 2,
+        let d = spectral_dims([gs[0], gs[2]], &wr, &fw, &mh, h);
+        let native = all_f32([&s, &wr, &wi, &fw, &mh, &gh, &gw, &grad]) && d.is_some();
+        let Some(d) = d.filter(|_| native) else {
+            return composed_spectral2d_backward::<Self>(
+                s,
+                wr,
+                wi,
+                [fw, mh, gh, gw],
+                h,
+                masks,
+                grad,
+            );
         };
-        let native = all_f32([&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw])
-            && [d.batch, d.d_in, d.d_out, d.w, d.k1, d.k2]
-                .iter()
-                .all(|&v| v > 0);
-        if !native {
-            return composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
-        }
-        let [x, wr, wi, bias, fw, mh, gh, gw] =
-            [x, wr, wi, bias, fw, mh, gh, gw].map(|t| contiguous(&t));
-        let ops = SpectralOperands {
-            x: slice(&x),
+        let [s, wr, wi, fw, mh, gh, gw, grad] =
+            [s, wr, wi, fw, mh, gh, gw, grad].map(|t| contiguous(&t));
+        let ops = SpectralBackwardOperands {
+            s: slice(&s),
             wr: slice(&wr),
             wi: slice(&wi),
-            bias: slice(&bias),
             fw: slice(&fw),
             mh: slice(&mh),
             gh: slice(&gh),
             gw: slice(&gw),
+            grad: slice(&grad),
         };
-        let y = spectral::forward(ops, masks.as_ref(), d);
-        tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w]))
+        let g = spectral::backward(ops, masks.as_ref(), d);
+        let wshape = || Shape::new([d.k1 * d.k2, d.d_in, d.d_out]);
+        (
+            tensor(g.dx, Shape::new([d.batch, d.d_in, d.h * d.w])),
+            tensor(g.dwr, wshape()),
+            tensor(g.dwi, wshape()),
+            tensor(g.dbias, Shape::new([d.d_out])),
+        )
     }
+}
+
+/// The shapes of a 2-D spectral convolution from `[batch, h·w]`, the weights `[m, c, co]` and
+/// the forward bases `fw [w, 2·k2]`, `mh [2·k1, 2·h]`; `None` when a dimension is empty (the
+/// composition handles that).
+fn spectral_dims(
+    [batch, hw]: [usize; 2],
+    wr: &FlexTensor,
+    fw: &FlexTensor,
+    mh: &FlexTensor,
+    h: usize,
+) -> Option<SpectralDims> {
+    let ws = wr.shape();
+    assert!(
+        ws.num_dims() == 3 && h > 0 && hw % h == 0,
+        "spectral2d: expected h·w points with h = {h} and weights [m, c, co], got {hw} points \
+         and weights {ws:?}"
+    );
+    let d = SpectralDims {
+        batch,
+        d_in: ws[1],
+        d_out: ws[2],
+        h,
+        w: hw / h,
+        k1: mh.shape()[0] / 2,
+        k2: fw.shape()[1] / 2,
+    };
+    [d.batch, d.d_in, d.d_out, d.w, d.k1, d.k2]
+        .iter()
+        .all(|&v| v > 0)
+        .then_some(d)
+}
+
+/// The native 2-D spectral forward (the composition for anything but `f32`), keeping the
+/// coefficients when asked.
+fn spectral_forward(
+    [x, wr, wi, bias, fw, mh, gh, gw]: [FlexTensor; 8],
+    h: usize,
+    masks: Option<MaskStreams>,
+    keep_coefs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let xs = x.shape();
+    assert!(
+        xs.num_dims() == 3 && wr.shape().num_dims() == 3 && wr.shape()[1] == xs[1],
+        "spectral2d: expected x [batch, c, h·w] and weights [m, c, co], got {xs:?} and {:?}",
+        wr.shape()
+    );
+    let d = spectral_dims([xs[0], xs[2]], &wr, &fw, &mh, h);
+    let native = all_f32([&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw]) && d.is_some();
+    let Some(d) = d.filter(|_| native) else {
+        let (y, s) = composed_spectral2d::<Flex>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
+        return (y, Some(s));
+    };
+    let [x, wr, wi, bias, fw, mh, gh, gw] =
+        [x, wr, wi, bias, fw, mh, gh, gw].map(|t| contiguous(&t));
+    let ops = SpectralOperands {
+        x: slice(&x),
+        wr: slice(&wr),
+        wi: slice(&wi),
+        bias: slice(&bias),
+        fw: slice(&fw),
+        mh: slice(&mh),
+        gh: slice(&gh),
+        gw: slice(&gw),
+    };
+    let (y, s) = spectral::forward(ops, masks.as_ref(), d, keep_coefs);
+    (
+        tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w])),
+        s.map(|s| tensor(s, Shape::new([d.batch, d.d_in, 2 * d.k1 * d.k2]))),
+    )
 }

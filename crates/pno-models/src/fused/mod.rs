@@ -42,7 +42,7 @@ mod flex;
 
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, ExtensionType, TensorMetadata, backend_extension};
-use burn::tensor::{Shape, Tensor, TensorData};
+use burn::tensor::{Shape, Slice, Tensor, TensorData};
 
 use crate::noise::MaskStreams;
 
@@ -188,13 +188,58 @@ pub trait PnoKernels: Backend {
         h: usize,
         masks: Option<MaskStreams>,
     ) -> FloatTensor<Self> {
+        composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks).0
+    }
+
+    /// [`PnoKernels::spectral2d`] that also returns the input's Fourier coefficients
+    /// `[batch, c, 2·k1·k2]` (real rows then imaginary rows of `[2·k1, k2]`), the state of
+    /// [`PnoKernels::spectral2d_backward`].
+    #[allow(clippy::too_many_arguments)]
+    fn spectral2d_with_coefs(
+        x: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks)
+    }
+
+    /// Gradients of [`PnoKernels::spectral2d`] with respect to `x`, `wr`, `wi` and the bias,
+    /// from the input's coefficients `s` ([`PnoKernels::spectral2d_with_coefs`]), the weights,
+    /// the bases and the output gradient `grad [batch, co, h·w]` (the op is linear in `x`: the
+    /// field itself is not needed).
+    #[allow(clippy::too_many_arguments, clippy::type_complexity)]
+    fn spectral2d_backward(
+        s: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+        grad: FloatTensor<Self>,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+    ) {
+        composed_spectral2d_backward::<Self>(s, wr, wi, [fw, mh, gh, gw], h, masks, grad)
     }
 }
 
 /// The unfused 2-D spectral convolution from burn primitives: the matmul chain with its
 /// transposes, the mixing as one batched matmul with the block weight `[[Wr, Wi], [-Wi, Wr]]`
-/// (see [`PnoKernels::spectral2d`] for the shapes).
+/// (see [`PnoKernels::spectral2d`] for the shapes); returns the output and the input's
+/// coefficients `[batch, c, 2·k1·k2]`.
 fn composed_spectral2d<B: Backend>(
     x: FloatTensor<B>,
     wr: FloatTensor<B>,
@@ -203,7 +248,7 @@ fn composed_spectral2d<B: Backend>(
     [fw, mh, gh, gw]: [FloatTensor<B>; 4],
     h: usize,
     masks: Option<MaskStreams>,
-) -> FloatTensor<B> {
+) -> (FloatTensor<B>, FloatTensor<B>) {
     let (xs, ws) = (x.shape(), wr.shape());
     let (b, c, hw, co) = (xs[0], xs[1], xs[2], ws[2]);
     let w = hw / h.max(1);
@@ -213,24 +258,15 @@ fn composed_spectral2d<B: Backend>(
     // Real DFT along the last axis, then the complex one along the first.
     let y = B::float_matmul(re(x, &[b * c * h, w]), fw);
     let y = B::float_permute(re(y, &[b * c, h, 2, k2]), &[0, 2, 1, 3]);
-    let y = B::float_matmul(re(mh, &[1, 2 * k1, 2 * h]), re(y, &[b * c, 2 * h, k2]));
+    let s = B::float_matmul(re(mh, &[1, 2 * k1, 2 * h]), re(y, &[b * c, 2 * h, k2]));
     // Per-mode mixing.
     let y = re(
-        B::float_permute(re(y, &[b, c, 2, m]), &[3, 0, 2, 1]),
+        B::float_permute(re(s.clone(), &[b, c, 2, m]), &[3, 0, 2, 1]),
         &[m, b, 2 * c],
     );
-    let top = B::float_cat(vec![wr.clone(), wi.clone()], 2);
-    let bottom = B::float_cat(vec![B::float_neg(wi), wr], 2);
-    let block = B::float_cat(vec![top, bottom], 1);
+    let block = mixing_block::<B>(wr, wi);
     let o = B::float_permute(re(B::float_matmul(y, block), &[m, b, 2, co]), &[1, 3, 2, 0]);
-    let o = match masks {
-        Some(ms) => {
-            let device = o.device();
-            let mask = B::float_from_data(TensorData::new(ms.to_vec(), [b, co, 1, m]), &device);
-            B::float_mul(o, mask)
-        }
-        None => o,
-    };
+    let o = apply_spectral_mask::<B>(o, masks.as_ref(), [b, co, 1, m]);
     // The inverse transforms.
     let y = B::float_matmul(re(gh, &[1, 2 * h, 2 * k1]), re(o, &[b * co, 2 * k1, k2]));
     let y = B::float_permute(re(y, &[b * co, 2, h, k2]), &[0, 2, 1, 3]);
@@ -238,7 +274,99 @@ fn composed_spectral2d<B: Backend>(
         B::float_matmul(re(y, &[b * co * h, 2 * k2]), gw),
         &[b, co, hw],
     );
-    B::float_add(y, re(bias, &[1, co, 1]))
+    (
+        B::float_add(y, re(bias, &[1, co, 1])),
+        re(s, &[b, c, 2 * m]),
+    )
+}
+
+/// The mixing as one real matrix per mode: `[[Wr, Wi], [-Wi, Wr]]`, `[m, 2·c, 2·co]`.
+fn mixing_block<B: Backend>(wr: FloatTensor<B>, wi: FloatTensor<B>) -> FloatTensor<B> {
+    let top = B::float_cat(vec![wr.clone(), wi.clone()], 2);
+    let bottom = B::float_cat(vec![B::float_neg(wi), wr], 2);
+    B::float_cat(vec![top, bottom], 1)
+}
+
+/// `t` (shape `[b, co, 2, m]`) times the Fourier dropout mask made on the host.
+fn apply_spectral_mask<B: Backend>(
+    t: FloatTensor<B>,
+    masks: Option<&MaskStreams>,
+    shape: [usize; 4],
+) -> FloatTensor<B> {
+    match masks {
+        Some(ms) => {
+            let mask = B::float_from_data(TensorData::new(ms.to_vec(), shape), &t.device());
+            let mask = B::float_cast(mask, t.dtype().into());
+            B::float_mul(t, mask)
+        }
+        None => t,
+    }
+}
+
+/// The unfused spectral backward from burn primitives: the adjoint of each step of
+/// [`composed_spectral2d`] in reverse order.
+#[allow(clippy::type_complexity)]
+fn composed_spectral2d_backward<B: Backend>(
+    s: FloatTensor<B>,
+    wr: FloatTensor<B>,
+    wi: FloatTensor<B>,
+    [fw, mh, gh, gw]: [FloatTensor<B>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+    grad: FloatTensor<B>,
+) -> (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+) {
+    let (gs, ws) = (grad.shape(), wr.shape());
+    let (b, co, hw, c) = (gs[0], gs[1], gs[2], ws[1]);
+    let w = hw / h.max(1);
+    let (k1, k2) = (mh.shape()[0] / 2, fw.shape()[1] / 2);
+    let m = k1 * k2;
+    let re = |t: FloatTensor<B>, s: &[usize]| B::float_reshape(t, Shape::from(s.to_vec()));
+    let t = |t: FloatTensor<B>| B::float_swap_dims(t, 0, 1);
+    let dbias = re(
+        B::float_sum_dim(B::float_sum_dim(grad.clone(), 0), 2),
+        &[co],
+    );
+    // The inverse transforms' adjoints: the output coefficients' gradient [b, co, 2, m].
+    let p = B::float_matmul(re(grad, &[b * co * h, w]), t(gw));
+    let du = re(
+        B::float_permute(re(p, &[b * co, h, 2, k2]), &[0, 2, 1, 3]),
+        &[b * co, 2 * h, k2],
+    );
+    let dt = B::float_matmul(re(t(gh), &[1, 2 * k1, 2 * h]), du);
+    let dt = apply_spectral_mask::<B>(re(dt, &[b, co, 2, m]), masks.as_ref(), [b, co, 1, m]);
+    // The mixing's adjoint.
+    let dout = re(B::float_permute(dt, &[3, 0, 2, 1]), &[m, b, 2 * co]);
+    let y = re(
+        B::float_permute(re(s, &[b, c, 2, m]), &[3, 0, 2, 1]),
+        &[m, b, 2 * c],
+    );
+    let block = mixing_block::<B>(wr, wi);
+    let dy = B::float_matmul(dout.clone(), B::float_swap_dims(block, 1, 2)); // [m, b, 2c]
+    let dblock = B::float_matmul(B::float_swap_dims(y, 1, 2), dout); // [m, 2c, 2co]
+    let part = |rows: usize, cols: usize| {
+        let r = Slice::new(rows as isize, Some((rows + c) as isize), 1);
+        let k = Slice::new(cols as isize, Some((cols + co) as isize), 1);
+        B::float_slice(dblock.clone(), &[Slice::new(0, Some(m as isize), 1), r, k])
+    };
+    let dwr = B::float_add(part(0, 0), part(c, co));
+    let dwi = B::float_sub(part(0, co), part(c, 0));
+    // The forward transforms' adjoints.
+    let ds = re(
+        B::float_permute(re(dy, &[m, b, 2, c]), &[1, 3, 2, 0]),
+        &[b * c, 2 * k1, k2],
+    );
+    let da = B::float_matmul(re(t(mh), &[1, 2 * h, 2 * k1]), ds); // [b·c, 2h, k2]
+    let da = re(
+        B::float_permute(re(da, &[b * c, 2, h, k2]), &[0, 2, 1, 3]),
+        &[b * c * h, 2 * k2],
+    );
+    let dx = re(B::float_matmul(da, t(fw)), &[b, c, hw]);
+    (dx, dwr, dwi, dbias)
 }
 
 /// The unfused channel MLP: pointwise, bias + dropout + GELU, pointwise, as burn primitives;
@@ -556,4 +684,52 @@ pub fn spectral2d(
         h,
         masks,
     ))
+}
+
+/// The gradients of [`spectral2d`] for output gradient `grad`: input `[batch, c, h·w]`, weights
+/// `[m, c, co]` (real, imaginary) and bias `[co]` (the op's backward on its own, for tests and
+/// benchmarks; it runs the forward again for the coefficients).
+#[allow(clippy::too_many_arguments)]
+pub fn spectral2d_backward(
+    x: Tensor<3>,
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    bias: Tensor<1>,
+    bases: [Tensor<2>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+    grad: Tensor<3>,
+) -> (Tensor<3>, Tensor<3>, Tensor<3>, Tensor<1>) {
+    let [fw, mh, gh, gw] = bases.map(Tensor::into_dispatch);
+    let (wr, wi) = (wr.into_dispatch(), wi.into_dispatch());
+    let (_, s) = <Dispatch as PnoKernels>::spectral2d_with_coefs(
+        x.into_dispatch(),
+        wr.clone(),
+        wi.clone(),
+        bias.into_dispatch(),
+        fw.clone(),
+        mh.clone(),
+        gh.clone(),
+        gw.clone(),
+        h,
+        masks.clone(),
+    );
+    let (dx, dwr, dwi, db) = <Dispatch as PnoKernels>::spectral2d_backward(
+        s,
+        wr,
+        wi,
+        fw,
+        mh,
+        gh,
+        gw,
+        h,
+        masks,
+        grad.into_dispatch(),
+    );
+    (
+        Tensor::from_dispatch(dx),
+        Tensor::from_dispatch(dwr),
+        Tensor::from_dispatch(dwi),
+        Tensor::from_dispatch(db),
+    )
 }

@@ -19,10 +19,16 @@
 //! 3. per (item, output channel): the coefficients gathered from `O` and masked, `U = gh · T`
 //!    (`[2·h, k2]`), and the output `Y = bias + U[:h] · gw[:k2] + U[h:] · gw[k2:]` written in
 //!    place.
+//!
+//! The [`backward`] runs the adjoint of each phase in reverse order from the forward's
+//! coefficients `S` alone (the op is linear in the input, so the field is not kept), with the
+//! dropout entries made again from the mask streams. A 1-D convolution is the `h = 1` case with
+//! identity bases along the first axis.
 
 use faer::{Accum, MatMut, MatRef};
 use rayon::prelude::*;
 
+use super::math;
 use super::pointwise::gemm;
 use crate::noise::MaskStreams;
 
@@ -72,26 +78,46 @@ impl SpectralDims {
         self.k1 * self.k2
     }
 
+    fn check_masks(&self, masks: Option<&MaskStreams>) {
+        if let Some(ms) = masks {
+            assert!(
+                ms.batch() == self.batch && ms.per_row() == self.d_out * self.modes(),
+                "spectral2d: masks of {} rows of {} for {self:?}",
+                ms.batch(),
+                ms.per_row()
+            );
+        }
+    }
+
     fn check(&self, o: &SpectralOperands<'_>) {
-        let (b, c, co, h, w, k1, k2) = (
-            self.batch, self.d_in, self.d_out, self.h, self.w, self.k1, self.k2,
-        );
+        let (b, c, co, hw) = (self.batch, self.d_in, self.d_out, self.h * self.w);
+        self.check_sizes(&[("x", o.x.len(), b * c * hw), ("bias", o.bias.len(), co)]);
+        self.check_weights_and_bases([o.wr, o.wi, o.fw, o.mh, o.gh, o.gw]);
+    }
+
+    fn check_weights_and_bases(&self, [wr, wi, fw, mh, gh, gw]: [&[f32]; 6]) {
+        let (c, co, h, w, k1, k2) = (self.d_in, self.d_out, self.h, self.w, self.k1, self.k2);
         let m = self.modes();
+        self.check_sizes(&[
+            ("wr", wr.len(), m * c * co),
+            ("wi", wi.len(), m * c * co),
+            ("fw", fw.len(), w * 2 * k2),
+            ("mh", mh.len(), 2 * k1 * 2 * h),
+            ("gh", gh.len(), 2 * h * 2 * k1),
+            ("gw", gw.len(), 2 * k2 * w),
+        ]);
+    }
+
+    fn check_sizes(&self, sizes: &[(&str, usize, usize)]) {
         assert!(
-            [b, c, co, h, w, k1, k2].iter().all(|&v| v > 0),
+            [
+                self.batch, self.d_in, self.d_out, self.h, self.w, self.k1, self.k2
+            ]
+            .iter()
+            .all(|&v| v > 0),
             "spectral2d: empty dimension in {self:?}"
         );
-        let sizes = [
-            ("x", o.x.len(), b * c * h * w),
-            ("wr", o.wr.len(), m * c * co),
-            ("wi", o.wi.len(), m * c * co),
-            ("bias", o.bias.len(), co),
-            ("fw", o.fw.len(), w * 2 * k2),
-            ("mh", o.mh.len(), 2 * k1 * 2 * h),
-            ("gh", o.gh.len(), 2 * h * 2 * k1),
-            ("gw", o.gw.len(), 2 * k2 * w),
-        ];
-        for (name, got, want) in sizes {
+        for &(name, got, want) in sizes {
             assert_eq!(
                 got, want,
                 "spectral2d: {name} has {got} entries, {self:?} needs {want}"
@@ -134,17 +160,16 @@ impl pulp::WithSimd for Mix<'_> {
     }
 }
 
-/// The forward: `y [b, co, h·w]`.
-pub fn forward(o: SpectralOperands<'_>, masks: Option<&MaskStreams>, d: SpectralDims) -> Vec<f32> {
+/// The forward: `y [b, co, h·w]` and, when `keep_coefs`, the input's Fourier coefficients
+/// `S [b, c, 2·k1, k2]` (real rows then imaginary rows; the state of [`backward`]).
+pub fn forward(
+    o: SpectralOperands<'_>,
+    masks: Option<&MaskStreams>,
+    d: SpectralDims,
+    keep_coefs: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     d.check(&o);
-    if let Some(ms) = masks {
-        assert!(
-            ms.batch() == d.batch && ms.per_row() == d.d_out * d.modes(),
-            "spectral2d: masks of {} rows of {} for {d:?}",
-            ms.batch(),
-            ms.per_row()
-        );
-    }
+    d.check_masks(masks);
     let (b, c, co, h, w, k1, k2) = (d.batch, d.d_in, d.d_out, d.h, d.w, d.k1, d.k2);
     let m = d.modes();
     let (hw, per_coef) = (h * w, 2 * k1 * k2);
@@ -230,5 +255,239 @@ pub fn forward(o: SpectralOperands<'_>, masks: Option<&MaskStreams>, d: Spectral
         gemm(ym.as_mut(), Accum::Add, um.subrows(0, h), gw.subrows(0, k2));
         gemm(ym, Accum::Add, um.subrows(h, h), gw.subrows(k2, k2));
     });
-    y
+    (y, keep_coefs.then_some(s))
+}
+
+/// The operands of the backward as contiguous slices: the forward's coefficients `s`
+/// `[b, c, 2·k1, k2]`, the weights and bases of [`SpectralOperands`] and the output gradient
+/// `grad [b, co, h·w]`. The backward needs neither the input field nor the bias.
+#[derive(Clone, Copy, Debug)]
+pub struct SpectralBackwardOperands<'a> {
+    /// The input's Fourier coefficients `[b, c, 2·k1, k2]` ([`forward`] with `keep_coefs`).
+    pub s: &'a [f32],
+    /// Real weights `[m, c, co]`.
+    pub wr: &'a [f32],
+    /// Imaginary weights `[m, c, co]`.
+    pub wi: &'a [f32],
+    /// Forward real DFT along the last axis `[w, 2·k2]`.
+    pub fw: &'a [f32],
+    /// Forward complex DFT along the first axis `[2·k1, 2·h]`.
+    pub mh: &'a [f32],
+    /// Inverse complex DFT along the first axis `[2·h, 2·k1]`.
+    pub gh: &'a [f32],
+    /// Inverse real DFT along the last axis `[2·k2, w]`.
+    pub gw: &'a [f32],
+    /// Output gradient `[b, co, h·w]`.
+    pub grad: &'a [f32],
+}
+
+/// The gradients of one 2-D spectral convolution.
+#[derive(Clone, Debug)]
+pub struct SpectralGrads {
+    /// Input `[b, c, h·w]`.
+    pub dx: Vec<f32>,
+    /// Real weights `[m, c, co]`.
+    pub dwr: Vec<f32>,
+    /// Imaginary weights `[m, c, co]`.
+    pub dwi: Vec<f32>,
+    /// Bias `[co]`.
+    pub dbias: Vec<f32>,
+}
+
+/// The adjoint of the mixing for one item at one mode: from the output coefficients' gradient
+/// `go = [Re | Im]` (`2·co`) and the input coefficients `z = [Re | Im]` (`2·c`), the input
+/// coefficients' gradient `dz` (`2·c`, overwritten) and the weight gradients added into
+/// `dwr`, `dwi` (`[c, co]`): `dzr = Σ_o gre·Wr + gim·Wi`, `dzi = Σ_o gim·Wr − gre·Wi`,
+/// `dWr += zr·gre + zi·gim`, `dWi += zr·gim − zi·gre`.
+struct MixBack<'a> {
+    dz: &'a mut [f32],
+    dwr: &'a mut [f32],
+    dwi: &'a mut [f32],
+    z: &'a [f32],
+    go: &'a [f32],
+    wr: &'a [f32],
+    wi: &'a [f32],
+}
+
+/// `Σ a·b + c·d` with eight independent lanes (vectorises).
+#[inline(always)]
+fn dot2(a: &[f32], b: &[f32], c: &[f32], d: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let n = a.len() / 8 * 8;
+    for k in (0..n).step_by(8) {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane += a[k + l] * b[k + l] + c[k + l] * d[k + l];
+        }
+    }
+    let tail: f32 = (n..a.len()).map(|k| a[k] * b[k] + c[k] * d[k]).sum();
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+    ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7)) + tail
+}
+
+impl pulp::WithSimd for MixBack<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        let co = self.go.len() / 2;
+        let c = self.z.len() / 2;
+        let (gre, gim) = self.go.split_at(co);
+        let neg: Vec<f32> = gre.iter().map(|v| -v).collect();
+        for ci in 0..c {
+            let span = ci * co..(ci + 1) * co;
+            let (wr, wi) = (&self.wr[span.clone()], &self.wi[span.clone()]);
+            self.dz[ci] = dot2(gre, wr, gim, wi);
+            self.dz[c + ci] = dot2(gim, wr, &neg, wi);
+            let (zr, zi) = (self.z[ci], self.z[c + ci]);
+            for (o, (&r, &i)) in self.dwr[span.clone()].iter_mut().zip(gre.iter().zip(gim)) {
+                *o += zr * r + zi * i;
+            }
+            for (o, (&r, &i)) in self.dwi[span].iter_mut().zip(gre.iter().zip(gim)) {
+                *o += zr * i - zi * r;
+            }
+        }
+    }
+}
+
+/// The backward: the gradients with respect to the input, both weights and the bias, the
+/// adjoint of each forward phase in reverse order:
+/// 1. per (item, output channel): `P = G · gwᵀ` (`[h, 2·k2]`), `dT = gh[:h]ᵀ · P[:, :k2] +
+///    gh[h:]ᵀ · P[:, k2:]`, masked by the same dropout entries (regenerated, never stored), and
+///    the row sum of `G` for the bias;
+/// 2. per mode: the mixing's adjoint for each item in batch order, which also sums
+///    the mode's weight gradients over the batch in a fixed order;
+/// 3. per (item, input channel): `dA = [mh[:, :h]ᵀ · dS | mh[:, h:]ᵀ · dS]` and
+///    `dX = dA · fwᵀ`.
+pub fn backward(
+    o: SpectralBackwardOperands<'_>,
+    masks: Option<&MaskStreams>,
+    d: SpectralDims,
+) -> SpectralGrads {
+    let (b, c, co, h, w, k1, k2) = (d.batch, d.d_in, d.d_out, d.h, d.w, d.k1, d.k2);
+    let m = d.modes();
+    let (hw, per_coef) = (h * w, 2 * k1 * k2);
+    d.check_sizes(&[
+        ("s", o.s.len(), b * c * per_coef),
+        ("grad", o.grad.len(), b * co * hw),
+    ]);
+    d.check_weights_and_bases([o.wr, o.wi, o.fw, o.mh, o.gh, o.gw]);
+    d.check_masks(masks);
+    let fw = MatRef::from_row_major_slice(o.fw, w, 2 * k2);
+    let mh = MatRef::from_row_major_slice(o.mh, 2 * k1, 2 * h);
+    let gh = MatRef::from_row_major_slice(o.gh, 2 * h, 2 * k1);
+    let gw = MatRef::from_row_major_slice(o.gw, 2 * k2, w);
+
+    // 1. Output coefficients' gradient dT [b, co, 2·k1, k2].
+    let mut dt = vec![0.0f32; b * co * per_coef];
+    dt.par_chunks_mut(per_coef)
+        .zip(o.grad.par_chunks(hw))
+        .enumerate()
+        .for_each(|(row, (dtr, g))| {
+            let mut p = vec![0.0f32; h * 2 * k2];
+            let mut pm = MatMut::from_row_major_slice_mut(&mut p, h, 2 * k2);
+            gemm(
+                pm.as_mut(),
+                Accum::Replace,
+                MatRef::from_row_major_slice(g, h, w),
+                gw.transpose(),
+            );
+            let pm = pm.as_ref();
+            let mut tm = MatMut::from_row_major_slice_mut(dtr, 2 * k1, k2);
+            gemm(
+                tm.as_mut(),
+                Accum::Replace,
+                gh.subrows(0, h).transpose(),
+                pm.subcols(0, k2),
+            );
+            gemm(
+                tm,
+                Accum::Add,
+                gh.subrows(h, h).transpose(),
+                pm.subcols(k2, k2),
+            );
+            if let Some(ms) = masks {
+                let mut mask = vec![0.0f32; m];
+                ms.fill(row / co, (row % co) * m, &mut mask);
+                let (top, bottom) = dtr.split_at_mut(k1 * k2);
+                for ((t, u), &keep) in top.iter_mut().zip(bottom).zip(&mask) {
+                    *t *= keep;
+                    *u *= keep;
+                }
+            }
+        });
+    let dbias = math::bias_grad(&math::row_sums(o.grad, hw), co);
+
+    // 2. Per mode: the input coefficients' gradient dZ [m, b, 2·c] and the weight gradients.
+    let mut dwr = vec![0.0f32; m * c * co];
+    let mut dwi = vec![0.0f32; m * c * co];
+    let mut dz = vec![0.0f32; m * b * 2 * c];
+    dwr.par_chunks_mut(c * co)
+        .zip(dwi.par_chunks_mut(c * co))
+        .zip(dz.par_chunks_mut(b * 2 * c))
+        .enumerate()
+        .for_each(|(q, ((gr, gi), dzq))| {
+            let (i, j) = (q / k2, q % k2);
+            let (mut z, mut go) = (vec![0.0f32; 2 * c], vec![0.0f32; 2 * co]);
+            for (bi, dzrow) in dzq.chunks_mut(2 * c).enumerate() {
+                for ci in 0..c {
+                    let base = (bi * c + ci) * per_coef;
+                    z[ci] = o.s[base + i * k2 + j];
+                    z[c + ci] = o.s[base + (k1 + i) * k2 + j];
+                }
+                for oc in 0..co {
+                    let base = (bi * co + oc) * per_coef;
+                    go[oc] = dt[base + i * k2 + j];
+                    go[co + oc] = dt[base + (k1 + i) * k2 + j];
+                }
+                pulp::Arch::new().dispatch(MixBack {
+                    dz: dzrow,
+                    dwr: gr,
+                    dwi: gi,
+                    z: &z,
+                    go: &go,
+                    wr: &o.wr[q * c * co..(q + 1) * c * co],
+                    wi: &o.wi[q * c * co..(q + 1) * c * co],
+                });
+            }
+        });
+
+    // 3. The input gradient per (item, input channel).
+    let mut dx = vec![0.0f32; b * c * hw];
+    dx.par_chunks_mut(hw).enumerate().for_each(|(row, dxr)| {
+        let (bi, ci) = (row / c, row % c);
+        let mut ds = vec![0.0f32; per_coef];
+        for q in 0..m {
+            let (i, j) = (q / k2, q % k2);
+            let at = (q * b + bi) * 2 * c;
+            ds[i * k2 + j] = dz[at + ci];
+            ds[(k1 + i) * k2 + j] = dz[at + c + ci];
+        }
+        let dsm = MatRef::from_row_major_slice(&ds, 2 * k1, k2);
+        let mut da = vec![0.0f32; h * 2 * k2];
+        let mut dam = MatMut::from_row_major_slice_mut(&mut da, h, 2 * k2);
+        gemm(
+            dam.as_mut().subcols_mut(0, k2),
+            Accum::Replace,
+            mh.subcols(0, h).transpose(),
+            dsm,
+        );
+        gemm(
+            dam.as_mut().subcols_mut(k2, k2),
+            Accum::Replace,
+            mh.subcols(h, h).transpose(),
+            dsm,
+        );
+        gemm(
+            MatMut::from_row_major_slice_mut(dxr, h, w),
+            Accum::Replace,
+            dam.as_ref(),
+            fw.transpose(),
+        );
+    });
+    SpectralGrads {
+        dx,
+        dwr,
+        dwi,
+        dbias,
+    }
 }

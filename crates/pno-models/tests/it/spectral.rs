@@ -7,6 +7,8 @@ use std::f64::consts::PI;
 use pno_models::init::Init;
 use pno_models::spectral::{SpectralConv, full_axis_freqs, mode_count, real_axis_freqs};
 
+use pno_models::burn::tensor::{Tensor, TensorData};
+
 use crate::{device, host, random, t3};
 
 /// y[b,o,h,w] = Re Σ_{kh,kw} c_kw · (Σ_c X[b,c,kh,kw] W[kh,kw,c,o]) e^{+iθ} + bias[o], with
@@ -399,14 +401,73 @@ fn factorized_weights_start_at_neuraloperators_scale() {
     }
 }
 
-/// The fused 2-D kernel (Flex, untracked) and the composition (autodiff, tracked weights) give
-/// the same field, with and without Fourier dropout and sampled variational weights, on odd
-/// grids, grids whose Nyquist column is kept, and modes truncated by the resolution.
+/// The 2-D spectral convolution written here with burn's tensor API, independently of the
+/// library's kernels: the two forward transforms, separate real and imaginary matmuls per mode,
+/// the mask, the two inverse transforms and the bias. Shapes as [`fused::spectral2d`].
+fn reference_spectral2d(
+    x: Tensor<3>,
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    bias: Tensor<1>,
+    [fw, mh, gh, gw]: [Tensor<2>; 4],
+    h: usize,
+    mask: Option<Tensor<3>>,
+) -> Tensor<3> {
+    let [b, c, hw] = x.dims();
+    let [m, _, co] = wr.dims();
+    let w = hw / h;
+    let (k1, k2) = (mh.dims()[0] / 2, fw.dims()[1] / 2);
+    let a = x
+        .reshape([b * c * h, w])
+        .matmul(fw)
+        .reshape([b * c, h, 2, k2])
+        .swap_dims(1, 2)
+        .reshape([b * c, 2 * h, k2]);
+    let s = mh.unsqueeze_dim::<3>(0).matmul(a).reshape([b, c, 2, m]);
+    let part = |s: Tensor<4>, k| s.narrow(2, k, 1).reshape([b, c, m]).permute([2, 0, 1]);
+    let (sre, sim) = (part(s.clone(), 0), part(s, 1)); // [m, b, c]
+    let ore = sre.clone().matmul(wr.clone()) - sim.clone().matmul(wi.clone()); // [m, b, co]
+    let oim = sre.matmul(wi) + sim.matmul(wr);
+    let o = Tensor::cat(
+        vec![ore.unsqueeze_dim::<4>(2), oim.unsqueeze_dim::<4>(2)],
+        2,
+    )
+    .permute([1, 3, 2, 0]); // [b, co, 2, m]
+    let o = match mask {
+        Some(mask) => o * mask.unsqueeze_dim::<4>(2),
+        None => o,
+    };
+    gh.unsqueeze_dim::<3>(0)
+        .matmul(o.reshape([b * co, 2 * k1, k2]))
+        .reshape([b * co, 2, h, k2])
+        .swap_dims(1, 2)
+        .reshape([b * co * h, 2 * k2])
+        .matmul(gw)
+        .reshape([b, co, hw])
+        + bias.reshape([1, co, 1])
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1e-3);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-5 * scale,
+            "{what}[{i}]: fused {g}, reference {w} (scale {scale})"
+        );
+    }
+}
+
+/// The fused op against [`reference_spectral2d`] under autodiff — the field and the gradients
+/// of the input, both weights and the bias — with and without Fourier dropout, on odd grids,
+/// grids whose Nyquist column is kept, modes truncated by the resolution and a single row. The
+/// op's backward alone matches too, natively (`f32`) and through the default body from burn
+/// primitives that other backends run (reached on Flex with `f64` operands).
 #[test]
-fn fused_spectral_conv_matches_the_composition_with_dropout() {
-    use pno_models::burn::tensor::{Device, Tensor, TensorData};
+fn fused_spectral_conv_values_and_gradients_match_a_reference_composition() {
+    use pno_models::burn::tensor::{DType, Device};
+    use pno_models::fused;
     use pno_models::noise::Noise;
-    use pno_models::spectral::SpectralNoise;
     type Case = ([usize; 2], [usize; 2], usize, usize, usize);
     let cases: [Case; 5] = [
         // (grid, modes, batch, in, out)
@@ -416,32 +477,104 @@ fn fused_spectral_conv_matches_the_composition_with_dropout() {
         ([5, 4], [12, 12], 2, 2, 3),
         ([1, 6], [4, 4], 1, 1, 1),
     ];
+    let ad = Device::flex().autodiff();
     for (k, (grid, modes, b, c, co)) in cases.into_iter().enumerate() {
         let (h, w) = (grid[0], grid[1]);
-        let x = random(b * c * h * w, 40 + k as u64);
-        for (p, variational) in [(0.0, None), (0.3, None), (0.2, Some(0.1))] {
-            let run = |device: &Device| {
-                let conv = SpectralConv::new(&mut Init::new(9), c, co, &modes, variational, device);
-                let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, c, h * w]), device);
-                let mut noise = Noise::new(5, 2, 0, b);
-                let sn = (p > 0.0 || variational.is_some()).then(|| SpectralNoise {
-                    dropout: p,
-                    sample_weights: variational.is_some(),
-                    noise: &mut noise,
-                });
-                host(conv.forward(xt, &grid, sn))
+        let conv = SpectralConv::new(&mut Init::new(9), c, co, &modes, None, &ad);
+        let bases = conv.bases_2d(grid, &ad);
+        let m = bases[1].dims()[0] / 2 * (bases[0].dims()[1] / 2);
+        let seed = 40 + 10 * k as u64;
+        let x = random(b * c * h * w, seed);
+        let wr = random(m * c * co, seed + 1);
+        let wi = random(m * c * co, seed + 2);
+        let bias = random(co, seed + 3);
+        let up = random(b * co * h * w, seed + 4);
+        for p in [0.0, 0.3] {
+            let what = format!("grid {grid:?} modes {modes:?} p {p}");
+            let masks = (p > 0.0).then(|| Noise::new(5, 2, 0, b).mask_streams(p, co * m));
+            let leaves = || {
+                (
+                    Tensor::<3>::from_data(TensorData::new(x.clone(), [b, c, h * w]), &ad)
+                        .require_grad(),
+                    Tensor::<3>::from_data(TensorData::new(wr.clone(), [m, c, co]), &ad)
+                        .require_grad(),
+                    Tensor::<3>::from_data(TensorData::new(wi.clone(), [m, c, co]), &ad)
+                        .require_grad(),
+                    Tensor::<1>::from_data(TensorData::new(bias.clone(), [co]), &ad).require_grad(),
+                )
             };
-            let fused = run(&Device::flex());
-            let composed = run(&Device::flex().autodiff());
-            let scale = composed.iter().fold(0.0f32, |a, v| a.max(v.abs())).max(1.0);
-            for (i, (f, u)) in fused.iter().zip(&composed).enumerate() {
-                assert!(
-                    (f - u).abs() <= 1e-5 * scale,
-                    "grid {grid:?} modes {modes:?} p {p} vi {variational:?}: [{i}] fused {f}, \
-                     composed {u}"
-                );
+            let upstream = Tensor::<3>::from_data(TensorData::new(up.clone(), [b, co, h * w]), &ad);
+            let (xf, wrf, wif, bf) = leaves();
+            let yf = fused::spectral2d(
+                xf.clone(),
+                wrf.clone(),
+                wif.clone(),
+                bf.clone(),
+                bases.clone(),
+                h,
+                masks.clone(),
+            );
+            let gf = (yf.clone() * upstream.clone()).sum().backward();
+            let (xr, wrr, wir, br) = leaves();
+            let mask = masks
+                .as_ref()
+                .map(|ms| Tensor::<3>::from_data(TensorData::new(ms.to_vec(), [b, co, m]), &ad));
+            let yr = reference_spectral2d(
+                xr.clone(),
+                wrr.clone(),
+                wir.clone(),
+                br.clone(),
+                bases.clone(),
+                h,
+                mask,
+            );
+            let gr = (yr.clone() * upstream).sum().backward();
+            assert_close(&host(yf), &host(yr), &format!("y {what}"));
+            let want = [
+                host(xr.grad(&gr).unwrap()),
+                host(wrr.grad(&gr).unwrap()),
+                host(wir.grad(&gr).unwrap()),
+                host(br.grad(&gr).unwrap()),
+            ];
+            let got = [
+                host(xf.grad(&gf).unwrap()),
+                host(wrf.grad(&gf).unwrap()),
+                host(wif.grad(&gf).unwrap()),
+                host(bf.grad(&gf).unwrap()),
+            ];
+            for (name, (g, w)) in ["dx", "dwr", "dwi", "dbias"]
+                .iter()
+                .zip(got.iter().zip(&want))
+            {
+                assert_close(g, w, &format!("{name} {what}"));
             }
-            assert_eq!(fused.len(), b * co * h * w);
+
+            // The backward alone, native (f32) and the default body (f64), on plain Flex.
+            let flex = Device::flex();
+            for dtype in [DType::F32, DType::F64] {
+                let t3 = |v: &[f32], d: [usize; 3]| {
+                    Tensor::<3>::from_data(TensorData::new(v.to_vec(), d), &flex).cast(dtype)
+                };
+                let (dx, dwr, dwi, db) = fused::spectral2d_backward(
+                    t3(&x, [b, c, h * w]),
+                    t3(&wr, [m, c, co]),
+                    t3(&wi, [m, c, co]),
+                    Tensor::<1>::from_data(TensorData::new(bias.clone(), [co]), &flex).cast(dtype),
+                    bases
+                        .clone()
+                        .map(|t| Tensor::<2>::from_data(t.into_data(), &flex).cast(dtype)),
+                    h,
+                    masks.clone(),
+                    t3(&up, [b, co, h * w]),
+                );
+                let alone = [host(dx), host(dwr), host(dwi), host(db)];
+                for (name, (g, w)) in ["dx", "dwr", "dwi", "dbias"]
+                    .iter()
+                    .zip(alone.iter().zip(&want))
+                {
+                    assert_close(g, w, &format!("{name} alone {dtype:?} {what}"));
+                }
+            }
         }
     }
 }
