@@ -10,15 +10,19 @@
 //! for the real and imaginary part of a coefficient.
 //!
 //! Three parallel phases (a row's values never depend on the batch it is in):
-//! 1. per (item, channel): `A = X · fw` (`[h, 2·k2]`), then the coefficients
+//! 1. the last axis for all of an item's rows at once, `A = X · fw` (`[c·h, 2·k2]` per item, in
+//!    tasks of one item and a block of rows), then per (item, channel) the coefficients
 //!    `S = mh[:, :h] · A_re + mh[:, h:] · A_im` (`[2·k1, k2]`) — the column halves of `A` are
 //!    strided views, not copies;
 //! 2. per mode: each item's `2c` coefficients gathered from `S`, then the complex product with
 //!    the mode's `[c, co]` weights, a vectorised loop per item (a GEMM over the batch would let
 //!    a row's values depend on the batch), into `O [m, b, 2·co]`;
-//! 3. per (item, output channel): the coefficients gathered from `O` and masked, `U = gh · T`
-//!    (`[2·h, k2]`), and the output `Y = bias + U[:h] · gw[:k2] + U[h:] · gw[k2:]` written in
-//!    place.
+//! 3. per (item, output channel): the coefficients gathered from `O` and masked, and
+//!    `U = [gh[:h] · T | gh[h:] · T]` (`[h, 2·k2]`); then the last axis for all of an item's
+//!    rows at once, `Y = bias + U · gw`.
+//!
+//! The per-item row GEMMs keep a 1-D grid (`h = 1`, thousands of one-row products otherwise)
+//! as fast as one matrix product over all rows.
 //!
 //! The [`backward`] runs the adjoint of each phase in reverse order from the forward's
 //! coefficients `S` alone (the op is linear in the input, so the field is not kept), with the
@@ -160,6 +164,49 @@ impl pulp::WithSimd for Mix<'_> {
     }
 }
 
+/// Rows per task of [`item_rows_gemm`].
+const ROWS: usize = 256;
+
+/// `out[b] = lhs[b] · rhs` (or `+=`) for every item `b`, `lhs[b]` being `[rows, k]` and `out[b]`
+/// `[rows, n]` (row-major), in tasks of one item and a block of [`ROWS`] rows counted from the
+/// item's first row: a row's values depend only on its item, never on the batch.
+fn item_rows_gemm(out: &mut [f32], lhs: &[f32], rows: usize, rhs: MatRef<'_, f32>, accum: Accum) {
+    let (k, n) = (rhs.nrows(), rhs.ncols());
+    out.par_chunks_mut(rows * n)
+        .zip(lhs.par_chunks(rows * k))
+        .flat_map(|(o, l)| o.par_chunks_mut(ROWS * n).zip(l.par_chunks(ROWS * k)))
+        .for_each(|(o, l)| {
+            let r = o.len() / n;
+            gemm(
+                MatMut::from_row_major_slice_mut(o, r, n),
+                accum,
+                MatRef::from_row_major_slice(l, r, k),
+                rhs,
+            );
+        });
+}
+
+/// Products below this many multiply-adds run as a plain loop ([`small_gemm`]).
+const SMALL: usize = 2048;
+
+/// `dst = lhs · rhs` (or `+=`): a plain loop for tiny products (a 1-D grid's identity first
+/// axis, where a GEMM call costs more than its work), else one sequential GEMM.
+fn small_gemm(mut dst: MatMut<'_, f32>, accum: Accum, lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) {
+    let (m, k, n) = (lhs.nrows(), lhs.ncols(), rhs.ncols());
+    if m * k * n > SMALL {
+        return gemm(dst, accum, lhs, rhs);
+    }
+    for i in 0..m {
+        for j in 0..n {
+            let v: f32 = (0..k).map(|l| lhs[(i, l)] * rhs[(l, j)]).sum();
+            match accum {
+                Accum::Replace => dst[(i, j)] = v,
+                Accum::Add => dst[(i, j)] += v,
+            }
+        }
+    }
+}
+
 /// The forward: `y [b, co, h·w]` and, when `keep_coefs`, the input's Fourier coefficients
 /// `S [b, c, 2·k1, k2]` (real rows then imaginary rows; the state of [`backward`]).
 pub fn forward(
@@ -178,29 +225,25 @@ pub fn forward(
     let gh = MatRef::from_row_major_slice(o.gh, 2 * h, 2 * k1);
     let gw = MatRef::from_row_major_slice(o.gw, 2 * k2, w);
 
-    // 1. Coefficients S [b, c, 2·k1, k2].
+    // 1. Coefficients S [b, c, 2·k1, k2]: the last axis for all of an item's rows at once
+    // (`A [b, c·h, 2·k2]`), then the first axis per (item, channel).
+    let mut a = vec![0.0f32; b * c * h * 2 * k2];
+    item_rows_gemm(&mut a, o.x, c * h, fw, Accum::Replace);
     let mut s = vec![0.0f32; b * c * per_coef];
     s.par_chunks_mut(per_coef)
-        .zip(o.x.par_chunks(hw))
-        .for_each(|(sc, xc)| {
-            let mut a = vec![0.0f32; h * 2 * k2];
-            let mut am = MatMut::from_row_major_slice_mut(&mut a, h, 2 * k2);
-            gemm(
-                am.as_mut(),
-                Accum::Replace,
-                MatRef::from_row_major_slice(xc, h, w),
-                fw,
-            );
-            let am = am.as_ref();
+        .zip(a.par_chunks(h * 2 * k2))
+        .for_each(|(sc, ac)| {
+            let am = MatRef::from_row_major_slice(ac, h, 2 * k2);
             let mut sm = MatMut::from_row_major_slice_mut(sc, 2 * k1, k2);
-            gemm(
+            small_gemm(
                 sm.as_mut(),
                 Accum::Replace,
                 mh.subcols(0, h),
                 am.subcols(0, k2),
             );
-            gemm(sm, Accum::Add, mh.subcols(h, h), am.subcols(k2, k2));
+            small_gemm(sm, Accum::Add, mh.subcols(h, h), am.subcols(k2, k2));
         });
+    drop(a);
 
     // 2. Mixing, per mode: O [m, b, 2·co]. Each item's row is its own loop over the input
     // channels (not one GEMM over the batch), so its values never depend on the batch.
@@ -225,36 +268,42 @@ pub fn forward(
             }
         });
 
-    // 3. Inverse transforms per (item, output channel), into y [b, co, h·w].
+    // 3. Inverse transforms: the first axis per (item, output channel) into
+    // `U [b, co·h, 2·k2]` (`[U_re | U_im]`), then the last axis for all of an item's rows at once,
+    // `y = bias + U · gw`.
+    let mut u = vec![0.0f32; b * co * h * 2 * k2];
+    u.par_chunks_mut(h * 2 * k2)
+        .enumerate()
+        .for_each(|(row, uc)| {
+            let (bi, oc) = (row / co, row % co);
+            let mut mask = vec![0.0f32; if masks.is_some() { m } else { 0 }];
+            if let Some(ms) = masks {
+                ms.fill(bi, oc * m, &mut mask);
+            }
+            let mut t = vec![0.0f32; per_coef];
+            for q in 0..m {
+                let (i, j) = (q / k2, q % k2);
+                let at = (q * b + bi) * 2 * co;
+                let keep = if mask.is_empty() { 1.0 } else { mask[q] };
+                t[i * k2 + j] = out[at + oc] * keep;
+                t[(k1 + i) * k2 + j] = out[at + co + oc] * keep;
+            }
+            let tm = MatRef::from_row_major_slice(&t, 2 * k1, k2);
+            let mut um = MatMut::from_row_major_slice_mut(uc, h, 2 * k2);
+            small_gemm(
+                um.as_mut().subcols_mut(0, k2),
+                Accum::Replace,
+                gh.subrows(0, h),
+                tm,
+            );
+            small_gemm(um.subcols_mut(k2, k2), Accum::Replace, gh.subrows(h, h), tm);
+        });
+    drop(out);
     let mut y = vec![0.0f32; b * co * hw];
     y.par_chunks_mut(hw).enumerate().for_each(|(row, yc)| {
-        let (bi, oc) = (row / co, row % co);
-        let mut mask = vec![0.0f32; if masks.is_some() { m } else { 0 }];
-        if let Some(ms) = masks {
-            ms.fill(bi, oc * m, &mut mask);
-        }
-        let mut t = vec![0.0f32; per_coef];
-        for q in 0..m {
-            let (i, j) = (q / k2, q % k2);
-            let at = (q * b + bi) * 2 * co;
-            let keep = if mask.is_empty() { 1.0 } else { mask[q] };
-            t[i * k2 + j] = out[at + oc] * keep;
-            t[(k1 + i) * k2 + j] = out[at + co + oc] * keep;
-        }
-        let mut u = vec![0.0f32; 2 * h * k2];
-        let mut um = MatMut::from_row_major_slice_mut(&mut u, 2 * h, k2);
-        gemm(
-            um.as_mut(),
-            Accum::Replace,
-            gh,
-            MatRef::from_row_major_slice(&t, 2 * k1, k2),
-        );
-        let um = um.as_ref();
-        yc.fill(o.bias[oc]);
-        let mut ym = MatMut::from_row_major_slice_mut(yc, h, w);
-        gemm(ym.as_mut(), Accum::Add, um.subrows(0, h), gw.subrows(0, k2));
-        gemm(ym, Accum::Add, um.subrows(h, h), gw.subrows(k2, k2));
+        yc.fill(o.bias[row % co]);
     });
+    item_rows_gemm(&mut y, &u, co * h, gw, Accum::Add);
     (y, keep_coefs.then_some(s))
 }
 
@@ -377,29 +426,24 @@ pub fn backward(
     let gh = MatRef::from_row_major_slice(o.gh, 2 * h, 2 * k1);
     let gw = MatRef::from_row_major_slice(o.gw, 2 * k2, w);
 
-    // 1. Output coefficients' gradient dT [b, co, 2·k1, k2].
+    // 1. Output coefficients' gradient dT [b, co, 2·k1, k2]: `P = G · gwᵀ` for all of an
+    // item's rows at once (`[b, co·h, 2·k2]`), then the first axis per (item, output channel).
+    let mut p = vec![0.0f32; b * co * h * 2 * k2];
+    item_rows_gemm(&mut p, o.grad, co * h, gw.transpose(), Accum::Replace);
     let mut dt = vec![0.0f32; b * co * per_coef];
     dt.par_chunks_mut(per_coef)
-        .zip(o.grad.par_chunks(hw))
+        .zip(p.par_chunks(h * 2 * k2))
         .enumerate()
-        .for_each(|(row, (dtr, g))| {
-            let mut p = vec![0.0f32; h * 2 * k2];
-            let mut pm = MatMut::from_row_major_slice_mut(&mut p, h, 2 * k2);
-            gemm(
-                pm.as_mut(),
-                Accum::Replace,
-                MatRef::from_row_major_slice(g, h, w),
-                gw.transpose(),
-            );
-            let pm = pm.as_ref();
+        .for_each(|(row, (dtr, pc))| {
+            let pm = MatRef::from_row_major_slice(pc, h, 2 * k2);
             let mut tm = MatMut::from_row_major_slice_mut(dtr, 2 * k1, k2);
-            gemm(
+            small_gemm(
                 tm.as_mut(),
                 Accum::Replace,
                 gh.subrows(0, h).transpose(),
                 pm.subcols(0, k2),
             );
-            gemm(
+            small_gemm(
                 tm,
                 Accum::Add,
                 gh.subrows(h, h).transpose(),
@@ -415,6 +459,7 @@ pub fn backward(
                 }
             }
         });
+    drop(p);
     let dbias = math::bias_grad(&math::row_sums(o.grad, hw), co);
 
     // 2. Per mode: the input coefficients' gradient dZ [m, b, 2·c] and the weight gradients.
@@ -451,39 +496,38 @@ pub fn backward(
             }
         });
 
-    // 3. The input gradient per (item, input channel).
+    // 3. The input gradient: `dA = [mh[:, :h]ᵀ · dS | mh[:, h:]ᵀ · dS]` per (item, input
+    // channel) into `[b, c·h, 2·k2]`, then `dX = dA · fwᵀ` for all of an item's rows at once.
+    let mut da = vec![0.0f32; b * c * h * 2 * k2];
+    da.par_chunks_mut(h * 2 * k2)
+        .enumerate()
+        .for_each(|(row, dac)| {
+            let (bi, ci) = (row / c, row % c);
+            let mut ds = vec![0.0f32; per_coef];
+            for q in 0..m {
+                let (i, j) = (q / k2, q % k2);
+                let at = (q * b + bi) * 2 * c;
+                ds[i * k2 + j] = dz[at + ci];
+                ds[(k1 + i) * k2 + j] = dz[at + c + ci];
+            }
+            let dsm = MatRef::from_row_major_slice(&ds, 2 * k1, k2);
+            let mut dam = MatMut::from_row_major_slice_mut(dac, h, 2 * k2);
+            small_gemm(
+                dam.as_mut().subcols_mut(0, k2),
+                Accum::Replace,
+                mh.subcols(0, h).transpose(),
+                dsm,
+            );
+            small_gemm(
+                dam.subcols_mut(k2, k2),
+                Accum::Replace,
+                mh.subcols(h, h).transpose(),
+                dsm,
+            );
+        });
+    drop(dz);
     let mut dx = vec![0.0f32; b * c * hw];
-    dx.par_chunks_mut(hw).enumerate().for_each(|(row, dxr)| {
-        let (bi, ci) = (row / c, row % c);
-        let mut ds = vec![0.0f32; per_coef];
-        for q in 0..m {
-            let (i, j) = (q / k2, q % k2);
-            let at = (q * b + bi) * 2 * c;
-            ds[i * k2 + j] = dz[at + ci];
-            ds[(k1 + i) * k2 + j] = dz[at + c + ci];
-        }
-        let dsm = MatRef::from_row_major_slice(&ds, 2 * k1, k2);
-        let mut da = vec![0.0f32; h * 2 * k2];
-        let mut dam = MatMut::from_row_major_slice_mut(&mut da, h, 2 * k2);
-        gemm(
-            dam.as_mut().subcols_mut(0, k2),
-            Accum::Replace,
-            mh.subcols(0, h).transpose(),
-            dsm,
-        );
-        gemm(
-            dam.as_mut().subcols_mut(k2, k2),
-            Accum::Replace,
-            mh.subcols(h, h).transpose(),
-            dsm,
-        );
-        gemm(
-            MatMut::from_row_major_slice_mut(dxr, h, w),
-            Accum::Replace,
-            dam.as_ref(),
-            fw.transpose(),
-        );
-    });
+    item_rows_gemm(&mut dx, &da, c * h, fw.transpose(), Accum::Replace);
     SpectralGrads {
         dx,
         dwr,
