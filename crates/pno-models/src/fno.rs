@@ -259,24 +259,29 @@ impl Fno {
                 }),
                 _ => None,
             };
-            let y =
-                block.spectral.forward(x.clone(), &pgrid, noise) + block.skip.forward(x.clone());
-            let y = match (&block.mlp, &block.mlp_gate) {
+            // The convolution, the skip and (between blocks, or before a block MLP) GELU as one
+            // fused op.
+            let with_mlp = block.mlp.is_some() && block.mlp_gate.is_some();
+            let y = block.spectral.forward_block(
+                x.clone(),
+                &pgrid,
+                noise,
+                &block.skip,
+                with_mlp || i < last,
+            );
+            x = match (&block.mlp, &block.mlp_gate) {
                 (Some(mlp), Some(gate)) => {
                     let p = if pass.dropout {
                         spec.block_mlp.map_or(0.0, |m| m.dropout)
                     } else {
                         0.0
                     };
-                    let h = mlp.forward_dropout_out(
-                        fused::gelu(y),
-                        pass.noise.as_deref_mut().map(|n| (p, n)),
-                    );
-                    h + x * gate.val().reshape([1, -1, 1])
+                    let h = mlp.forward_dropout_out(y, pass.noise.as_deref_mut().map(|n| (p, n)));
+                    let y = h + x * gate.val().reshape([1, -1, 1]);
+                    if i < last { fused::gelu(y) } else { y }
                 }
                 _ => y,
             };
-            x = if i < last { fused::gelu(y) } else { y };
         }
         if padded {
             x = crop(x, grid, &pad);

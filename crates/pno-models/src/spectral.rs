@@ -27,7 +27,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::factorized::{Factorization, FactorizedWeights};
 use crate::init::Init;
-use crate::noise::Noise;
+use crate::layers::Pointwise;
+use crate::noise::{MaskStreams, Noise};
 
 /// Which frequencies one axis keeps at a given resolution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,9 +259,45 @@ impl SpectralConv {
         &self,
         x: Tensor<3>,
         grid: &[usize],
-        mut noise: Option<SpectralNoise<'_>>,
+        noise: Option<SpectralNoise<'_>>,
     ) -> Tensor<3> {
-        let device = x.device();
+        let op = self.operands(&x.device(), grid, noise);
+        crate::fused::spectral2d(x, op.wr, op.wi, self.bias.val(), op.bases, op.h, op.masks)
+    }
+
+    /// An FNO block around this convolution as one fused op: `gelu(conv(x) + skip(x))` when
+    /// `activate`, else the sum (see [`crate::fused::spectral_block`]).
+    pub fn forward_block(
+        &self,
+        x: Tensor<3>,
+        grid: &[usize],
+        noise: Option<SpectralNoise<'_>>,
+        skip: &Pointwise,
+        activate: bool,
+    ) -> Tensor<3> {
+        let op = self.operands(&x.device(), grid, noise);
+        crate::fused::spectral_block(
+            x,
+            op.wr,
+            op.wi,
+            self.bias.val(),
+            skip.weight.val(),
+            skip.bias.as_ref().map(|b| b.val()),
+            op.bases,
+            op.h,
+            op.masks,
+            activate,
+        )
+    }
+
+    /// The fused op's operands at this grid: the (sampled) weights of the modes that fit, the
+    /// DFT bases, the grid rows and the Fourier dropout's mask streams.
+    fn operands(
+        &self,
+        device: &Device,
+        grid: &[usize],
+        mut noise: Option<SpectralNoise<'_>>,
+    ) -> OpOperands {
         let axes = self.axes(grid);
         let (mut wr, mut wi) = self.weights(noise.as_mut());
         // Select the weights of the modes that fit this resolution.
@@ -272,25 +309,32 @@ impl SpectralConv {
                     kept_index.iter().map(|&i| i as i64).collect::<Vec<_>>(),
                     [kept_index.len()],
                 ),
-                &device,
+                device,
             );
             wr = wr.select(0, idx.clone());
             wi = wi.select(0, idx);
         }
-        // One fused op (`crate::fused::spectral2d`): both truncated transforms, the mixing,
-        // Fourier dropout, both inverses and the bias. A 1-D grid of `n` points is a `[1, n]`
-        // grid whose first axis keeps only its zero frequency (identity bases).
+        // A 1-D grid of `n` points is a `[1, n]` grid whose first axis keeps only its zero
+        // frequency (identity bases).
         let (h, bases) = match *grid {
-            [n] => (1, bases_1d(&axes[0], n, &device)),
-            [h, w] => (h, bases_2d(&axes, [h, w], &device)),
-            _ => return unreachable_dims(grid.len()),
+            [n] => (1, bases_1d(&axes[0], n, device)),
+            [h, w] => (h, bases_2d(&axes, [h, w], device)),
+            _ => unreachable_dims(grid.len()),
         };
-        let m = kept_index.len();
         let masks = match noise {
-            Some(n) if n.dropout > 0.0 => Some(n.noise.mask_streams(n.dropout, self.d_out() * m)),
+            Some(n) if n.dropout > 0.0 => Some(
+                n.noise
+                    .mask_streams(n.dropout, self.d_out() * kept_index.len()),
+            ),
             _ => None,
         };
-        crate::fused::spectral2d(x, wr, wi, self.bias.val(), bases, h, masks)
+        OpOperands {
+            wr,
+            wi,
+            bases,
+            h,
+            masks,
+        }
     }
 
     /// The DFT bases of a 2-D convolution on an `[h, w]` grid, as [`crate::fused::spectral2d`]
@@ -305,7 +349,16 @@ impl SpectralConv {
     }
 }
 
-fn unreachable_dims(d: usize) -> Tensor<3> {
+/// What [`SpectralConv::operands`] prepares for the fused op.
+struct OpOperands {
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    bases: [Tensor<2>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+}
+
+fn unreachable_dims(d: usize) -> ! {
     // Configs are validated to 1 or 2 spatial axes before a layer is built.
     panic!("spectral convolution supports 1 or 2 spatial axes, got {d}")
 }

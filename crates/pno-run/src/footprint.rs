@@ -6,7 +6,7 @@
 //! The estimate follows the code path, not a rule of thumb: the rows one forward pass takes
 //! (`batch` inputs; for `mc_dropout`/`pno_d` several draws of them stacked, up to the same row
 //! cap `predict` uses), the padded grid of the Fourier blocks, and the tensors alive at the
-//! widest stage of the network (lifting, a Fourier block with its spectral coefficients, the
+//! widest stage of the network (lifting, a fused Fourier block with its transforms, the
 //! projection and std heads). What glibc's allocator does is measured, not assumed away: blocks
 //! under its largest mmap threshold (32 MiB) come from arenas that keep much of what is freed,
 //! so half of every smaller stage is counted on top of the widest, and half of loading's
@@ -153,23 +153,27 @@ fn fno_floats(f: &FnoSpec, kind: Kind, members: f64, r: f64, grid: &[usize]) -> 
     // counted as nothing.
     let mlp = |d_in: f64, d_out: f64| -> f64 { d_in + d_out };
     let lift = (r * p * mlp(d_in, h), r * p * d_in.max(h));
-    // A Fourier block on the padded grid: its input, the spectral and skip outputs and their
-    // sum. The spectral convolution is one fused op: besides its input and output it holds the
-    // input's Fourier coefficients and the mixed ones (`[rows, h, 2·k1·k2]` each) and a row of
-    // scratch per thread; it reads the weights in place (a selected copy of both halves when
-    // the grid truncates modes), and for `vi_pno` the sampled weights (noise, softplus and
-    // product for each half: ~10 weight-sized temporaries).
+    // A Fourier block on the padded grid is one fused op (convolution, skip, GELU): its input
+    // and output, the last-axis transform of every row (`[rows, h, h₁·2·k2]`, `2·k` in 1-D; the
+    // forward's and the inverse's are not alive together) and the input's Fourier coefficients
+    // (`[rows, h, 2·k1·k2]`); the mixed coefficients, as large, are freed before the output is
+    // allocated. The op reads the weights in place (a selected copy of both halves when the
+    // grid truncates modes); `vi_pno` samples them (noise, softplus and product for each half:
+    // ~10 weight-sized temporaries).
     let w = pno_models::spectral::mode_count(&f.n_modes) as f64 * h * h;
-    // The coefficients per row and channel: `2·k1·k2` (real and imaginary parts; `2·k` in 1-D).
     let half = |m: usize, n: f64| ((m / 2 + 1) as f64).min((n / 2.0).floor() + 1.0);
-    let coefs = match padded.as_slice() {
-        [n] => 2.0 * half(f.n_modes[0], *n),
-        [hh, ww] => 2.0 * (f.n_modes[0] as f64).min(*hh) * half(f.n_modes[1], *ww),
-        _ => 0.0,
+    let (rows_transform, coefs) = match padded.as_slice() {
+        [n] => (2.0 * half(f.n_modes[0], *n), 2.0 * half(f.n_modes[0], *n)),
+        [hh, ww] => {
+            let k2 = half(f.n_modes[1], *ww);
+            let k1 = (f.n_modes[0] as f64).min(*hh);
+            (2.0 * hh * k2, 2.0 * k1 * k2)
+        }
+        _ => (0.0, 0.0),
     };
     let sampled = if kind == Kind::ViPno { 10.0 * w } else { 0.0 };
     let block = (
-        (4.0 * r * h * pp).max(r * h * (2.0 * pp + 2.0 * coefs) + 2.0 * w) + sampled,
+        r * h * (2.0 * pp + rows_transform + coefs) + 2.0 * w + sampled,
         r * h * pp,
     );
     // The projection (the std head runs first; its output stays alive).

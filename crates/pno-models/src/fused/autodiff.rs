@@ -12,6 +12,7 @@
 //!   far smaller than the field; the op is linear in the input, so the field is not needed),
 //!   the weights and bases, and the mask's stream positions.
 
+use burn::backend::AutodiffBackend;
 use burn::backend::Backend;
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -20,7 +21,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::tensor::FloatTensor;
 
-use super::{Operand, PnoKernels};
+use super::{Operand, PnoKernels, composed_spectral_block};
 use crate::noise::MaskStreams;
 
 /// Backward with a tracked bias: parents `[x, bias]`.
@@ -236,6 +237,58 @@ impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, 
                 masks,
             )),
         }
+    }
+
+    /// Tracked operands (training) go through the composition of the fused ops, each with its
+    /// hand-written backward; untracked ones (inference on an autodiff device) run the inner
+    /// backend's block kernel.
+    fn spectral2d_block(
+        x: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        skip_w: FloatTensor<Self>,
+        skip_b: Operand<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+        activate: bool,
+    ) -> FloatTensor<Self> {
+        let skip_b = skip_b.into_option();
+        let tracked = [&x, &wr, &wi, &bias, &skip_w]
+            .into_iter()
+            .chain(&skip_b)
+            .any(|t| t.is_tracked());
+        if tracked {
+            return composed_spectral_block::<Self>(
+                x,
+                [wr, wi, bias, skip_w],
+                Operand::new(skip_b),
+                [fw, mh, gh, gw],
+                h,
+                masks,
+                activate,
+            );
+        }
+        let inner = |t: FloatTensor<Self>| t.into_primitive();
+        <Self as AutodiffBackend>::from_inner(B::spectral2d_block(
+            inner(x),
+            inner(wr),
+            inner(wi),
+            inner(bias),
+            inner(skip_w),
+            Operand::new(skip_b.map(inner)),
+            inner(fw),
+            inner(mh),
+            inner(gh),
+            inner(gw),
+            h,
+            masks,
+            activate,
+        ))
     }
 
     fn channel_mlp(

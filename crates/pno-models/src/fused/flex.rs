@@ -8,11 +8,11 @@ use burn::tensor::{DType, Shape};
 use super::math::{self, Operands};
 use super::mlp::{self, MlpDims, MlpWeights};
 use super::pointwise::{self, Dims};
-use super::spectral::{self, SpectralBackwardOperands, SpectralDims, SpectralOperands};
+use super::spectral::{self, SpectralBackwardOperands, SpectralDims, SpectralOperands, Tail};
 use super::{
     Operand, PnoKernels, composed_backward, composed_channel_mlp, composed_channel_mlp_backward,
-    composed_forward, composed_pointwise, composed_pointwise_backward, composed_spectral2d,
-    composed_spectral2d_backward, host_mask,
+    composed_forward, composed_pointwise, composed_pointwise_backward, composed_spectral_block,
+    composed_spectral2d, composed_spectral2d_backward, host_mask,
 };
 use crate::noise::MaskStreams;
 
@@ -344,6 +344,71 @@ impl PnoKernels for Flex {
         masks: Option<MaskStreams>,
     ) -> FlexTensor {
         spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, false).0
+    }
+
+    fn spectral2d_block(
+        x: FlexTensor,
+        wr: FlexTensor,
+        wi: FlexTensor,
+        bias: FlexTensor,
+        skip_w: FlexTensor,
+        skip_b: Operand<Self>,
+        fw: FlexTensor,
+        mh: FlexTensor,
+        gh: FlexTensor,
+        gw: FlexTensor,
+        h: usize,
+        masks: Option<MaskStreams>,
+        activate: bool,
+    ) -> FlexTensor {
+        let skip_b = skip_b.into_option();
+        let (xs, ws, ss) = (x.shape(), wr.shape(), skip_w.shape());
+        assert!(
+            ss.num_dims() == 2
+                && xs.num_dims() == 3
+                && ws.num_dims() == 3
+                && ss[0] == ws[2]
+                && ss[1] == xs[1],
+            "spectral2d_block: expected skip weights [co, c] for x {xs:?} and weights {ws:?}, \
+             got {ss:?}"
+        );
+        let d = spectral_dims([xs[0], xs[2]], &wr, &fw, &mh, h);
+        let native = all_f32(
+            [&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw, &skip_w]
+                .into_iter()
+                .chain(&skip_b),
+        ) && d.is_some();
+        let Some(d) = d.filter(|_| native) else {
+            return composed_spectral_block::<Self>(
+                x,
+                [wr, wi, bias, skip_w],
+                Operand::new(skip_b),
+                [fw, mh, gh, gw],
+                h,
+                masks,
+                activate,
+            );
+        };
+        let [x, wr, wi, bias, fw, mh, gh, gw, skip_w] =
+            [x, wr, wi, bias, fw, mh, gh, gw, skip_w].map(|t| contiguous(&t));
+        let skip_b = skip_b.as_ref().map(contiguous);
+        let ops = SpectralOperands {
+            x: slice(&x),
+            wr: slice(&wr),
+            wi: slice(&wi),
+            bias: slice(&bias),
+            fw: slice(&fw),
+            mh: slice(&mh),
+            gh: slice(&gh),
+            gw: slice(&gw),
+        };
+        let tail = Tail {
+            skip: Some(slice(&skip_w)),
+            skip_bias: skip_b.as_ref().map(slice),
+            activate,
+        };
+        let y = spectral::forward_block(ops, masks.as_ref(), d, tail);
+        tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w]))
     }
 
     fn spectral2d_with_coefs(

@@ -210,6 +210,37 @@ pub trait PnoKernels: Backend {
         composed_spectral2d::<Self>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks)
     }
 
+    /// An FNO block, `act(spectral2d(x) + skip_w · x[b] + skip_b)` with `skip_w [co, c]`,
+    /// `skip_b [co]` and GELU when `activate` (the other operands as
+    /// [`PnoKernels::spectral2d`]): `[batch, co, h·w]`. The default body composes the trait's
+    /// ops, so under autodiff it has their backwards.
+    #[allow(clippy::too_many_arguments)]
+    fn spectral2d_block(
+        x: FloatTensor<Self>,
+        wr: FloatTensor<Self>,
+        wi: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        skip_w: FloatTensor<Self>,
+        #[extension_type] skip_b: Operand<Self>,
+        fw: FloatTensor<Self>,
+        mh: FloatTensor<Self>,
+        gh: FloatTensor<Self>,
+        gw: FloatTensor<Self>,
+        h: usize,
+        masks: Option<MaskStreams>,
+        activate: bool,
+    ) -> FloatTensor<Self> {
+        composed_spectral_block::<Self>(
+            x,
+            [wr, wi, bias, skip_w],
+            skip_b,
+            [fw, mh, gh, gw],
+            h,
+            masks,
+            activate,
+        )
+    }
+
     /// Gradients of [`PnoKernels::spectral2d`] with respect to `x`, `wr`, `wi` and the bias,
     /// from the input's coefficients `s` ([`PnoKernels::spectral2d_with_coefs`]), the weights,
     /// the bases and the output gradient `grad [batch, co, h·w]` (the op is linear in `x`: the
@@ -278,6 +309,26 @@ fn composed_spectral2d<B: Backend>(
         B::float_add(y, re(bias, &[1, co, 1])),
         re(s, &[b, c, 2 * m]),
     )
+}
+
+/// An FNO block from the trait's own ops: the spectral convolution, the pointwise skip, their
+/// sum and GELU (see [`PnoKernels::spectral2d_block`]).
+fn composed_spectral_block<B: PnoKernels>(
+    x: FloatTensor<B>,
+    [wr, wi, bias, skip_w]: [FloatTensor<B>; 4],
+    skip_b: Operand<B>,
+    [fw, mh, gh, gw]: [FloatTensor<B>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+    activate: bool,
+) -> FloatTensor<B> {
+    let y = B::spectral2d(x.clone(), wr, wi, bias, fw, mh, gh, gw, h, masks);
+    let z = B::float_add(y, B::pointwise(x, skip_w, skip_b));
+    if activate {
+        B::bias_dropout_gelu(z, Operand::Absent, None)
+    } else {
+        z
+    }
 }
 
 /// The mixing as one real matrix per mode: `[[Wr, Wi], [-Wi, Wr]]`, `[m, 2·c, 2·co]`.
@@ -732,4 +783,39 @@ pub fn spectral2d_backward(
         Tensor::from_dispatch(dwi),
         Tensor::from_dispatch(db),
     )
+}
+
+/// An FNO block as one fused op: `act(spectral2d(x) + skip_w · x[b] + skip_b)`, `skip_w [co, c]`,
+/// `skip_b [co]`, GELU when `activate` (the other operands as [`spectral2d`]). Untracked
+/// (inference) on Flex, the skip GEMM adds into the convolution's output and GELU runs on each
+/// block of rows in cache; with tracked operands, the composition of the fused ops and their
+/// backwards.
+#[allow(clippy::too_many_arguments)]
+pub fn spectral_block(
+    x: Tensor<3>,
+    wr: Tensor<3>,
+    wi: Tensor<3>,
+    bias: Tensor<1>,
+    skip_w: Tensor<2>,
+    skip_b: Option<Tensor<1>>,
+    [fw, mh, gh, gw]: [Tensor<2>; 4],
+    h: usize,
+    masks: Option<MaskStreams>,
+    activate: bool,
+) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::spectral2d_block(
+        x.into_dispatch(),
+        wr.into_dispatch(),
+        wi.into_dispatch(),
+        bias.into_dispatch(),
+        skip_w.into_dispatch(),
+        Operand::new(skip_b.map(Tensor::into_dispatch)),
+        fw.into_dispatch(),
+        mh.into_dispatch(),
+        gh.into_dispatch(),
+        gw.into_dispatch(),
+        h,
+        masks,
+        activate,
+    ))
 }

@@ -33,7 +33,7 @@ use faer::{Accum, MatMut, MatRef};
 use rayon::prelude::*;
 
 use super::math;
-use super::pointwise::gemm;
+use super::pointwise::{gemm, split_blocks};
 use crate::noise::MaskStreams;
 
 /// The shapes of one 2-D spectral convolution.
@@ -169,8 +169,16 @@ const ROWS: usize = 256;
 
 /// `out[b] = lhs[b] · rhs` (or `+=`) for every item `b`, `lhs[b]` being `[rows, k]` and `out[b]`
 /// `[rows, n]` (row-major), in tasks of one item and a block of [`ROWS`] rows counted from the
-/// item's first row: a row's values depend only on its item, never on the batch.
-fn item_rows_gemm(out: &mut [f32], lhs: &[f32], rows: usize, rhs: MatRef<'_, f32>, accum: Accum) {
+/// item's first row: a row's values depend only on its item, never on the batch. With
+/// `activate`, each task ends with GELU on its block while it is in cache.
+fn item_rows_gemm(
+    out: &mut [f32],
+    lhs: &[f32],
+    rows: usize,
+    rhs: MatRef<'_, f32>,
+    accum: Accum,
+    activate: bool,
+) {
     let (k, n) = (rhs.nrows(), rhs.ncols());
     out.par_chunks_mut(rows * n)
         .zip(lhs.par_chunks(rows * k))
@@ -183,7 +191,34 @@ fn item_rows_gemm(out: &mut [f32], lhs: &[f32], rows: usize, rhs: MatRef<'_, f32
                 MatRef::from_row_major_slice(l, r, k),
                 rhs,
             );
+            if activate {
+                pulp::Arch::new().dispatch(GeluInPlace(o));
+            }
         });
+}
+
+/// Exact GELU in place, vectorised ([`math`]).
+struct GeluInPlace<'a>(&'a mut [f32]);
+
+impl pulp::WithSimd for GeluInPlace<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) {
+        math::forward_row(self.0, None, None, 0.0);
+    }
+}
+
+/// What an FNO block adds to the convolution inside the op: a pointwise skip connection from the
+/// same input and the activation of the sum.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tail<'a> {
+    /// The skip weight `[co, c]`: `y += W · x` per item.
+    pub skip: Option<&'a [f32]>,
+    /// The skip's bias `[co]`.
+    pub skip_bias: Option<&'a [f32]>,
+    /// GELU on the sum.
+    pub activate: bool,
 }
 
 /// Products below this many multiply-adds run as a plain loop ([`small_gemm`]).
@@ -215,7 +250,41 @@ pub fn forward(
     d: SpectralDims,
     keep_coefs: bool,
 ) -> (Vec<f32>, Option<Vec<f32>>) {
+    forward_with_tail(o, masks, d, keep_coefs, Tail::default())
+}
+
+/// An FNO block's forward, `act(conv(x) + W_skip · x + b_skip)`, as one op: the skip GEMM adds
+/// into the convolution's output per (item, point block), and GELU runs on each block of rows
+/// right after its last GEMM ([`Tail`]).
+pub fn forward_block(
+    o: SpectralOperands<'_>,
+    masks: Option<&MaskStreams>,
+    d: SpectralDims,
+    tail: Tail<'_>,
+) -> Vec<f32> {
+    forward_with_tail(o, masks, d, false, tail).0
+}
+
+fn forward_with_tail(
+    o: SpectralOperands<'_>,
+    masks: Option<&MaskStreams>,
+    d: SpectralDims,
+    keep_coefs: bool,
+    tail: Tail<'_>,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     d.check(&o);
+    d.check_sizes(&[
+        (
+            "skip",
+            tail.skip.map_or(0, <[f32]>::len),
+            tail.skip.map_or(0, |_| d.d_out * d.d_in),
+        ),
+        (
+            "skip bias",
+            tail.skip_bias.map_or(0, <[f32]>::len),
+            tail.skip_bias.map_or(0, |_| d.d_out),
+        ),
+    ]);
     d.check_masks(masks);
     let (b, c, co, h, w, k1, k2) = (d.batch, d.d_in, d.d_out, d.h, d.w, d.k1, d.k2);
     let m = d.modes();
@@ -228,7 +297,7 @@ pub fn forward(
     // 1. Coefficients S [b, c, 2·k1, k2]: the last axis for all of an item's rows at once
     // (`A [b, c·h, 2·k2]`), then the first axis per (item, channel).
     let mut a = vec![0.0f32; b * c * h * 2 * k2];
-    item_rows_gemm(&mut a, o.x, c * h, fw, Accum::Replace);
+    item_rows_gemm(&mut a, o.x, c * h, fw, Accum::Replace, false);
     let mut s = vec![0.0f32; b * c * per_coef];
     s.par_chunks_mut(per_coef)
         .zip(a.par_chunks(h * 2 * k2))
@@ -301,9 +370,24 @@ pub fn forward(
     drop(out);
     let mut y = vec![0.0f32; b * co * hw];
     y.par_chunks_mut(hw).enumerate().for_each(|(row, yc)| {
-        yc.fill(o.bias[row % co]);
+        let oc = row % co;
+        yc.fill(o.bias[oc] + tail.skip_bias.map_or(0.0, |sb| sb[oc]));
     });
-    item_rows_gemm(&mut y, &u, co * h, gw, Accum::Add);
+    if let Some(ws) = tail.skip {
+        // The skip connection per (item, point block), as the pointwise layer runs it.
+        let wm = MatRef::from_row_major_slice(ws, co, c);
+        y.par_chunks_mut(co * hw)
+            .zip(o.x.par_chunks(c * hw))
+            .for_each(|(yb, xb)| {
+                let xm = MatRef::from_row_major_slice(xb, c, hw);
+                split_blocks(MatMut::from_row_major_slice_mut(yb, co, hw))
+                    .into_par_iter()
+                    .for_each(|(cols, yp)| {
+                        gemm(yp, Accum::Add, wm, xm.subcols(cols.start, cols.len()));
+                    });
+            });
+    }
+    item_rows_gemm(&mut y, &u, co * h, gw, Accum::Add, tail.activate);
     (y, keep_coefs.then_some(s))
 }
 
@@ -429,7 +513,14 @@ pub fn backward(
     // 1. Output coefficients' gradient dT [b, co, 2·k1, k2]: `P = G · gwᵀ` for all of an
     // item's rows at once (`[b, co·h, 2·k2]`), then the first axis per (item, output channel).
     let mut p = vec![0.0f32; b * co * h * 2 * k2];
-    item_rows_gemm(&mut p, o.grad, co * h, gw.transpose(), Accum::Replace);
+    item_rows_gemm(
+        &mut p,
+        o.grad,
+        co * h,
+        gw.transpose(),
+        Accum::Replace,
+        false,
+    );
     let mut dt = vec![0.0f32; b * co * per_coef];
     dt.par_chunks_mut(per_coef)
         .zip(p.par_chunks(h * 2 * k2))
@@ -527,7 +618,7 @@ pub fn backward(
         });
     drop(dz);
     let mut dx = vec![0.0f32; b * c * hw];
-    item_rows_gemm(&mut dx, &da, c * h, fw.transpose(), Accum::Replace);
+    item_rows_gemm(&mut dx, &da, c * h, fw.transpose(), Accum::Replace, false);
     SpectralGrads {
         dx,
         dwr,
