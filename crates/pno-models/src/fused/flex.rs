@@ -343,7 +343,7 @@ impl PnoKernels for Flex {
         h: usize,
         masks: Option<MaskStreams>,
     ) -> FlexTensor {
-        spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, false).0
+        spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, false, None).0
     }
 
     fn spectral2d_block(
@@ -361,54 +361,19 @@ impl PnoKernels for Flex {
         masks: Option<MaskStreams>,
         activate: bool,
     ) -> FlexTensor {
-        let skip_b = skip_b.into_option();
-        let (xs, ws, ss) = (x.shape(), wr.shape(), skip_w.shape());
-        assert!(
-            ss.num_dims() == 2
-                && xs.num_dims() == 3
-                && ws.num_dims() == 3
-                && ss[0] == ws[2]
-                && ss[1] == xs[1],
-            "spectral2d_block: expected skip weights [co, c] for x {xs:?} and weights {ws:?}, \
-             got {ss:?}"
-        );
-        let d = spectral_dims([xs[0], xs[2]], &wr, &fw, &mh, h);
-        let native = all_f32(
-            [&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw, &skip_w]
-                .into_iter()
-                .chain(&skip_b),
-        ) && d.is_some();
-        let Some(d) = d.filter(|_| native) else {
-            return composed_spectral_block::<Self>(
-                x,
-                [wr, wi, bias, skip_w],
-                Operand::new(skip_b),
-                [fw, mh, gh, gw],
-                h,
-                masks,
-                activate,
-            );
-        };
-        let [x, wr, wi, bias, fw, mh, gh, gw, skip_w] =
-            [x, wr, wi, bias, fw, mh, gh, gw, skip_w].map(|t| contiguous(&t));
-        let skip_b = skip_b.as_ref().map(contiguous);
-        let ops = SpectralOperands {
-            x: slice(&x),
-            wr: slice(&wr),
-            wi: slice(&wi),
-            bias: slice(&bias),
-            fw: slice(&fw),
-            mh: slice(&mh),
-            gh: slice(&gh),
-            gw: slice(&gw),
-        };
-        let tail = Tail {
-            skip: Some(slice(&skip_w)),
-            skip_bias: skip_b.as_ref().map(slice),
+        let tail = BlockTail {
+            w: skip_w,
+            b: skip_b.into_option(),
             activate,
         };
-        let y = spectral::forward_block(ops, masks.as_ref(), d, tail);
-        tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w]))
+        spectral_forward(
+            [x, wr, wi, bias, fw, mh, gh, gw],
+            h,
+            masks,
+            false,
+            Some(tail),
+        )
+        .0
     }
 
     fn spectral2d_with_coefs(
@@ -423,7 +388,7 @@ impl PnoKernels for Flex {
         h: usize,
         masks: Option<MaskStreams>,
     ) -> (FlexTensor, FlexTensor) {
-        let (y, s) = spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, true);
+        let (y, s) = spectral_forward([x, wr, wi, bias, fw, mh, gh, gw], h, masks, true, None);
         (y, s.expect("the coefficients were asked for"))
     }
 
@@ -511,28 +476,66 @@ fn spectral_dims(
         .then_some(d)
 }
 
+/// An FNO block's skip connection (`w [co, c]`, optional bias `[co]`) and whether GELU follows.
+struct BlockTail {
+    w: FlexTensor,
+    b: Option<FlexTensor>,
+    activate: bool,
+}
+
 /// The native 2-D spectral forward (the composition for anything but `f32`), keeping the
-/// coefficients when asked.
+/// coefficients when asked, and with a [`BlockTail`] the whole FNO block.
 fn spectral_forward(
     [x, wr, wi, bias, fw, mh, gh, gw]: [FlexTensor; 8],
     h: usize,
     masks: Option<MaskStreams>,
     keep_coefs: bool,
+    tail: Option<BlockTail>,
 ) -> (FlexTensor, Option<FlexTensor>) {
-    let xs = x.shape();
+    let (xs, ws) = (x.shape(), wr.shape());
     assert!(
-        xs.num_dims() == 3 && wr.shape().num_dims() == 3 && wr.shape()[1] == xs[1],
-        "spectral2d: expected x [batch, c, h·w] and weights [m, c, co], got {xs:?} and {:?}",
-        wr.shape()
+        xs.num_dims() == 3 && ws.num_dims() == 3 && ws[1] == xs[1],
+        "spectral2d: expected x [batch, c, h·w] and weights [m, c, co], got {xs:?} and {ws:?}"
     );
+    if let Some(t) = &tail {
+        let ss = t.w.shape();
+        assert!(
+            ss.num_dims() == 2 && ss[0] == ws[2] && ss[1] == xs[1],
+            "spectral2d_block: expected skip weights [co, c] for x {xs:?} and weights {ws:?}, \
+             got {ss:?}"
+        );
+    }
     let d = spectral_dims([xs[0], xs[2]], &wr, &fw, &mh, h);
-    let native = all_f32([&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw]) && d.is_some();
+    let tail_f32 = tail
+        .as_ref()
+        .is_none_or(|t| all_f32([&t.w].into_iter().chain(&t.b)));
+    let native = all_f32([&x, &wr, &wi, &bias, &fw, &mh, &gh, &gw]) && tail_f32 && d.is_some();
     let Some(d) = d.filter(|_| native) else {
-        let (y, s) = composed_spectral2d::<Flex>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
-        return (y, Some(s));
+        return match tail {
+            Some(t) => {
+                let y = composed_spectral_block::<Flex>(
+                    x,
+                    [wr, wi, bias, t.w],
+                    Operand::new(t.b),
+                    [fw, mh, gh, gw],
+                    h,
+                    masks,
+                    t.activate,
+                );
+                (y, None)
+            }
+            None => {
+                let (y, s) =
+                    composed_spectral2d::<Flex>(x, wr, wi, bias, [fw, mh, gh, gw], h, masks);
+                (y, Some(s))
+            }
+        };
     };
     let [x, wr, wi, bias, fw, mh, gh, gw] =
         [x, wr, wi, bias, fw, mh, gh, gw].map(|t| contiguous(&t));
+    let skip = tail
+        .as_ref()
+        .map(|t| (contiguous(&t.w), t.b.as_ref().map(contiguous)));
     let ops = SpectralOperands {
         x: slice(&x),
         wr: slice(&wr),
@@ -543,7 +546,12 @@ fn spectral_forward(
         gh: slice(&gh),
         gw: slice(&gw),
     };
-    let (y, s) = spectral::forward(ops, masks.as_ref(), d, keep_coefs);
+    let tail = Tail {
+        skip: skip.as_ref().map(|(w, _)| slice(w)),
+        skip_bias: skip.as_ref().and_then(|(_, b)| b.as_ref().map(slice)),
+        activate: tail.is_some_and(|t| t.activate),
+    };
+    let (y, s) = spectral::forward(ops, masks.as_ref(), d, keep_coefs, tail);
     (
         tensor(y, Shape::new([d.batch, d.d_out, d.h * d.w])),
         s.map(|s| tensor(s, Shape::new([d.batch, d.d_in, 2 * d.k1 * d.k2]))),

@@ -711,8 +711,8 @@ pub fn channel_mlp_backward(
 
 /// A 2-D spectral convolution as one fused op (see [`PnoKernels::spectral2d`] for the shapes and
 /// [`spectral`](mod@spectral) for the kernel): `x[batch, c, h·w]` on an `h`-row grid →
-/// `[batch, co, h·w]`, bias and Fourier dropout included. Untracked (inference) it runs the
-/// native kernel; under autodiff with tracked inputs, the composition of burn primitives.
+/// `[batch, co, h·w]`, bias and Fourier dropout included. On Flex the native kernel; under
+/// autodiff it keeps the input's Fourier coefficients and has a hand-written adjoint backward.
 #[allow(clippy::too_many_arguments)]
 pub fn spectral2d(
     x: Tensor<3>,

@@ -243,29 +243,11 @@ fn small_gemm(mut dst: MatMut<'_, f32>, accum: Accum, lhs: MatRef<'_, f32>, rhs:
 }
 
 /// The forward: `y [b, co, h·w]` and, when `keep_coefs`, the input's Fourier coefficients
-/// `S [b, c, 2·k1, k2]` (real rows then imaginary rows; the state of [`backward`]).
+/// `S [b, c, 2·k1, k2]` (real rows then imaginary rows; the state of [`backward`]). With a
+/// [`Tail`], an FNO block's forward, `act(conv(x) + W_skip · x + b_skip)`, as one op: the skip
+/// GEMM adds into the convolution's output per (item, point block), and GELU runs on each block
+/// of rows right after its last GEMM.
 pub fn forward(
-    o: SpectralOperands<'_>,
-    masks: Option<&MaskStreams>,
-    d: SpectralDims,
-    keep_coefs: bool,
-) -> (Vec<f32>, Option<Vec<f32>>) {
-    forward_with_tail(o, masks, d, keep_coefs, Tail::default())
-}
-
-/// An FNO block's forward, `act(conv(x) + W_skip · x + b_skip)`, as one op: the skip GEMM adds
-/// into the convolution's output per (item, point block), and GELU runs on each block of rows
-/// right after its last GEMM ([`Tail`]).
-pub fn forward_block(
-    o: SpectralOperands<'_>,
-    masks: Option<&MaskStreams>,
-    d: SpectralDims,
-    tail: Tail<'_>,
-) -> Vec<f32> {
-    forward_with_tail(o, masks, d, false, tail).0
-}
-
-fn forward_with_tail(
     o: SpectralOperands<'_>,
     masks: Option<&MaskStreams>,
     d: SpectralDims,
