@@ -82,6 +82,19 @@ for key, rows, desc in cases:
     if not ps:
         print(f"| {desc} | {rs:.4g} | n/a | n/a | {e2e:.4g} | n/a |"); continue
     print(f"| {desc} | {rs:.4g} | {p:.4g} (`{pn}`) | **{p / rs:.1f}×** | {e2e:.4g} | {p / e2e:.1f}× |")
+# the FFTs alone (the `*_fft` cases): their share of the compute time, and the ratio to the peer
+# that the solver would reach if all its other work were free
+print()
+print("| case | FFTs alone s/sample | share of compute | ratio cap (FFTs only) |")
+print("|---|---|---|---|")
+for line in lines:
+    floor = compute.get(line["case"] + "_fft")
+    if floor is None or line["rust_compute_s_per_sample"] is None:
+        continue
+    line["fft_floor_s_per_sample"] = floor
+    p = line["peer_s_per_sample"]
+    cap = f"{p / floor:.1f}×" if p else "n/a"
+    print(f"| {line['description']} | {floor:.4g} | {floor / line['rust_compute_s_per_sample']:.0%} | {cap} |")
 with open(results, "w") as f:
     for line in lines:
         f.write(json.dumps(line) + "\n")
