@@ -9,7 +9,8 @@
 //! keeps the `m1` frequencies `-⌊m1/2⌋ … ⌈m1/2⌉-1` along the first axis and `⌊m2/2⌋+1`
 //! non-negative frequencies along the last (real-FFT) axis (`[m]` in 1-D: `⌊m/2⌋+1` frequencies);
 //! modes a coarse grid cannot represent are skipped. The transforms are real cosine/sine basis
-//! matrices built for the resolution of the input, so the layer runs at any grid size (85, 421, …)
+//! matrices built for the resolution of the input (once per resolution, kept modes and device,
+//! then shared by every forward), so the layer runs at any grid size (85, 421, …)
 //! and at grid sizes other than the training one (zero-shot super-resolution); the forward
 //! transform carries the `1/N` factor (numpy's `norm="forward"`), so the Fourier weights mean the
 //! same thing at every resolution. The transforms, the per-mode complex channel mixing, Fourier
@@ -316,11 +317,12 @@ impl SpectralConv {
         }
         // A 1-D grid of `n` points is a `[1, n]` grid whose first axis keeps only its zero
         // frequency (identity bases).
-        let (h, bases) = match *grid {
-            [n] => (1, bases_1d(&axes[0], n, device)),
-            [h, w] => (h, bases_2d(&axes, [h, w], device)),
+        let h = match *grid {
+            [_] => 1,
+            [h, _] => h,
             _ => unreachable_dims(grid.len()),
         };
+        let bases = cached_bases(&axes, grid, device);
         let masks = match noise {
             Some(n) if n.dropout > 0.0 => Some(
                 n.noise
@@ -397,6 +399,61 @@ fn kept_mode_index(axes: &[AxisModes]) -> Vec<usize> {
         }
         _ => Vec::new(),
     }
+}
+
+/// How many `(modes, grid, device)` sets of DFT bases the spectral convolutions keep built (a
+/// server answering at a few resolutions needs a handful; the oldest is dropped beyond this).
+pub const BASIS_CACHE_CAPACITY: usize = 32;
+
+/// A basis set built for the kept modes `axes` of a grid on one device (autodiff or not).
+struct BasisEntry {
+    axes: Vec<AxisModes>,
+    grid: Vec<usize>,
+    device: Device,
+    autodiff: bool,
+    bases: [Tensor<2>; 4],
+}
+
+/// Basis sets already built, newest last.
+static BASES: std::sync::Mutex<Vec<BasisEntry>> = std::sync::Mutex::new(Vec::new());
+
+/// The DFT bases of a 1-D (`[n]`) or 2-D (`[h, w]`) grid for the kept modes `axes`, built once
+/// per `(axes, grid, device)` and shared by every later forward (they are constants, never
+/// tracked by autodiff), so a forward pays no trigonometry; at most [`BASIS_CACHE_CAPACITY`]
+/// sets are kept.
+fn cached_bases(axes: &[AxisModes], grid: &[usize], device: &Device) -> [Tensor<2>; 4] {
+    let autodiff = device.is_autodiff();
+    let hit = |e: &BasisEntry| {
+        e.axes == axes && e.grid == grid && e.device == *device && e.autodiff == autodiff
+    };
+    // A poisoned lock only means another thread panicked while holding it; the entries are
+    // whole values either way.
+    let mut cache = BASES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(e) = cache.iter().find(|e| hit(e)) {
+        return e.bases.clone();
+    }
+    let bases = match *grid {
+        [n] => bases_1d(&axes[0], n, device),
+        [h, w] => bases_2d(axes, [h, w], device),
+        _ => unreachable_dims(grid.len()),
+    };
+    if cache.len() >= BASIS_CACHE_CAPACITY {
+        cache.remove(0);
+    }
+    cache.push(BasisEntry {
+        axes: axes.to_vec(),
+        grid: grid.to_vec(),
+        device: device.clone(),
+        autodiff,
+        bases: bases.clone(),
+    });
+    bases
+}
+
+/// The number of sets of DFT bases kept built now (tests).
+#[doc(hidden)]
+pub fn cached_basis_sets() -> usize {
+    BASES.lock().unwrap_or_else(|e| e.into_inner()).len()
 }
 
 /// The bases of a 1-D convolution on `n` points in the layout of [`bases_2d`] for a `[1, n]`

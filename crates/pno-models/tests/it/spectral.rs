@@ -87,11 +87,15 @@ fn naive_2d(x: &[f32], b: usize, c: usize, h: usize, w: usize, conv: &SpectralCo
 }
 
 fn check_2d(h: usize, w: usize, modes: [usize; 2]) {
-    let (b, c, co) = (2, 3, 2);
-    let conv = SpectralConv::new(&mut Init::new(7), c, co, &modes, None, &device());
-    let x = random(b * c * h * w, 11);
+    let conv = SpectralConv::new(&mut Init::new(7), 3, 2, &modes, None, &device());
+    check_conv_2d(&conv, h, w, modes);
+}
+
+fn check_conv_2d(conv: &SpectralConv, h: usize, w: usize, modes: [usize; 2]) {
+    let (b, c) = (2, 3);
+    let x = random(b * c * h * w, 11 + (h * w) as u64);
     let y = host(conv.forward(t3(x.clone(), [b, c, h * w]), &[h, w], None));
-    let want = naive_2d(&x, b, c, h, w, &conv);
+    let want = naive_2d(&x, b, c, h, w, conv);
     let scale = want.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let err = y
         .iter()
@@ -119,6 +123,40 @@ fn spectral_conv_2d_matches_naive_dft_odd_and_rectangular() {
 fn spectral_conv_2d_truncates_modes_above_the_resolution() {
     // 12 modes configured, evaluated on an 8 × 8 grid: only the frequencies that fit are used.
     check_2d(8, 8, [12, 12]);
+}
+
+#[test]
+fn cached_bases_follow_the_grid_and_stay_bounded() {
+    // One layer at interleaved grids (the cache's key includes both axes and the kept modes):
+    // every answer still matches the naive DFT, revisited grids included.
+    let modes = [6, 6];
+    let conv = SpectralConv::new(&mut Init::new(7), 3, 2, &modes, None, &device());
+    for (h, w) in [
+        (8, 8),
+        (8, 12),
+        (12, 8),
+        (8, 8),
+        (5, 7),
+        (8, 12),
+        (4, 4),
+        (8, 8),
+    ] {
+        check_conv_2d(&conv, h, w, modes);
+    }
+    let other = SpectralConv::new(&mut Init::new(8), 3, 2, &[4, 4], None, &device());
+    check_conv_2d(&other, 8, 8, [4, 4]);
+    check_conv_2d(&conv, 8, 8, modes);
+    // more distinct grids than the cache keeps: the oldest sets are dropped
+    for n in 4..(4 + pno_models::spectral::BASIS_CACHE_CAPACITY + 8) {
+        let x = t3(random(3 * n * n, 1), [1, 3, n * n]);
+        let _ = conv.forward(x, &[n, n], None);
+    }
+    let kept = pno_models::spectral::cached_basis_sets();
+    assert!(
+        (1..=pno_models::spectral::BASIS_CACHE_CAPACITY).contains(&kept),
+        "{kept} basis sets cached"
+    );
+    check_conv_2d(&conv, 12, 8, modes);
 }
 
 #[test]
