@@ -7,7 +7,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
-use crate::fused::{bias_dropout_gelu, channel_mlp, pointwise};
+use crate::fused::{self, bias_dropout_gelu, channel_mlp, pointwise};
 use crate::init::Init;
 use crate::noise::MaskStreams;
 use crate::noise::Noise;
@@ -131,8 +131,9 @@ impl ChannelMlp {
         let y = self.forward(x, dropout.as_mut().map(|(p, n)| (*p, &mut **n)));
         match dropout {
             Some((p, noise)) if p > 0.0 => {
-                let mask = noise.dropout_mask(p, y.dims(), &y.device());
-                y * mask
+                // made inside the kernel from the row streams (the values `dropout_mask` draws)
+                let [_, c, n] = y.dims();
+                fused::dropout(y, noise.mask_streams(p, c * n))
             }
             _ => y,
         }

@@ -4,6 +4,7 @@
 //! - bias + dropout + GELU saves the op's input `x`, the bias (a handle to a tensor that is alive
 //!   anyway) and the mask's stream positions (the backward makes the mask again); `x` replaces
 //!   the pre-activation the unfused GELU would keep.
+//! - Dropout alone saves only the mask's stream positions (it is linear in its input).
 //! - The pointwise layer saves its input and weight, as burn's matmul backward does.
 //! - The channel MLP saves its input, the weights and the hidden pre-activation `w1 · x` (one
 //!   hidden-sized field; the unfused layers keep two) and the mask's stream positions; the
@@ -180,7 +181,38 @@ impl<B: Backend + PnoKernels> Backward<B, 4> for SpectralBackward {
     }
 }
 
+/// Dropout backward: parent `[x]`; the state is the mask's stream positions only (the op is
+/// linear, so its backward is the same op on the output gradient).
+#[derive(Debug)]
+struct DropoutBackward;
+
+impl<B: Backend + PnoKernels> Backward<B, 1> for DropoutBackward {
+    type State = MaskStreams;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_x] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = node_x {
+            grads.register::<B>(node.id, B::dropout(grad, ops.state));
+        }
+    }
+}
+
 impl<B: Backend + PnoKernels, C: CheckpointStrategy> PnoKernels for Autodiff<B, C> {
+    fn dropout(x: FloatTensor<Self>, masks: MaskStreams) -> FloatTensor<Self> {
+        match DropoutBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::dropout(x.primitive().clone(), masks.clone());
+                prep.finish(masks, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dropout(x.into_primitive(), masks)),
+        }
+    }
+
     fn spectral2d(
         x: FloatTensor<Self>,
         wr: FloatTensor<Self>,

@@ -11,8 +11,8 @@ use super::pointwise::{self, Dims};
 use super::spectral::{self, SpectralBackwardOperands, SpectralDims, SpectralOperands, Tail};
 use super::{
     Operand, PnoKernels, composed_backward, composed_channel_mlp, composed_channel_mlp_backward,
-    composed_forward, composed_pointwise, composed_pointwise_backward, composed_spectral_block,
-    composed_spectral2d, composed_spectral2d_backward, host_mask,
+    composed_dropout, composed_forward, composed_pointwise, composed_pointwise_backward,
+    composed_spectral_block, composed_spectral2d, composed_spectral2d_backward, host_mask,
 };
 use crate::noise::MaskStreams;
 
@@ -232,6 +232,21 @@ impl PnoKernels for Flex {
         let (dx, sums) = map_f32(grad, |out, src| math::backward(out, src, slice(&x), ops));
         let db = sums.map(|s| tensor(math::bias_grad(&s, channels), Shape::new([channels])));
         (dx, db)
+    }
+
+    fn dropout(x: FlexTensor, masks: MaskStreams) -> FlexTensor {
+        if !all_f32([&x]) {
+            return composed_dropout::<Self>(x, &masks);
+        }
+        let (channels, points) = dims(&x);
+        check_masks(&x, Some(&masks));
+        let ops = Operands {
+            channels,
+            points,
+            bias: None,
+            masks: Some(&masks),
+        };
+        map_f32(x, |out, src| math::dropout(out, src, ops)).0
     }
 
     fn pointwise(x: FlexTensor, w: FlexTensor, bias: Operand<Self>) -> FlexTensor {

@@ -184,6 +184,38 @@ impl pulp::WithSimd for ForwardTask<'_> {
     }
 }
 
+/// Dropout alone: `out = x · mask`, in place (`data` holds `x` on entry) or from `src` into
+/// `data`, the mask rows made from `ops.masks` as they are needed (no mask: `x` unchanged).
+/// The same row tasks as [`forward`].
+pub fn dropout(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
+    let n = ops.points.max(1);
+    let chunk = rows_per_task(n) * n;
+    data.par_chunks_mut(chunk)
+        .enumerate()
+        .for_each(|(task, out)| {
+            let start = task * chunk;
+            let mut buf = Vec::new();
+            for (r, o) in out.chunks_mut(n).enumerate() {
+                let span = start + r * n..start + r * n + o.len();
+                let x = src.map(|s| &s[span]);
+                match (mask_row(&ops, start / n + r, &mut buf), x) {
+                    (Some(m), Some(x)) => {
+                        for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
+                            *o = x * m;
+                        }
+                    }
+                    (Some(m), None) => {
+                        for (o, &m) in o.iter_mut().zip(m) {
+                            *o *= m;
+                        }
+                    }
+                    (None, Some(x)) => o.copy_from_slice(x),
+                    (None, None) => {}
+                }
+            }
+        });
+}
+
 // The row loops are `for` loops, not `for_each`: an iterator adapter's `fold` is a separate
 // function the compiler may keep out of line, and then it compiles for baseline SSE2.
 #[inline(always)]

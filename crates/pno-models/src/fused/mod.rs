@@ -25,6 +25,9 @@
 //! - **Every other backend** (CUDA through `Cube`): the trait's default bodies, the unfused
 //!   composition of burn primitives (burn-fusion fuses them there).
 //!
+//! [`dropout()`] is dropout alone, `x · mask` (the block MLPs' output dropout); it is linear, so
+//! under autodiff it keeps only the mask's stream positions and its backward is the same op.
+//!
 //! The dropout mask is never a tensor: the op gets it as [`MaskStreams`], the positions of the
 //! row streams of [`crate::noise::Noise`] it comes from, and the Flex kernels make each row's
 //! mask entries from them as they go, in the forward and again in the backward (nothing of the
@@ -95,6 +98,12 @@ pub trait PnoKernels: Backend {
     ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
         let mask = host_mask::<Self>(&x, masks.as_ref());
         composed_backward::<Self>(x, bias.into_option(), mask, grad)
+    }
+
+    /// Dropout alone, `x · mask`, the mask `[batch, channels · points]` from `masks`. Linear in
+    /// `x`, so its backward is the same op on the output gradient.
+    fn dropout(x: FloatTensor<Self>, masks: MaskStreams) -> FloatTensor<Self> {
+        composed_dropout::<Self>(x, &masks)
     }
 
     /// A pointwise layer, `w · x[b] + bias` for `x[batch, in, points]`, `w[out, in]`,
@@ -506,10 +515,18 @@ fn host_mask<B: Backend>(
     x: &FloatTensor<B>,
     masks: Option<&MaskStreams>,
 ) -> Option<FloatTensor<B>> {
-    masks.map(|m| {
-        let shape = x.shape();
-        B::float_from_data(TensorData::new(m.to_vec(), shape), &x.device())
-    })
+    masks.map(|m| masks_tensor::<B>(x, m))
+}
+
+/// [`host_mask`] of given masks.
+fn masks_tensor<B: Backend>(x: &FloatTensor<B>, masks: &MaskStreams) -> FloatTensor<B> {
+    B::float_from_data(TensorData::new(masks.to_vec(), x.shape()), &x.device())
+}
+
+/// Dropout alone from burn primitives: `x` times the mask made on the host.
+fn composed_dropout<B: Backend>(x: FloatTensor<B>, masks: &MaskStreams) -> FloatTensor<B> {
+    let mask = masks_tensor::<B>(&x, masks);
+    B::float_mul(x, mask)
 }
 
 /// The unfused forward: bias add, mask multiply and GELU as burn primitives.
@@ -578,6 +595,14 @@ pub fn bias_dropout_gelu(
         Operand::new(bias.map(Tensor::into_dispatch)),
         masks,
     ))
+}
+
+/// Dropout alone, `x · mask` on `x[batch, channels, points]`, the masks made from `masks`
+/// (`[batch, channels · points]`) inside the kernel (see the [module docs](self)): the values of
+/// `x` times the mask [`Noise::dropout_mask`](crate::noise::Noise::dropout_mask) would draw, bit
+/// for bit. Its backward makes the mask again.
+pub fn dropout(x: Tensor<3>, masks: MaskStreams) -> Tensor<3> {
+    Tensor::from_dispatch(<Dispatch as PnoKernels>::dropout(x.into_dispatch(), masks))
 }
 
 /// The input gradient and bias gradient of [`bias_dropout_gelu`] for output gradient `grad` (the

@@ -3,7 +3,8 @@
 //! fused pointwise layer against burn's broadcast matmul (values, the three gradients, strided
 //! inputs, and the same bits for a row alone or batched); the fused channel MLP against burn
 //! primitives (values and all five gradients, with and without dropout) and against the layers
-//! it fuses (the same bits).
+//! it fuses (the same bits); dropout alone against the drawn mask (the same bits, and its
+//! gradient).
 
 use pno_models::burn::tensor::activation::gelu;
 use pno_models::burn::tensor::{Device, Tensor, TensorData};
@@ -176,6 +177,58 @@ fn fused_matches_the_unfused_composition_values_and_gradients() {
                 check(dims, bias, p, 100 + i as u64);
             }
         }
+    }
+}
+
+#[test]
+fn fused_dropout_gives_the_drawn_masks_bits_and_its_gradient() {
+    // [b, c, n] shapes with one row, rows split across parallel tasks, and a task boundary inside
+    // a batch item; the input shared (out of place), unique (in place) and strided.
+    for (i, dims) in [[1, 1, 1], [3, 5, 7], [2, 9, 5_001], [4, 3, 70_001]]
+        .into_iter()
+        .enumerate()
+    {
+        let [b, c, n] = dims;
+        let seed = 40 + i as u64;
+        let device = Device::flex().autodiff();
+        let v = random(b * c * n, seed);
+        let up = random(b * c * n, seed + 1);
+        let masks = || Noise::new(seed, 2, 0, b).mask_streams(0.3, c * n);
+        let drawn = host(Noise::new(seed, 2, 0, b).dropout_mask(0.3, dims, &device));
+        let x = Tensor::<3>::from_data(TensorData::new(v.clone(), dims), &device).require_grad();
+        let upstream = Tensor::<3>::from_data(TensorData::new(up.clone(), dims), &device);
+        let y = fused::dropout(x.clone(), masks());
+        let want: Vec<f32> = v.iter().zip(&drawn).map(|(x, m)| x * m).collect();
+        assert_eq!(host(y.clone()), want, "{dims:?}: values");
+        assert_eq!(
+            host(x.clone()),
+            v,
+            "{dims:?}: the shared input was overwritten"
+        );
+        // d/dx Σ up · (x · mask) = up · mask
+        let g = (y * upstream).sum().backward();
+        let dx_want: Vec<f32> = up.iter().zip(&drawn).map(|(u, m)| u * m).collect();
+        assert_eq!(host(x.grad(&g).unwrap()), dx_want, "{dims:?}: gradient");
+        // in place on a unique buffer, and on a strided view
+        let flex = Device::flex();
+        let unique = Tensor::<3>::from_data(TensorData::new(v.clone(), dims), &flex);
+        assert_eq!(
+            host(fused::dropout(unique, masks())),
+            want,
+            "{dims:?}: in place"
+        );
+        let t = Tensor::<3>::from_data(TensorData::new(v.clone(), [b, n, c]), &flex);
+        let strided = t.clone().swap_dims(1, 2);
+        let want_t: Vec<f32> = host(strided.clone())
+            .iter()
+            .zip(&drawn)
+            .map(|(x, m)| x * m)
+            .collect();
+        assert_eq!(
+            host(fused::dropout(strided, masks())),
+            want_t,
+            "{dims:?}: strided"
+        );
     }
 }
 
