@@ -13,6 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::config::DeepOnetSpec;
 use crate::fno::{Head, Pass, grid_channels};
+use crate::fused;
 use crate::init::Init;
 use crate::layers::Pointwise;
 
@@ -163,10 +164,12 @@ impl DeepOnet {
                     && spec.dropout > 0.0
                     && let Some(noise) = pass.noise.as_deref_mut()
                 {
-                    // Masks are drawn per batch row: lay out as [batch, hidden, 1].
+                    // The masks follow the batch rows' streams: view as [batch, hidden, 1],
+                    // where the fused op makes each row's mask from its stream.
                     let [_, f, _] = h.dims();
-                    let mask = noise.dropout_mask(spec.dropout, [b, f], &device);
-                    h = h * mask.transpose().unsqueeze_dim::<3>(0);
+                    let rows = h.squeeze_dim::<2>(0).transpose().unsqueeze_dim::<3>(2);
+                    let rows = fused::dropout(rows, noise.mask_streams(spec.dropout, f));
+                    h = rows.squeeze_dim::<2>(2).transpose().unsqueeze_dim::<3>(0);
                 }
                 h = gelu(h);
             }
