@@ -139,7 +139,9 @@ impl Noise {
     }
 
     /// Inverted-dropout mask of shape `[batch, per_row...]`: each entry is 0 with probability
-    /// `p` and `1/(1-p)` otherwise.
+    /// `p` and `1/(1-p)` otherwise. The models never draw it as a tensor: their fused ops make the
+    /// same entries inside the kernels from [`Noise::mask_streams`]; this is the reference they
+    /// are tested against.
     pub fn dropout_mask<const D: usize>(
         &mut self,
         p: f64,
