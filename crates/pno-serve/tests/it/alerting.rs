@@ -278,7 +278,16 @@ async fn latency_and_error_shifts_alert_reach_the_receiver_and_resolve() {
     assert_eq!(s, StatusCode::FORBIDDEN);
 
     // Every firing and resolve is in the audit log.
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log_with(
+        &dir.path().join("audit.log"),
+        &[
+            "\"alert.firing\"",
+            "LatencyAnomaly",
+            "\"alert.resolved\"",
+            "ErrorRateAnomaly (critical)",
+        ],
+    )
+    .await;
     assert!(
         log.contains("\"alert.firing\"") && log.contains("LatencyAnomaly"),
         "{log}"

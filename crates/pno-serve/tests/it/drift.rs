@@ -195,7 +195,11 @@ async fn shifted_inputs_are_detected_alerted_audited_and_clear_again() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log_with(
+        &dir.path().join("audit.log"),
+        &["\"drift.detected\"", "\"drift.cleared\""],
+    )
+    .await;
     assert!(
         log.contains("\"drift.detected\"") && log.contains("\"drift.cleared\""),
         "{log}"

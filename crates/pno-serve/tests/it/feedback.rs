@@ -125,7 +125,11 @@ async fn truth_from_the_predictive_distribution_holds_and_a_shift_collapses_cove
     assert!(m.contains(
         "pno_calibration_coverage{model=\"pno\",version=\"1\",level=\"0.9\",replica=\"t\"}"
     ));
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log_with(
+        &dir.path().join("audit.log"),
+        &["CoverageCollapse (critical)", "\"feedback\""],
+    )
+    .await;
     assert!(log.contains("CoverageCollapse (critical)"), "{log}");
     assert!(
         log.contains("\"feedback\""),

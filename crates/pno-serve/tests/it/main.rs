@@ -147,6 +147,22 @@ pub(crate) fn with_key(mut r: Request<Body>, key: &str) -> Request<Body> {
     r
 }
 
+/// The audit log at `path` once it holds every one of `needles` (the server writes the records
+/// of its own decisions, alerts and rollbacks, just after they become visible through the API),
+/// or as it is after 5 s.
+pub(crate) async fn audit_log_with(path: &Path, needles: &[&str]) -> String {
+    let t = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if needles.iter().all(|n| log.contains(n))
+            || t.elapsed() > std::time::Duration::from_secs(5)
+        {
+            return log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) async fn body_bytes(r: Response<Body>) -> Vec<u8> {
     axum::body::to_bytes(r.into_body(), usize::MAX)
         .await

@@ -169,7 +169,7 @@ async fn collapsed_coverage_rolls_traffic_back_without_losing_requests() {
     assert!(seen.iter().any(|(_, v)| v == "2") && seen.iter().any(|(_, v)| v == "1"));
 
     // The audit log has the decision with its evidence.
-    let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let log = audit_log_with(&dir.path().join("audit.log"), &["\"model.rollback\""]).await;
     let line = log
         .lines()
         .find(|l| l.contains("\"model.rollback\""))
