@@ -14,11 +14,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 command -v wrk >/dev/null || { echo "error: needs wrk (apt-get install -y wrk)" >&2; exit 1; }
 DUR=${DUR:-10}; WARM=${WARM:-3}; LEVELS=${LEVELS:-"1 8 32"}; WAIT_MS=${WAIT_MS:-5}; ROWS=${ROWS:-64}
-if [ -z "${PNO:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-  cargo build --release --locked -p pno-cli >/dev/null
-  PNO=$CARGO_TARGET_DIR/release/pno
-fi
+bench_release_pno
 WORK=${WORK:-$(mktemp -d /tmp/pno-batching.XXXXXX)}
 OUT=${OUT:-$(bench_results_file batching)}
 : > "$OUT"

@@ -40,11 +40,7 @@ METHODS=${METHODS:-"fno mc_dropout pno_d vi_pno laplace pno_r ensemble"}
 for m in $METHODS; do
   [ -n "${CONFIG[$m]:-}" ] || { echo "unknown method '$m' in METHODS (known: ${!CONFIG[*]})" >&2; exit 2; }
 done
-if [ -z "${PNO:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-  cargo build --release --locked -p pno-cli >/dev/null
-  PNO=$CARGO_TARGET_DIR/release/pno
-fi
+bench_release_pno
 RES=${RES:-$(bench_results_file darcy64)}
 mkdir -p "$OUT"
 : > "$RES"

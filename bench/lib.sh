@@ -35,6 +35,15 @@ bench_results_file() {
 }
 
 # The leading fields of every result line: "date":…,"commit":…,"machine":{…} (no braces).
+# Sets PNO to a release `pno`: the one PNO already names, else one built here (shared target).
+bench_release_pno() {
+  if [ -z "${PNO:-}" ]; then
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
+    cargo build --release --locked -p pno-cli >/dev/null
+    PNO=$CARGO_TARGET_DIR/release/pno
+  fi
+}
+
 bench_stamp() {
   printf '"date":"%s","commit":"%s","machine":%s' \
     "$(date -u +%FT%TZ)" "$(bench_commit)" "$(bench_machine_json)"

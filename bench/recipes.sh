@@ -19,11 +19,7 @@ OUT=${2:-/tmp/pno-recipes}
 CONFIGS=${CONFIGS:-"darcy16_fno darcy16_tfno"}
 SEEDS=${SEEDS:-"0 1 2"}
 SAMPLES=${SAMPLES:-100}
-if [ -z "${PNO:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/pno-physics-bench/target}
-  cargo build --release --locked -p pno-cli >/dev/null
-  PNO=$CARGO_TARGET_DIR/release/pno
-fi
+bench_release_pno
 RES=${RES:-$(bench_results_file recipes)}
 mkdir -p "$OUT"
 : > "$RES"

@@ -125,20 +125,31 @@ fn bias_of(ops: &Operands<'_>, row: usize) -> f32 {
 /// Forward: `out = gelu((x + bias[c]) · mask)`, in place (`data` holds `x` on entry) or from
 /// `src` into `data`. Rows are `[b, c]` pairs of `n` points, split over rayon tasks.
 pub fn forward(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
-    let n = ops.points.max(1);
-    let chunk = rows_per_task(n) * n;
-    data.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let start = task * chunk;
-            let span = start..start + out.len();
-            pulp::Arch::new().dispatch(ForwardTask {
-                out,
-                x: src.map(|s| &s[span.clone()]),
-                first_row: start / n,
-                ops,
-            });
+    row_tasks(data, src, ops.points, |first_row, out, x| {
+        pulp::Arch::new().dispatch(ForwardTask {
+            out,
+            x,
+            first_row,
+            ops,
         });
+    });
+}
+
+/// Runs `task(first_row, out, x)` on rayon tasks of whole rows of `n` points of `data`, `x`
+/// being the same span of `src`.
+fn row_tasks(
+    data: &mut [f32],
+    src: Option<&[f32]>,
+    n: usize,
+    task: impl Fn(usize, &mut [f32], Option<&[f32]>) + Sync,
+) {
+    let n = n.max(1);
+    let chunk = rows_per_task(n) * n;
+    data.par_chunks_mut(chunk).enumerate().for_each(|(t, out)| {
+        let start = t * chunk;
+        let x = src.map(|s| &s[start..start + out.len()]);
+        task(start / n, out, x);
+    });
 }
 
 /// One rayon task of [`forward`]. A [`pulp::WithSimd`] whose body is `#[inline(always)]`, so the
@@ -189,31 +200,26 @@ impl pulp::WithSimd for ForwardTask<'_> {
 /// The same row tasks as [`forward`].
 pub fn dropout(data: &mut [f32], src: Option<&[f32]>, ops: Operands<'_>) {
     let n = ops.points.max(1);
-    let chunk = rows_per_task(n) * n;
-    data.par_chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let start = task * chunk;
-            let mut buf = Vec::new();
-            for (r, o) in out.chunks_mut(n).enumerate() {
-                let span = start + r * n..start + r * n + o.len();
-                let x = src.map(|s| &s[span]);
-                match (mask_row(&ops, start / n + r, &mut buf), x) {
-                    (Some(m), Some(x)) => {
-                        for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
-                            *o = x * m;
-                        }
+    row_tasks(data, src, n, |first_row, out, src| {
+        let mut buf = Vec::new();
+        for (r, o) in out.chunks_mut(n).enumerate() {
+            let x = src.map(|s| &s[r * n..r * n + o.len()]);
+            match (mask_row(&ops, first_row + r, &mut buf), x) {
+                (Some(m), Some(x)) => {
+                    for ((o, &x), &m) in o.iter_mut().zip(x).zip(m) {
+                        *o = x * m;
                     }
-                    (Some(m), None) => {
-                        for (o, &m) in o.iter_mut().zip(m) {
-                            *o *= m;
-                        }
-                    }
-                    (None, Some(x)) => o.copy_from_slice(x),
-                    (None, None) => {}
                 }
+                (Some(m), None) => {
+                    for (o, &m) in o.iter_mut().zip(m) {
+                        *o *= m;
+                    }
+                }
+                (None, Some(x)) => o.copy_from_slice(x),
+                (None, None) => {}
             }
-        });
+        }
+    });
 }
 
 // The row loops are `for` loops, not `for_each`: an iterator adapter's `fold` is a separate
