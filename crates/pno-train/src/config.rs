@@ -101,7 +101,9 @@ pub struct TrainConfig {
     pub gamma: Option<f64>,
     /// `plateau`: epochs without improvement before a decay (default 5).
     pub plateau_patience: Option<usize>,
-    /// Lower bound of the learning rate (default 0; `plateau` default 1e-4·lr... see docs).
+    /// Floor of the scheduled learning rate (default 0): where `cosine` ends, and where `step`
+    /// and `plateau` stop decaying (a base `lr` below it is kept). The fault-tolerant back-off
+    /// after a rollback scales the scheduled rate and may go below it.
     pub min_lr: Option<f64>,
     /// Training loss: `auto` (default: by model kind), `l2`, `l2_rel`, `h1`, `nll`, `crps`,
     /// `energy`, `elbo`.

@@ -328,7 +328,11 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
     let base = state.base_lr;
     let lr = match ts.schedule {
         Schedule::Constant => base,
-        Schedule::Step { step_size, gamma } => base * gamma.powi((epoch / step_size) as i32),
+        // The decaying schedules stop at min_lr, as PyTorch's StepLR-with-floor and
+        // ReduceLROnPlateau(min_lr) do; a base rate already below it is kept.
+        Schedule::Step { step_size, gamma } => {
+            (base * gamma.powi((epoch / step_size) as i32)).max(ts.min_lr.min(base))
+        }
         Schedule::Cosine => {
             ts.min_lr
                 + 0.5
@@ -338,9 +342,10 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
                             / ts.t_max.unwrap_or(ts.epochs) as f64)
                             .cos())
         }
-        Schedule::Plateau { .. } => base * state.plateau_scale,
+        Schedule::Plateau { .. } => (base * state.plateau_scale).max(ts.min_lr.min(base)),
     };
-    (lr * state.lr_scale).max(ts.min_lr.min(lr * state.lr_scale))
+    // The rollback back-off scales the scheduled rate and may take it below min_lr.
+    lr * state.lr_scale
 }
 
 struct Prepared {
@@ -1184,6 +1189,42 @@ mod schedule_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train.t_max") && e.contains("cosine"), "{e}");
+    }
+
+    #[test]
+    fn step_and_plateau_stop_at_min_lr_and_the_backoff_scales_below_it() {
+        let spec = |sched: &str| {
+            let cfg: RunConfig = toml::from_str(&format!(
+                "[train]\nepochs = 100\nlr = 1e-3\nmin_lr = 1e-4\ngamma = 0.5\n{sched}"
+            ))
+            .unwrap();
+            cfg.train_spec(pno_models::Kind::Fno, false).unwrap()
+        };
+        let mut state = TrainState::fresh(1e-3);
+        // Plateau: 1e-3 · 0.5^k until the floor; after 4 decays it is 6.25e-5 → 1e-4.
+        let ts = spec("schedule = \"plateau\"\nplateau_patience = 3\n");
+        for (k, want) in [(0, 1e-3), (1, 5e-4), (3, 1.25e-4), (4, 1e-4), (9, 1e-4)] {
+            state.plateau_scale = 0.5f64.powi(k);
+            let got = schedule_lr(&ts, 0, &state);
+            assert!((got - want).abs() < 1e-15, "plateau after {k} decays: {got} != {want}");
+        }
+        // The rollback back-off multiplies the floored rate: 1e-4 · 0.5.
+        state.lr_scale = 0.5;
+        assert!((schedule_lr(&ts, 0, &state) - 5e-5).abs() < 1e-15);
+        // Step: every 10 epochs ×0.5, floored at 1e-4 from epoch 40 on.
+        let ts = spec("schedule = \"step\"\nstep_size = 10\n");
+        let state = TrainState::fresh(1e-3);
+        for (e, want) in [(9, 1e-3), (10, 5e-4), (39, 1.25e-4), (40, 1e-4), (99, 1e-4)] {
+            let got = schedule_lr(&ts, e, &state);
+            assert!((got - want).abs() < 1e-15, "step at epoch {e}: {got} != {want}");
+        }
+        // A base rate below the floor is kept, not raised to it.
+        let cfg: RunConfig =
+            toml::from_str("[train]\nlr = 1e-5\nmin_lr = 1e-4\nschedule = \"plateau\"\n").unwrap();
+        let ts = cfg.train_spec(pno_models::Kind::Fno, false).unwrap();
+        let mut state = TrainState::fresh(1e-5);
+        state.plateau_scale = 0.25;
+        assert!((schedule_lr(&ts, 0, &state) - 1e-5).abs() < 1e-18);
     }
 
     #[test]
