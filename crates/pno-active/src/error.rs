@@ -41,9 +41,10 @@ pub enum ActiveError {
         /// The state file.
         path: PathBuf,
     },
-    /// An acquisition score was not finite (a model producing NaN/Inf).
+    /// An acquisition score was not finite (a model producing NaN/Inf), or negative under the
+    /// power batch rule.
     #[error(
-        "acquisition {acquisition}: score of pool sample {index} is {score} (expected a finite number)"
+        "acquisition {acquisition}: score of pool sample {index} is {score} (expected a finite number; non-negative for the power batch rule)"
     )]
     Score {
         /// Acquisition name.

@@ -19,7 +19,7 @@ pub mod pool;
 pub mod report;
 pub mod runner;
 
-pub use acquisition::Acquisition;
+pub use acquisition::{Acquisition, BatchRule};
 pub use error::{ActiveError, Result};
 pub use plan::{Plan, Setup};
 pub use report::{Curves, curves};

@@ -10,7 +10,7 @@ use pno_models::config::BackboneSpec;
 use pno_solvers::Generator;
 use pno_train::RunConfig;
 
-use crate::acquisition::Acquisition;
+use crate::acquisition::{Acquisition, BatchRule};
 use crate::error::{ActiveError, Result, config_err, option_err};
 use crate::pool::InputMap;
 
@@ -51,6 +51,10 @@ pub struct Plan {
     pub eval_samples: usize,
     /// Each round starts from the previous round's best weights (`--warm-start`).
     pub warm_start: bool,
+    /// How each batch is chosen from the scores (`--batch-rule`, `--power-beta`); plans
+    /// recorded before the rule existed were greedy.
+    #[serde(default)]
+    pub batch_rule: BatchRule,
 }
 
 /// The command-line flags that set each field of [`Plan`] (for mismatch errors).
@@ -70,6 +74,7 @@ pub(crate) fn flag_of(field: &str) -> &'static str {
         "draws" => "--draws",
         "eval_samples" => "--eval-samples",
         "warm_start" => "--warm-start",
+        "batch_rule" => "--batch-rule / --power-beta",
         _ => "the settings",
     }
 }
@@ -149,6 +154,15 @@ impl Plan {
                 "--draws / --eval-samples",
                 "at most 100000",
                 self.draws.max(self.eval_samples),
+            ));
+        }
+        if let BatchRule::Power { beta } = self.batch_rule
+            && !(beta.is_finite() && beta > 0.0)
+        {
+            return Err(option_err(
+                "--power-beta",
+                "a positive finite exponent",
+                beta,
             ));
         }
         if self.seeds.is_empty() {
@@ -309,6 +323,7 @@ mod tests {
             draws: 4,
             eval_samples: 4,
             warm_start: false,
+            batch_rule: BatchRule::Greedy,
         }
     }
 
@@ -376,6 +391,14 @@ mod tests {
                 }),
                 "tau",
             ),
+            (
+                Box::new(|p| p.batch_rule = BatchRule::Power { beta: 0.0 }),
+                "--power-beta",
+            ),
+            (
+                Box::new(|p| p.batch_rule = BatchRule::Power { beta: f64::NAN }),
+                "--power-beta",
+            ),
         ];
         for (edit, flag) in cases {
             let mut p = plan();
@@ -412,5 +435,16 @@ mod tests {
         let s = e.to_string();
         assert!(s.starts_with("--budget: expected 10"), "{s}");
         a.compare(&plan(), std::path::Path::new("x")).unwrap();
+        // The batch rule is part of the plan; one recorded before the rule existed is greedy.
+        let mut c = plan();
+        c.batch_rule = BatchRule::Power { beta: 1.0 };
+        let e = a.compare(&c, std::path::Path::new("x")).unwrap_err();
+        assert!(e.to_string().starts_with("--batch-rule"), "{e}");
+        let mut old = to_map(&a);
+        old.remove("batch_rule");
+        let back: Plan = serde_json::from_value(Value::Object(old)).unwrap();
+        assert_eq!(back, a);
+        let power: Plan = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
+        assert_eq!(power.batch_rule, BatchRule::Power { beta: 1.0 });
     }
 }

@@ -261,10 +261,11 @@ pub fn markdown(plan: &Plan, c: &Curves) -> String {
     let _ = writeln!(
         s,
         "Test metrics against labelled samples on {} ({} test samples; mean ± std over seeds {}; \
-         top-{} batches from a pool of {}):\n",
+         {}-{} batches from a pool of {}):\n",
         plan.pde,
         plan.test,
         seeds.join(", "),
+        plan.batch_rule.describe(),
         plan.batch,
         plan.pool
     );
@@ -421,6 +422,7 @@ mod tests {
             draws: 2,
             eval_samples: 2,
             warm_start: false,
+            batch_rule: crate::BatchRule::Greedy,
         }
     }
 

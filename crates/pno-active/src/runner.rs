@@ -25,7 +25,8 @@ use pno_run::{PredictRequest, TrainedModel, read_json, write_json};
 use pno_train::{EvalOptions, Progress, TrainOptions};
 
 use crate::acquisition::{
-    Acquisition, Noise, bald_scores, energy_scores, random_positions, top_b, variance_scores,
+    Acquisition, BatchRule, Noise, bald_scores, energy_scores, power_b, random_positions, top_b,
+    variance_scores,
 };
 use crate::error::{ActiveError, Result, io_err, option_err};
 use crate::plan::{Plan, Setup};
@@ -38,6 +39,8 @@ pub const FORMAT: &str = "pno-active-1";
 const SALT_SCORE: u64 = 0xac71;
 /// Salt of the random acquisition's stream.
 const SALT_RANDOM: u64 = 0xac72;
+/// Salt of the power batch rule's Gumbel stream.
+const SALT_POWER: u64 = 0xac73;
 /// Inputs per forward pass when predicting.
 const PREDICT_BATCH: usize = 16;
 
@@ -464,6 +467,11 @@ pub fn score_seed(seed: u64, round: usize) -> u64 {
     mix(&[seed, round as u64, SALT_SCORE])
 }
 
+/// The seed of round `round`'s power-rule Gumbel stream for experiment seed `seed`.
+pub fn power_seed(seed: u64, round: usize) -> u64 {
+    mix(&[seed, round as u64, SALT_POWER])
+}
+
 /// The seed of round `round`'s random choice for experiment seed `seed`.
 pub fn random_seed(seed: u64, round: usize) -> u64 {
     mix(&[seed, round as u64, SALT_RANDOM])
@@ -509,7 +517,12 @@ fn select(
         || labelled_noise(trained, data, plan.draws, draw_seed, &opts.device),
         &opts.device,
     )?;
-    let positions = top_b(acq, &scores, &st.pool, b)?;
+    let positions = match plan.batch_rule {
+        BatchRule::Greedy => top_b(acq, &scores, &st.pool, b)?,
+        BatchRule::Power { beta } => {
+            power_b(acq, &scores, &st.pool, b, beta, power_seed(st.seed, k))?
+        }
+    };
     write_json(
         &rdir.join("scores.json"),
         &ScoresFile {

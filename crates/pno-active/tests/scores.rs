@@ -3,8 +3,9 @@
 //! the round's model loaded from its run folder, the scores written out by hand.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use pno_active::runner::{ActiveProgress, ScoresFile, score_seed};
-use pno_active::{Acquisition, ActiveOptions, Plan};
+use pno_active::acquisition::power_b;
+use pno_active::runner::{ActiveProgress, ScoresFile, power_seed, score_seed};
+use pno_active::{Acquisition, ActiveOptions, BatchRule, Plan};
 use pno_models::burn::tensor::Device;
 use pno_run::PredictRequest;
 use pno_train::{Progress, Quiet};
@@ -42,6 +43,7 @@ fn plan() -> Plan {
         draws: 5,
         eval_samples: 4,
         warm_start: true,
+        batch_rule: BatchRule::Greedy,
     }
 }
 
@@ -196,4 +198,45 @@ fn chosen_batches_are_the_top_of_independently_recomputed_scores() {
         / ys.len() as f64;
     let got = file.noise_var.unwrap();
     assert!((got - mse).abs() <= 1e-9 * mse, "{got} vs {mse}");
+}
+
+#[test]
+fn power_batches_are_drawn_from_the_recorded_scores_with_the_rounds_own_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = plan();
+    p.acquisitions = vec![Acquisition::Variance];
+    p.batch_rule = BatchRule::Power { beta: 1.0 };
+    p.warm_start = false;
+    let opts = ActiveOptions {
+        out: dir.path().to_path_buf(),
+        device: Device::flex(),
+    };
+    let arms = pno_active::run(&p, &opts, &mut Silent(Quiet)).unwrap();
+    let arm = &arms[0];
+    let file: ScoresFile = serde_json::from_slice(
+        &std::fs::read(dir.path().join("arms/variance-seed3/round-000/scores.json")).unwrap(),
+    )
+    .unwrap();
+    let chosen = &arm.rounds[0].next.as_ref().unwrap().chosen;
+    let want: Vec<u64> = power_b(
+        Acquisition::Variance,
+        &file.scores,
+        &file.pool,
+        3,
+        1.0,
+        power_seed(3, 0),
+    )
+    .unwrap()
+    .into_iter()
+    .map(|k| file.pool[k])
+    .collect();
+    assert_eq!(chosen, &want);
+    let mut distinct = chosen.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3);
+    assert!(chosen.iter().all(|c| file.pool.contains(c)));
+    // The plan on disk says which rule chose the batches.
+    let active = std::fs::read_to_string(dir.path().join("active.json")).unwrap();
+    assert!(active.contains("\"power\""), "{active}");
 }

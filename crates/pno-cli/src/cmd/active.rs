@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use pno_active::report::{CurvePoint, Curves};
 use pno_active::runner::{ActiveProgress, ArmState, RoundRecord};
-use pno_active::{Acquisition, ActiveOptions, Plan};
+use pno_active::{Acquisition, ActiveOptions, BatchRule, Plan};
 use pno_bench::plots::{Band, band_panels};
 use pno_train::Progress;
 
@@ -44,8 +44,11 @@ Acquisitions (scores from --draws predictive draws X_1..X_M of each candidate):
             ensembles, laplace) v_epistemic is the draws' variance and v_aleatoric one noise
             variance: the mean squared residual of the predictive mean on the labelled set
   random    seeded uniform choice
-The batch is the top --batch scores (greedy, no diversity term); ties go to the smaller
-sample index.
+The batch (--batch-rule): greedy (default) takes the top --batch scores, ties to the smaller
+sample index; power draws --batch candidates without replacement with probabilities
+proportional to score^beta (--power-beta, default 1; stochastic batch acquisition, Kirsch et
+al. 2023), so a batch is not --batch near-copies of the most uncertain input. Random ignores
+the rule.
 
 State is written atomically after every round (OUT/arms/*/state.json) and training resumes
 from its checkpoints: re-running the same command continues, with the results an
@@ -111,6 +114,13 @@ pub(crate) struct ActiveArgs {
     /// Start each round's training from the previous round's best weights.
     #[arg(long)]
     warm_start: bool,
+    /// How a batch is chosen from the scores: greedy (the top scores) or power (drawn with
+    /// probabilities proportional to score^beta).
+    #[arg(long, default_value = "greedy", value_parser = ["greedy", "power"])]
+    batch_rule: String,
+    /// The exponent beta of --batch-rule power.
+    #[arg(long, value_name = "BETA")]
+    power_beta: Option<f64>,
     /// Report the labelled samples needed to reach this test rel-L2 (repeatable or
     /// comma-separated) [default: the random baseline's rel-L2 at the budget and halfway].
     #[arg(long, value_delimiter = ',')]
@@ -182,7 +192,17 @@ fn plan(args: &ActiveArgs) -> Result<Plan> {
             acqs.push(c);
         }
     }
+    let batch_rule = match (args.batch_rule.as_str(), args.power_beta) {
+        ("power", beta) => BatchRule::Power {
+            beta: beta.unwrap_or(1.0),
+        },
+        (_, Some(b)) => {
+            bail!("--power-beta: expected it only with --batch-rule power, got {b} with greedy")
+        }
+        _ => BatchRule::Greedy,
+    };
     Ok(Plan {
+        batch_rule,
         pde: pde.to_string(),
         generator,
         data_seed: args.data_seed.or(keys.seed).unwrap_or(0),

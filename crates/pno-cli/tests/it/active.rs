@@ -387,6 +387,24 @@ fn active_refuses_bad_flags_and_configs_naming_them() {
             base(&["--acquisition", "variance", "--device", "tpu"]),
             &["--device"],
         ),
+        (
+            base(&["--acquisition", "variance", "--batch-rule", "diverse"]),
+            &["--batch-rule", "diverse", "greedy", "power"],
+        ),
+        (
+            base(&["--acquisition", "variance", "--power-beta", "2"]),
+            &["--power-beta", "--batch-rule power"],
+        ),
+        (
+            base(&[
+                "--acquisition",
+                "variance",
+                "--batch-rule",
+                "power",
+                "--power-beta=-1",
+            ]),
+            &["--power-beta", "positive"],
+        ),
     ];
     let cases: Vec<(Vec<&str>, &[&str])> = owned
         .iter()
@@ -431,5 +449,11 @@ fn active_refuses_bad_flags_and_configs_naming_them() {
     assert_errors_name(&[(
         &other.iter().map(String::as_str).collect::<Vec<_>>(),
         &["--budget", "expected 10", "active.json", "got 14"],
+    )]);
+    let mut power = first;
+    power.extend(["--batch-rule".to_string(), "power".to_string()]);
+    assert_errors_name(&[(
+        &power.iter().map(String::as_str).collect::<Vec<_>>(),
+        &["--batch-rule", "active.json", "greedy", "power"],
     )]);
 }
