@@ -1206,7 +1206,10 @@ mod schedule_tests {
         for (k, want) in [(0, 1e-3), (1, 5e-4), (3, 1.25e-4), (4, 1e-4), (9, 1e-4)] {
             state.plateau_scale = 0.5f64.powi(k);
             let got = schedule_lr(&ts, 0, &state);
-            assert!((got - want).abs() < 1e-15, "plateau after {k} decays: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-15,
+                "plateau after {k} decays: {got} != {want}"
+            );
         }
         // The rollback back-off multiplies the floored rate: 1e-4 · 0.5.
         state.lr_scale = 0.5;
@@ -1216,7 +1219,10 @@ mod schedule_tests {
         let state = TrainState::fresh(1e-3);
         for (e, want) in [(9, 1e-3), (10, 5e-4), (39, 1.25e-4), (40, 1e-4), (99, 1e-4)] {
             let got = schedule_lr(&ts, e, &state);
-            assert!((got - want).abs() < 1e-15, "step at epoch {e}: {got} != {want}");
+            assert!(
+                (got - want).abs() < 1e-15,
+                "step at epoch {e}: {got} != {want}"
+            );
         }
         // A base rate below the floor is kept, not raised to it.
         let cfg: RunConfig =
