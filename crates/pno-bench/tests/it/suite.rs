@@ -32,7 +32,12 @@ fn a_valid_suite_lists_its_cells_in_dependency_order() {
     assert_eq!(cfg.model.kind.as_deref(), Some("pno_d"));
     assert_eq!(cfg.train.seed, Some(0));
     // The shipped suites validate.
-    for f in ["suite_smoke.toml", "suite_paper.toml", "suite_ks_cpu.toml"] {
+    for f in [
+        "suite_smoke.toml",
+        "suite_paper.toml",
+        "suite_ks_cpu.toml",
+        "suite_ks_short_cpu.toml",
+    ] {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../configs")
             .join(f);
