@@ -175,14 +175,19 @@ pub fn top_b(
             score: scores[k],
         });
     }
-    let mut order: Vec<usize> = (0..scores.len().min(pool.len())).collect();
+    Ok(best_first(scores, pool, b))
+}
+
+/// The positions of the `b` largest `keys`, largest first; ties go to the smaller sample index.
+fn best_first(keys: &[f64], pool: &[u64], b: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len().min(pool.len())).collect();
     order.sort_by(|&a, &c| {
-        scores[c]
-            .total_cmp(&scores[a])
+        keys[c]
+            .total_cmp(&keys[a])
             .then_with(|| pool[a].cmp(&pool[c]))
     });
     order.truncate(b);
-    Ok(order)
+    order
 }
 
 /// How the batch is chosen from the scores (see the module docs).
@@ -249,14 +254,7 @@ pub fn power_b(
             }
         })
         .collect();
-    let mut order: Vec<usize> = (0..scores.len().min(pool.len())).collect();
-    order.sort_by(|&a, &c| {
-        keys[c]
-            .total_cmp(&keys[a])
-            .then_with(|| pool[a].cmp(&pool[c]))
-    });
-    order.truncate(b);
-    Ok(order)
+    Ok(best_first(&keys, pool, b))
 }
 
 /// `b` positions into a pool of `len` candidates, uniformly without replacement, from the

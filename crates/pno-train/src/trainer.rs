@@ -328,11 +328,7 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
     let base = state.base_lr;
     let lr = match ts.schedule {
         Schedule::Constant => base,
-        // The decaying schedules stop at min_lr, as PyTorch's StepLR-with-floor and
-        // ReduceLROnPlateau(min_lr) do; a base rate already below it is kept.
-        Schedule::Step { step_size, gamma } => {
-            (base * gamma.powi((epoch / step_size) as i32)).max(ts.min_lr.min(base))
-        }
+        Schedule::Step { step_size, gamma } => base * gamma.powi((epoch / step_size) as i32),
         Schedule::Cosine => {
             ts.min_lr
                 + 0.5
@@ -342,10 +338,12 @@ fn schedule_lr(ts: &TrainSpec, epoch: usize, state: &TrainState) -> f64 {
                             / ts.t_max.unwrap_or(ts.epochs) as f64)
                             .cos())
         }
-        Schedule::Plateau { .. } => (base * state.plateau_scale).max(ts.min_lr.min(base)),
+        Schedule::Plateau { .. } => base * state.plateau_scale,
     };
-    // The rollback back-off scales the scheduled rate and may take it below min_lr.
-    lr * state.lr_scale
+    // Every schedule stops at min_lr (as PyTorch's ReduceLROnPlateau(min_lr) does; cosine ends
+    // there anyway); a base rate already below it is kept. The rollback back-off then scales
+    // the scheduled rate and may take it below min_lr.
+    lr.max(ts.min_lr.min(base)) * state.lr_scale
 }
 
 struct Prepared {
